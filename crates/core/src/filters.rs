@@ -1,0 +1,93 @@
+//! Filters every retrieval carries: who may read what, where, which kind, in force when.
+//! They are applied inside the index query, never by trimming a top-k afterwards.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, NormKind};
+
+/// Who may read a norm. Ordered: a principal cleared for `Internal` also reads `Public`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLevel {
+    /// Anyone, including anonymous citizens.
+    #[default]
+    Public,
+    /// Staff of the owning tenant.
+    Internal,
+    /// Named clearance only.
+    Restricted,
+}
+
+impl AccessLevel {
+    /// Stable lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessLevel::Public => "public",
+            AccessLevel::Internal => "internal",
+            AccessLevel::Restricted => "restricted",
+        }
+    }
+}
+
+impl fmt::Display for AccessLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AccessLevel {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.trim().to_lowercase().as_str() {
+            "public" => Ok(AccessLevel::Public),
+            "internal" => Ok(AccessLevel::Internal),
+            "restricted" => Ok(AccessLevel::Restricted),
+            _ => Err(Error::Invalid {
+                what: "access level",
+                value: s.into(),
+                why: "expected public, internal or restricted".into(),
+            }),
+        }
+    }
+}
+
+/// Restrictions on which passages a query may return.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filters {
+    /// ISO 3166-1 alpha-2 countries (any of); empty means all.
+    #[serde(default)]
+    pub jurisdictions: Vec<String>,
+    /// Kinds (any of); empty means all.
+    #[serde(default)]
+    pub kinds: Vec<NormKind>,
+    /// Only passages of norms in force on this date.
+    #[serde(default)]
+    pub in_force_on: Option<NaiveDate>,
+    /// Highest access level the caller is cleared for.
+    #[serde(default)]
+    pub max_access: AccessLevel,
+    /// The caller's tenant: non-public passages of other tenants are excluded.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Sees every tenant's documents (a local operator, an admin); never set from a request.
+    #[serde(skip)]
+    pub all_tenants: bool,
+}
+
+impl Filters {
+    /// Filters for a local operator running the CLI on their own data folder: sees everything.
+    pub fn operator() -> Self {
+        Filters {
+            max_access: AccessLevel::Restricted,
+            all_tenants: true,
+            ..Filters::default()
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! Cabildo's domain types: the norms it ingests, the passages it retrieves and cites, the
+//! filters every query carries, and the errors they share.
+//!
+//! This crate knows nothing about storage, indexes, models or HTTP; every other crate depends
+//! on it and it depends on none of them.
+#![deny(missing_docs)]
+
+mod filters;
+mod norm;
+mod passage;
+
+pub use filters::{AccessLevel, Filters};
+pub use norm::{Jurisdiction, Language, Norm, NormKind};
+pub use passage::{Passage, SearchHit};
+
+/// Errors for malformed domain values (a bad date, an unknown kind).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A value given by a user or a file does not parse.
+    #[error("invalid {what}: {value:?} ({why})")]
+    Invalid {
+        /// Which field.
+        what: &'static str,
+        /// The offending value.
+        value: String,
+        /// Why it is rejected.
+        why: String,
+    },
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, Error>;

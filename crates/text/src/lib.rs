@@ -1,0 +1,20 @@
+//! Text handling for legal documents in Spanish and Portuguese: whitespace and Unicode
+//! normalisation, the legal tokenizer that makes "Ley N° 19.628" match "ley 19628",
+//! segmentation of plain text into Título › Capítulo › Artículo, splitting long articles at
+//! inciso boundaries, and a language guess.
+//!
+//! This crate knows nothing about indexes or file formats: it turns strings into strings,
+//! tokens and structure.
+#![deny(missing_docs)]
+
+mod lang;
+mod normalize;
+mod segment;
+mod split;
+mod tokens;
+
+pub use lang::guess_language;
+pub use normalize::{content_hash, slug, tidy, title_case};
+pub use segment::{article_label, segment, Article, Line};
+pub use split::{split_article, Piece, MAX_PASSAGE_CHARS};
+pub use tokens::{legal_tokens, LegalToken};

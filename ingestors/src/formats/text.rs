@@ -1,0 +1,175 @@
+//! Markdown, reStructuredText and plain text, with the YAML front-matter of LeyChile's
+//! Markdown export (`id_norma`, `version_date`, `titulo_norma`, `source_url`…).
+
+use cabildo_core::{Language, NormKind};
+use cabildo_text::{guess_language, segment, tidy, title_case, Line};
+use yaml_rust2::{Yaml, YamlLoader};
+
+use super::{decode, Parsed};
+use crate::meta::{parse_date, FileContext};
+use crate::{IngestError, Unit};
+
+/// Splits `---` front-matter from the body.
+fn front_matter(text: &str) -> (Option<&str>, &str) {
+    let Some(rest) = text.strip_prefix("---\n").or_else(|| text.strip_prefix("---\r\n")) else {
+        return (None, text);
+    };
+    match rest.find("\n---") {
+        Some(end) => {
+            let body = &rest[end + 4..];
+            (Some(&rest[..end]), body.trim_start_matches(['\r', '\n']))
+        }
+        None => (None, text),
+    }
+}
+
+/// The common name inside a long official title: "FIJA EL TEXTO … DE LA CONSTITUCION
+/// POLITICA DE LA REPUBLICA DE CHILE" → "CONSTITUCION POLITICA DE LA REPUBLICA DE CHILE".
+fn common_name(title: &str) -> &str {
+    let upper = title.to_uppercase();
+    for key in ["CONSTITUCION", "CONSTITUCIÓN", "CODIGO", "CÓDIGO"] {
+        if let Some(i) = upper.find(key) {
+            let rest = &title[i..];
+            return rest.split([';', ',']).next().unwrap_or(rest).trim();
+        }
+    }
+    title
+}
+
+/// reStructuredText section titles (a line underlined with `=`, `-`, `~`) become Markdown
+/// headings so one segmenter reads both.
+fn rst_headings(lines: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(lines.len());
+    for line in lines {
+        let t = line.trim();
+        let underline = t.len() >= 3
+            && t.chars().all(|c| matches!(c, '=' | '-' | '~' | '^' | '*'))
+            && out.last().is_some_and(|p| !p.trim().is_empty());
+        if underline {
+            if let Some(prev) = out.pop() {
+                let level = match t.chars().next() {
+                    Some('=') => 1,
+                    Some('-') => 2,
+                    _ => 3,
+                };
+                out.push(format!("{} {}", "#".repeat(level), prev.trim()));
+            }
+        } else {
+            out.push(line);
+        }
+    }
+    out
+}
+
+pub(crate) fn parse(ctx: &FileContext, ext: &str) -> Result<Parsed, IngestError> {
+    let raw = decode(ctx.bytes, None);
+    let (fm, body) = front_matter(&raw);
+    let fm = match fm {
+        Some(y) => YamlLoader::load_from_str(y)
+            .map_err(|e| IngestError::malformed("front-matter YAML", e))?
+            .into_iter()
+            .next(),
+        None => None,
+    };
+    let get = |key: &str| -> Option<String> {
+        let v = &fm.as_ref()?[key];
+        match v {
+            Yaml::String(s) => Some(s.clone()),
+            Yaml::Integer(i) => Some(i.to_string()),
+            Yaml::Boolean(b) => Some(b.to_string()),
+            Yaml::Array(a) => a.first().and_then(|x| x.as_str()).map(str::to_string),
+            _ => None,
+        }
+    };
+
+    let body = tidy(body);
+    let mut lines: Vec<String> = body.lines().map(str::to_string).collect();
+    if ext == "rst" {
+        lines = rst_headings(lines);
+    }
+    // The first level-1 heading is the document's own title, not part of its structure,
+    // unless the file is one piece of a larger norm (a chapter of a constitution).
+    let first_h1 = lines
+        .iter()
+        .position(|l| l.starts_with("# "))
+        .filter(|&i| i < 5);
+    let h1_title = first_h1.map(|i| lines[i][2..].trim().to_string());
+    let fm_title = get("titulo_norma");
+    if first_h1.is_some() && (fm_title.is_some() || ctx.collection_title.is_none()) {
+        if let Some(i) = first_h1 {
+            lines.remove(i);
+        }
+    }
+
+    let title = fm_title
+        .as_deref()
+        .map(|t| title_case(common_name(t)))
+        .or_else(|| ctx.collection_title.clone())
+        .or(h1_title)
+        .unwrap_or_else(|| ctx.stem().replace(['-', '_'], " "));
+
+    let language = guess_language(&body);
+    let jurisdiction = ctx.jurisdiction();
+    let id = match get("id_norma") {
+        Some(id) => format!("{}-leychile-{id}", jurisdiction.country.to_lowercase()),
+        None => ctx.path_id(&jurisdiction),
+    };
+    let path_hint = ctx.path.to_string_lossy().to_lowercase();
+    let kind = match get("compuesto").as_deref() {
+        Some(c) if c.starts_with("LEY") || c.starts_with("DL") => NormKind::Ley,
+        _ if path_hint.contains("/codigos/") => NormKind::Codigo,
+        _ if path_hint.contains("/constitucion") => NormKind::Constitucion,
+        _ => NormKind::guess(&title),
+    };
+    let format = match ext {
+        "rst" => "rst",
+        "txt" => "text",
+        _ => "markdown",
+    };
+    let mut norm = ctx.norm(id, title, kind, format, language);
+    if let Some(id_norma) = get("id_norma") {
+        norm.official_url = Some(format!(
+            "https://www.bcn.cl/leychile/navegar?idNorma={id_norma}"
+        ));
+    } else if let Some(url) = get("source_url") {
+        norm.official_url = Some(url);
+    }
+    norm.number = get("compuesto").and_then(|c| {
+        c.split_once('-')
+            .map(|(_, n)| n.to_string())
+            .filter(|n| n.chars().any(|c| c.is_ascii_digit()))
+    });
+    norm.issuing_body = get("organismos");
+    norm.publication_date = get("fecha_publicacion_original").and_then(|d| parse_date(&d));
+    norm.version_date = get("version_date").and_then(|d| parse_date(&d));
+    norm.valid_from = norm.version_date.or(norm.publication_date);
+    if norm.language != Language::Es && norm.jurisdiction.country == "BR" {
+        norm.language = Language::Pt;
+    }
+
+    let lines: Vec<Line> = lines.into_iter().map(Line::new).collect();
+    let units = segment(&lines).into_iter().map(Unit::from).collect();
+    Ok((norm, units))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_name_of_long_titles() {
+        assert_eq!(
+            common_name("FIJA EL TEXTO REFUNDIDO, COORDINADO Y SISTEMATIZADO DE LA CONSTITUCION POLITICA DE LA REPUBLICA DE CHILE"),
+            "CONSTITUCION POLITICA DE LA REPUBLICA DE CHILE"
+        );
+        assert_eq!(common_name("FIJA TEXTO DEL CODIGO DE AGUAS"), "CODIGO DE AGUAS");
+        assert_eq!(common_name("LEY DE PRUEBA"), "LEY DE PRUEBA");
+    }
+
+    #[test]
+    fn front_matter_is_split() {
+        let (fm, body) = front_matter("---\nid_norma: 1\n---\n\n# T\n");
+        assert_eq!(fm, Some("id_norma: 1"));
+        assert_eq!(body, "# T\n");
+    }
+}
