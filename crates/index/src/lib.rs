@@ -1,1 +1,204 @@
-//! placeholder
+//! The lexical index: tantivy with Spanish and Portuguese legal analysers (see [`analysis`]).
+//!
+//! Each passage is indexed in the fields of its language: its text, and a heading field with
+//! the norm title, breadcrumb and provision label. Filters (jurisdiction, kind, access level,
+//! tenant, in force on a date) are clauses of the same query, never a post-filter.
+//!
+//! Only this crate knows tantivy.
+#![deny(missing_docs)]
+
+pub mod analysis;
+mod query;
+mod schema;
+
+use std::path::Path;
+
+use cabildo_core::{Filters, Language, Passage, SearchHit};
+use tantivy::collector::TopDocs;
+use tantivy::directory::MmapDirectory;
+use tantivy::schema::Value;
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+pub use query::QueryOptions;
+use schema::Fields;
+
+/// Errors of the lexical index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// Tantivy failed (I/O, corruption, lock).
+    #[error("lexical index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    /// The index folder cannot be opened.
+    #[error("lexical index folder {path}: {reason}")]
+    Open {
+        /// The folder.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Another process is writing to the index.
+    #[error("the index is locked by another ingest (only one writer at a time): {0}")]
+    Locked(String),
+    /// A stored passage could not be decoded.
+    #[error("stored passage is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, IndexError>;
+
+/// A tantivy index of passages.
+pub struct LexicalIndex {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+}
+
+impl LexicalIndex {
+    /// Opens the index in `dir`, creating it when absent.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| IndexError::Open {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let mmap = MmapDirectory::open(dir).map_err(|e| IndexError::Open {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let (schema, fields) = schema::build();
+        let index = Index::open_or_create(mmap, schema)?;
+        Self::with_index(index, fields)
+    }
+
+    /// An index held in memory (evaluation runs, tests).
+    pub fn in_memory() -> Result<Self> {
+        let (schema, fields) = schema::build();
+        Self::with_index(Index::create_in_ram(schema), fields)
+    }
+
+    fn with_index(index: Index, fields: Fields) -> Result<Self> {
+        for lang in [Language::Es, Language::Pt, Language::En] {
+            index
+                .tokenizers()
+                .register(analysis::analyzer_name(lang), analysis::legal_analyzer(lang));
+        }
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(LexicalIndex {
+            index,
+            reader,
+            fields,
+        })
+    }
+
+    /// Starts a write batch. Nothing it does is visible until [`WriteBatch::commit`]; if the
+    /// process dies first, the index stays as it was.
+    pub fn batch(&self) -> Result<WriteBatch<'_>> {
+        let writer: IndexWriter = self
+            .index
+            .writer_with_num_threads(1, 200_000_000)
+            .map_err(|e| match e {
+                tantivy::TantivyError::LockFailure(..) => IndexError::Locked(e.to_string()),
+                other => IndexError::Tantivy(other),
+            })?;
+        Ok(WriteBatch { index: self, writer })
+    }
+
+    /// Makes the last commit visible to searches.
+    pub fn refresh(&self) -> Result<()> {
+        Ok(self.reader.reload()?)
+    }
+
+    /// Number of passages visible to searches.
+    pub fn len(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Whether the index holds no passage.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Ids of the passages stored for a norm, in document order.
+    pub fn passage_ids_of(&self, norm_id: &str) -> Result<Vec<String>> {
+        let searcher = self.reader.searcher();
+        let q = tantivy::query::TermQuery::new(
+            Term::from_field_text(self.fields.norm_id, norm_id),
+            tantivy::schema::IndexRecordOption::Basic,
+        );
+        let top = searcher.search(&q, &TopDocs::with_limit(1_000_000).order_by_score())?;
+        let mut passages = Vec::with_capacity(top.len());
+        for (_, addr) in top {
+            passages.push(self.passage_at(&searcher.doc(addr)?)?);
+        }
+        passages.sort_by_key(|p| p.ordinal);
+        Ok(passages.into_iter().map(|p| p.id).collect())
+    }
+
+    /// Searches `text` under `filters`, returning at most `k` hits with snippets.
+    pub fn search(
+        &self,
+        text: &str,
+        filters: &Filters,
+        k: usize,
+        options: &QueryOptions,
+    ) -> Result<Vec<SearchHit>> {
+        let searcher = self.reader.searcher();
+        let Some(query) = query::build(&self.fields, text, filters, options) else {
+            return Ok(Vec::new());
+        };
+        let top = searcher.search(&query, &TopDocs::with_limit(k.max(1)).order_by_score())?;
+        let mut hits = Vec::with_capacity(top.len());
+        let mut snippets = query::Snippets::new(&searcher, &self.fields, text, options)?;
+        for (rank, (score, addr)) in top.into_iter().enumerate() {
+            let passage = self.passage_at(&searcher.doc(addr)?)?;
+            let (snippet, highlights) = snippets.make(&passage);
+            hits.push(SearchHit {
+                rank: rank + 1,
+                score,
+                passage,
+                snippet,
+                highlights,
+            });
+        }
+        Ok(hits)
+    }
+
+    fn passage_at(&self, doc: &TantivyDocument) -> Result<Passage> {
+        let json = doc
+            .get_first(self.fields.stored)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| IndexError::Corrupt("no stored passage".into()))?;
+        serde_json::from_str(json).map_err(|e| IndexError::Corrupt(e.to_string()))
+    }
+}
+
+/// Pending changes to the index; atomic on commit.
+pub struct WriteBatch<'a> {
+    index: &'a LexicalIndex,
+    writer: IndexWriter,
+}
+
+impl WriteBatch<'_> {
+    /// Removes every passage of a norm (before adding its new version).
+    pub fn delete_norm(&mut self, norm_id: &str) {
+        self.writer
+            .delete_term(Term::from_field_text(self.index.fields.norm_id, norm_id));
+    }
+
+    /// Adds a passage.
+    pub fn add(&mut self, passage: &Passage) -> Result<()> {
+        let doc = schema::document(&self.index.fields, passage);
+        self.writer.add_document(doc)?;
+        Ok(())
+    }
+
+    /// Makes the batch durable and visible, all at once.
+    pub fn commit(mut self) -> Result<()> {
+        self.writer.commit()?;
+        self.writer.wait_merging_threads()?;
+        self.index.refresh()
+    }
+}

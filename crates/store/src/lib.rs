@@ -1,1 +1,247 @@
-//! placeholder
+//! The SQL registry: norms and their versions, the source files they came from (by content
+//! hash, so re-ingesting an unchanged file is a no-op), and ingest jobs with their per-file
+//! failures. SQLite under the data folder; the schema lives in `migrations/`.
+//!
+//! Only this crate knows SQL.
+#![deny(missing_docs)]
+
+use std::path::Path;
+use std::str::FromStr;
+
+use cabildo_core::{Jurisdiction, Norm};
+use chrono::{NaiveDate, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+/// Errors of the registry.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("registry database: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("registry migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value does not parse.
+    #[error("registry holds an invalid value: {0}")]
+    Invalid(String),
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// What an ingest run did, as kept in `ingest_jobs`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct JobSummary {
+    /// Files looked at (metadata files excluded).
+    pub files: u64,
+    /// Files skipped because their content hash was already indexed.
+    pub unchanged: u64,
+    /// Norms written (new or replaced).
+    pub norms: u64,
+    /// Passages written.
+    pub passages: u64,
+    /// Files that failed.
+    pub failures: u64,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// The registry.
+#[derive(Clone)]
+pub struct Registry {
+    pool: SqlitePool,
+}
+
+fn date(s: Option<String>) -> Option<NaiveDate> {
+    s.and_then(|s| NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok())
+}
+
+impl Registry {
+    /// Opens (creating if needed) the SQLite registry at `path` and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("../../migrations/sqlite").run(&pool).await?;
+        Ok(Registry { pool })
+    }
+
+    /// The content hash and norm id last ingested from a source file.
+    pub async fn source(&self, path: &str) -> Result<Option<(String, String)>> {
+        let row = sqlx::query("SELECT content_hash, norm_id FROM sources WHERE path = ?")
+            .bind(path)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Records norms (with their passage counts) and their source files in one transaction.
+    /// Called after the index commit that made their passages visible.
+    pub async fn record(&self, norms: &[(Norm, usize)]) -> Result<()> {
+        let now = Utc::now().to_rfc3339();
+        let mut tx = self.pool.begin().await?;
+        for (n, passages) in norms {
+            sqlx::query(
+                "INSERT INTO norms (id, jurisdiction, subdivision, kind, number, title, issuing_body,
+                    language, official_url, publication_date, version_date, valid_from, valid_to,
+                    access, tenant, content_hash, format, source_path, passages, ingested_at)
+                 VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                 ON CONFLICT (id) DO UPDATE SET
+                    jurisdiction = excluded.jurisdiction, subdivision = excluded.subdivision,
+                    kind = excluded.kind, number = excluded.number, title = excluded.title,
+                    issuing_body = excluded.issuing_body, language = excluded.language,
+                    official_url = excluded.official_url, publication_date = excluded.publication_date,
+                    version_date = excluded.version_date, valid_from = excluded.valid_from,
+                    valid_to = excluded.valid_to, access = excluded.access, tenant = excluded.tenant,
+                    content_hash = excluded.content_hash, format = excluded.format,
+                    source_path = excluded.source_path, passages = excluded.passages,
+                    ingested_at = excluded.ingested_at",
+            )
+            .bind(&n.id)
+            .bind(&n.jurisdiction.country)
+            .bind(&n.jurisdiction.subdivision)
+            .bind(n.kind.as_str())
+            .bind(&n.number)
+            .bind(&n.title)
+            .bind(&n.issuing_body)
+            .bind(n.language.code())
+            .bind(&n.official_url)
+            .bind(n.publication_date.map(|d| d.to_string()))
+            .bind(n.version_date.map(|d| d.to_string()))
+            .bind(n.valid_from.map(|d| d.to_string()))
+            .bind(n.valid_to.map(|d| d.to_string()))
+            .bind(n.access.as_str())
+            .bind(&n.tenant)
+            .bind(&n.content_hash)
+            .bind(&n.format)
+            .bind(&n.source_path)
+            .bind(*passages as i64)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO sources (path, content_hash, norm_id, ingested_at) VALUES (?,?,?,?)
+                 ON CONFLICT (path) DO UPDATE SET content_hash = excluded.content_hash,
+                    norm_id = excluded.norm_id, ingested_at = excluded.ingested_at",
+            )
+            .bind(&n.source_path)
+            .bind(&n.content_hash)
+            .bind(&n.id)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes a norm that no longer has a source (its file now yields another norm id).
+    pub async fn forget_norm(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM norms WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Opens an ingest job and returns its id.
+    pub async fn start_job(&self) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO ingest_jobs (started_at, status) VALUES (?, 'running') RETURNING id",
+        )
+        .bind(Utc::now().to_rfc3339())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get(0))
+    }
+
+    /// Records a file that could not be ingested.
+    pub async fn add_failure(&self, job: i64, path: &str, reason: &str) -> Result<()> {
+        sqlx::query("INSERT INTO ingest_failures (job_id, path, reason) VALUES (?,?,?)")
+            .bind(job)
+            .bind(path)
+            .bind(reason)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Closes an ingest job with its summary.
+    pub async fn finish_job(&self, job: i64, s: &JobSummary, status: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE ingest_jobs SET finished_at = ?, status = ?, files = ?, unchanged = ?,
+                norms = ?, passages = ?, failures = ?, seconds = ? WHERE id = ?",
+        )
+        .bind(Utc::now().to_rfc3339())
+        .bind(status)
+        .bind(s.files as i64)
+        .bind(s.unchanged as i64)
+        .bind(s.norms as i64)
+        .bind(s.passages as i64)
+        .bind(s.failures as i64)
+        .bind(s.seconds)
+        .bind(job)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// All norms, by jurisdiction and title.
+    pub async fn norms(&self) -> Result<Vec<Norm>> {
+        let rows = sqlx::query(
+            "SELECT id, jurisdiction, subdivision, kind, number, title, issuing_body, language,
+                official_url, publication_date, version_date, valid_from, valid_to, access, tenant,
+                content_hash, format, source_path
+             FROM norms ORDER BY jurisdiction, title",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(norm_from_row).collect()
+    }
+
+    /// Total passages recorded.
+    pub async fn passage_count(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COALESCE(SUM(passages), 0) FROM norms")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.get(0))
+    }
+}
+
+fn parse<T: FromStr>(what: &str, s: &str) -> Result<T> {
+    s.parse()
+        .map_err(|_| StoreError::Invalid(format!("{what} {s:?}")))
+}
+
+fn norm_from_row(r: sqlx::sqlite::SqliteRow) -> Result<Norm> {
+    Ok(Norm {
+        id: r.get(0),
+        jurisdiction: Jurisdiction {
+            country: r.get(1),
+            subdivision: r.get(2),
+        },
+        kind: parse("kind", &r.get::<String, _>(3))?,
+        number: r.get(4),
+        title: r.get(5),
+        issuing_body: r.get(6),
+        language: parse("language", &r.get::<String, _>(7))?,
+        official_url: r.get(8),
+        publication_date: date(r.get(9)),
+        version_date: date(r.get(10)),
+        valid_from: date(r.get(11)),
+        valid_to: date(r.get(12)),
+        access: parse("access", &r.get::<String, _>(13))?,
+        tenant: r.get(14),
+        content_hash: r.get(15),
+        format: r.get(16),
+        source_path: r.get(17),
+    })
+}

@@ -84,6 +84,10 @@ mod tests {
     }
 }
 
+static ROMAN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"^m{0,3}(c[md]|d?c{0,3})(x[cl]|l?x{0,3})(i[xv]|v?i{0,3})$").expect("regex")
+});
+
 /// Accents that upper-case official titles drop ("CONSTITUCION POLITICA").
 const ACCENTED: &[(&str, &str)] = &[
     ("constitucion", "constitución"),
@@ -126,7 +130,7 @@ pub fn title_case(title: &str) -> String {
             .find(|(plain, _)| *plain == core)
             .map(|(plain, accented)| lower.replacen(plain, accented, 1))
             .unwrap_or(lower);
-        let is_roman = !core.is_empty() && core.chars().all(|c| "ivxlcdm".contains(c)) && core.len() <= 5 && core != "di" && core != "mi";
+        let is_roman = !core.is_empty() && ROMAN.is_match(&core);
         if is_roman && i > 0 {
             out.push(fixed.to_uppercase());
         } else if i > 0 && SMALL_WORDS.contains(&fixed.as_str()) {
@@ -151,6 +155,8 @@ mod title_tests {
             "Constitución Política de la República de Chile"
         );
         assert_eq!(title_case("CODIGO DE MINERIA"), "Código de Minería");
+        assert_eq!(title_case("CODIGO CIVIL"), "Código Civil");
+        assert_eq!(title_case("TITULO XIV DE LA LEY"), "Titulo XIV de la Ley");
         assert_eq!(title_case("Lei Geral de Proteção"), "Lei Geral de Proteção");
     }
 }

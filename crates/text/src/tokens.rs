@@ -85,8 +85,10 @@ pub fn legal_tokens(text: &str, language: Language) -> Vec<LegalToken> {
                 let (ns, ne) = words[i];
                 let next = &text[ns..ne];
                 let joined_by_dot = &text[end..ns] == ".";
-                let group = next.len() == 3 && is_digits(next)
-                    || next.len() == 4 && is_digits(&next[..3]) && is_ordinal_mark(&next[3..]);
+                let group = next.len() >= 3
+                    && next.is_char_boundary(3)
+                    && is_digits(&next[..3])
+                    && (next.len() == 3 || is_ordinal_mark(&next[3..]));
                 if joined_by_dot && group {
                     number.push_str(&next[..3]);
                     end = ne;
@@ -195,5 +197,7 @@ mod tests {
     fn ordinary_words_and_decimals_untouched() {
         assert_eq!(texts("no hay 3.5 veces", Language::Es), ["no", "hay", "3", "5", "veces"]);
         assert_eq!(texts("arte", Language::Es), ["arte"]);
+        assert_eq!(texts("12.así", Language::Es), ["12", "así"]);
+        assert_eq!(texts("Ley 19.628º", Language::Es), ["ley", "19628"]);
     }
 }

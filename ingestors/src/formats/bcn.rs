@@ -16,7 +16,12 @@ fn child<'a, 'i>(n: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
 }
 
 fn text_of(n: Option<Node>) -> String {
-    n.map(|n| n.descendants().filter_map(|d| d.text()).collect::<String>())
+    n.map(|n| {
+        n.descendants()
+            .filter(|d| d.is_text())
+            .filter_map(|d| d.text())
+            .collect::<String>()
+    })
         .unwrap_or_default()
 }
 

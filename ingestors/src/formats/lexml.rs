@@ -16,7 +16,11 @@ fn name<'a>(n: &Node<'a, '_>) -> &'a str {
 
 /// Text of a node with inline markup flattened and whitespace collapsed.
 fn flat(n: Node) -> String {
-    let s: String = n.descendants().filter_map(|d| d.text()).collect();
+    let s: String = n
+        .descendants()
+        .filter(|d| d.is_text())
+        .filter_map(|d| d.text())
+        .collect();
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

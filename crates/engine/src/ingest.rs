@@ -1,0 +1,224 @@
+//! Ingest jobs: walk the given paths, parse each file, and write its passages to the index
+//! and its norm to the registry.
+//!
+//! Consistency: passages become visible only when a batch commits (tantivy commits are
+//! atomic), and a norm's old passages are deleted in the same batch that adds the new ones,
+//! so a changed file replaces its old version at once. The registry is written after the
+//! commit; a crash in between only means the next run re-ingests those files, which is
+//! idempotent (deterministic ids, delete-then-add). Unchanged files are skipped by content
+//! hash. A file that fails is reported and the batch goes on.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use cabildo_core::Norm;
+use cabildo_ingestors::{is_metadata_file, parse_file, IngestDefaults};
+use cabildo_store::JobSummary;
+use serde::Serialize;
+
+use crate::{Engine, EngineError, Result};
+
+/// Commit after this many passages, to bound memory and the work a crash can lose.
+const COMMIT_EVERY_PASSAGES: usize = 20_000;
+
+/// What happened to one file.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum FileOutcome {
+    /// Parsed and written.
+    Indexed {
+        /// The norm's id.
+        norm_id: String,
+        /// Passages written.
+        passages: usize,
+    },
+    /// Same content hash as already indexed.
+    Unchanged,
+    /// Could not be ingested.
+    Failed {
+        /// One line saying why.
+        reason: String,
+    },
+}
+
+/// Receives progress of a running job (a progress bar, log lines).
+pub trait Progress {
+    /// Called once with the number of files and their total size.
+    fn start(&mut self, files: usize, bytes: u64);
+    /// Called after each file.
+    fn file_done(&mut self, path: &Path, bytes: u64, outcome: &FileOutcome);
+}
+
+/// Progress that goes nowhere.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&mut self, _: usize, _: u64) {}
+    fn file_done(&mut self, _: &Path, _: u64, _: &FileOutcome) {}
+}
+
+/// The result of a job.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestReport {
+    /// The registry's job id.
+    pub job_id: i64,
+    /// Totals.
+    #[serde(flatten)]
+    pub summary: JobSummary,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Metadata files skipped (README, LICENSE…).
+    pub skipped: u64,
+    /// Files that failed, with reasons.
+    pub failed: Vec<Failure>,
+}
+
+/// A file that failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// Its path.
+    pub path: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Lists the files under `paths` (recursively, sorted), separating metadata files.
+pub fn collect_files(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, u64)> {
+    let mut files = Vec::new();
+    let mut skipped = 0;
+    for p in paths {
+        if !p.exists() {
+            return Err(EngineError::Io {
+                path: p.display().to_string(),
+                reason: "no such file or folder".into(),
+            });
+        }
+        for entry in walkdir::WalkDir::new(p).sort_by_file_name() {
+            let entry = entry.map_err(|e| EngineError::Io {
+                path: p.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            if is_metadata_file(entry.path()) {
+                skipped += 1;
+            } else {
+                files.push(entry.into_path());
+            }
+        }
+    }
+    Ok((files, skipped))
+}
+
+impl Engine {
+    /// Ingests files and folders.
+    pub async fn ingest(
+        &self,
+        paths: &[PathBuf],
+        defaults: &IngestDefaults,
+        progress: &mut dyn Progress,
+    ) -> Result<IngestReport> {
+        let started = Instant::now();
+        let (files, skipped) = collect_files(paths)?;
+        let sizes: Vec<u64> = files
+            .iter()
+            .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+            .collect();
+        progress.start(files.len(), sizes.iter().sum());
+        let job = self.registry.start_job().await?;
+        let mut summary = JobSummary {
+            files: files.len() as u64,
+            ..JobSummary::default()
+        };
+        let mut failed = Vec::new();
+        let mut batch = self.index.batch()?;
+        let mut pending: Vec<(Norm, usize)> = Vec::new();
+        let mut pending_passages = 0;
+        let mut bytes_read = 0;
+
+        for (path, size) in files.iter().zip(sizes) {
+            let key = std::fs::canonicalize(path)
+                .unwrap_or_else(|_| path.clone())
+                .display()
+                .to_string();
+            let outcome = match std::fs::read(path) {
+                Err(e) => FileOutcome::Failed {
+                    reason: format!("cannot read: {e}"),
+                },
+                Ok(bytes) => {
+                    bytes_read += bytes.len() as u64;
+                    let hash = cabildo_text::content_hash(&bytes);
+                    let previous = self.registry.source(&key).await?;
+                    if previous.as_ref().is_some_and(|(h, _)| *h == hash) {
+                        FileOutcome::Unchanged
+                    } else {
+                        match parse_file(path, &bytes, defaults) {
+                            Err(e) => FileOutcome::Failed {
+                                reason: e.to_string(),
+                            },
+                            Ok(mut parsed) => {
+                                parsed.norm.source_path = key.clone();
+                                if let Some((_, old_id)) = &previous {
+                                    if *old_id != parsed.norm.id {
+                                        batch.delete_norm(old_id);
+                                        self.registry.forget_norm(old_id).await?;
+                                    }
+                                }
+                                batch.delete_norm(&parsed.norm.id);
+                                for p in &parsed.passages {
+                                    batch.add(p)?;
+                                }
+                                let n = parsed.passages.len();
+                                pending_passages += n;
+                                let id = parsed.norm.id.clone();
+                                pending.push((parsed.norm, n));
+                                FileOutcome::Indexed {
+                                    norm_id: id,
+                                    passages: n,
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            match &outcome {
+                FileOutcome::Indexed { passages, .. } => {
+                    summary.norms += 1;
+                    summary.passages += *passages as u64;
+                }
+                FileOutcome::Unchanged => summary.unchanged += 1,
+                FileOutcome::Failed { reason } => {
+                    summary.failures += 1;
+                    tracing::warn!(path = %path.display(), %reason, "file not ingested");
+                    self.registry
+                        .add_failure(job, &path.display().to_string(), reason)
+                        .await?;
+                    failed.push(Failure {
+                        path: path.display().to_string(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+            progress.file_done(path, size, &outcome);
+            if pending_passages >= COMMIT_EVERY_PASSAGES {
+                batch.commit()?;
+                self.registry.record(&pending).await?;
+                pending.clear();
+                pending_passages = 0;
+                batch = self.index.batch()?;
+            }
+        }
+        batch.commit()?;
+        self.registry.record(&pending).await?;
+        summary.seconds = started.elapsed().as_secs_f64();
+        self.registry.finish_job(job, &summary, "done").await?;
+        Ok(IngestReport {
+            job_id: job,
+            summary,
+            bytes: bytes_read,
+            skipped,
+            failed,
+        })
+    }
+}
