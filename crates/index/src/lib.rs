@@ -202,3 +202,52 @@ impl WriteBatch<'_> {
         self.index.refresh()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cabildo_core::{AccessLevel, Jurisdiction, NormKind};
+
+    pub(crate) fn passage(norm: &str, id: &str, text: &str, ordinal: u32) -> Passage {
+        Passage {
+            id: format!("{norm}/{id}"),
+            norm_id: norm.into(),
+            ordinal,
+            norm_title: "Ley de prueba".into(),
+            breadcrumb: vec!["Ley de prueba".into(), id.into()],
+            provision: id.into(),
+            label: format!("Ley de prueba, {id}"),
+            url: None,
+            anchor: None,
+            text: text.into(),
+            span: None,
+            page: None,
+            jurisdiction: Jurisdiction::country("CL"),
+            kind: NormKind::Ley,
+            language: Language::Es,
+            access: AccessLevel::Public,
+            tenant: None,
+            valid_from: None,
+            valid_to: None,
+        }
+    }
+
+    #[test]
+    fn replacing_a_norm_is_atomic_and_ids_are_listed_in_order() {
+        let index = LexicalIndex::in_memory().unwrap();
+        let mut b = index.batch().unwrap();
+        b.add(&passage("n1", "art-2", "segundo texto", 1)).unwrap();
+        b.add(&passage("n1", "art-1", "primer texto", 0)).unwrap();
+        b.add(&passage("n2", "art-1", "otra norma", 0)).unwrap();
+        b.commit().unwrap();
+        assert_eq!(index.passage_ids_of("n1").unwrap(), ["n1/art-1", "n1/art-2"]);
+
+        let mut b = index.batch().unwrap();
+        b.delete_norm("n1");
+        b.add(&passage("n1", "art-1", "texto nuevo", 0)).unwrap();
+        assert_eq!(index.len(), 3, "nothing visible before commit");
+        b.commit().unwrap();
+        assert_eq!(index.passage_ids_of("n1").unwrap(), ["n1/art-1"]);
+        assert_eq!(index.len(), 2);
+    }
+}

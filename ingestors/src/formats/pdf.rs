@@ -32,15 +32,21 @@ fn is_page_number(line: &str) -> bool {
     !t.is_empty() && t.len() <= 4 && t.chars().all(|c| c.is_ascii_digit())
 }
 
-/// Drops lines repeated on most pages (running heads and feet) and bare page numbers.
+/// Lines near the top or bottom of a page: where running heads and feet live.
+const EDGE_LINES: usize = 4;
+
+/// Drops lines repeated at the top or bottom of most pages (running heads and feet, "Página
+/// 3 de 39") and bare page numbers. Article headings repeat their shape on every page too
+/// ("Artículo 12."), so they are never dropped.
 fn strip_running_lines(pages: Vec<Vec<String>>) -> Vec<Vec<String>> {
     let n = pages.len();
+    let at_edge = |i: usize, len: usize| i < EDGE_LINES || i + EDGE_LINES >= len;
     let mut counts: HashMap<String, usize> = HashMap::new();
     for page in &pages {
         let mut seen = std::collections::HashSet::new();
-        for l in page.iter() {
+        for (i, l) in page.iter().enumerate() {
             let s = shape(l);
-            if s.chars().count() < 120 && seen.insert(s.clone()) {
+            if at_edge(i, page.len()) && s.chars().count() < 120 && seen.insert(s.clone()) {
                 *counts.entry(s).or_default() += 1;
             }
         }
@@ -49,11 +55,17 @@ fn strip_running_lines(pages: Vec<Vec<String>>) -> Vec<Vec<String>> {
     pages
         .into_iter()
         .map(|page| {
+            let len = page.len();
             page.into_iter()
-                .filter(|l| {
-                    !is_page_number(l)
-                        && (n < 3 || counts.get(&shape(l)).copied().unwrap_or(0) < threshold)
+                .enumerate()
+                .filter(|(i, l)| {
+                    let running = n >= 3
+                        && at_edge(*i, len)
+                        && counts.get(&shape(l)).copied().unwrap_or(0) >= threshold
+                        && cabildo_text::article_label(l.trim()).is_none();
+                    !running && !is_page_number(l)
                 })
+                .map(|(_, l)| l)
                 .collect()
         })
         .collect()

@@ -94,7 +94,7 @@ pub(crate) fn parse(ctx: &FileContext, ext: &str) -> Result<Parsed, IngestError>
         .position(|l| l.starts_with("# "))
         .filter(|&i| i < 5);
     let h1_title = first_h1.map(|i| lines[i][2..].trim().to_string());
-    let fm_title = get("titulo_norma");
+    let fm_title = get("titulo_norma").or_else(|| get("titulo"));
     if first_h1.is_some() && (fm_title.is_some() || ctx.collection_title.is_none()) {
         if let Some(i) = first_h1 {
             lines.remove(i);
@@ -109,13 +109,20 @@ pub(crate) fn parse(ctx: &FileContext, ext: &str) -> Result<Parsed, IngestError>
         .unwrap_or_else(|| ctx.stem().replace(['-', '_'], " "));
 
     let language = guess_language(&body);
-    let jurisdiction = ctx.jurisdiction();
+    // LeyChile's export names its source: the norm is Chilean wherever the file sits.
+    let from_leychile = get("id_norma").is_some()
+        && get("source_url").is_some_and(|u| u.contains("leychile") || u.contains("bcn.cl"));
+    let jurisdiction = if from_leychile && ctx.defaults.jurisdiction.is_none() {
+        cabildo_core::Jurisdiction::country("CL")
+    } else {
+        ctx.jurisdiction()
+    };
     let id = match get("id_norma") {
         Some(id) => format!("{}-leychile-{id}", jurisdiction.country.to_lowercase()),
         None => ctx.path_id(&jurisdiction),
     };
     let path_hint = ctx.path.to_string_lossy().to_lowercase();
-    let kind = match get("compuesto").as_deref() {
+    let kind = match get("compuesto").or_else(|| get("tipo")).as_deref() {
         Some(c) if c.starts_with("LEY") || c.starts_with("DL") => NormKind::Ley,
         _ if path_hint.contains("/codigos/") => NormKind::Codigo,
         _ if path_hint.contains("/constitucion") => NormKind::Constitucion,
@@ -127,6 +134,7 @@ pub(crate) fn parse(ctx: &FileContext, ext: &str) -> Result<Parsed, IngestError>
         _ => "markdown",
     };
     let mut norm = ctx.norm(id, title, kind, format, language);
+    norm.jurisdiction = jurisdiction;
     if let Some(id_norma) = get("id_norma") {
         norm.official_url = Some(format!(
             "https://www.bcn.cl/leychile/navegar?idNorma={id_norma}"
@@ -134,15 +142,22 @@ pub(crate) fn parse(ctx: &FileContext, ext: &str) -> Result<Parsed, IngestError>
     } else if let Some(url) = get("source_url") {
         norm.official_url = Some(url);
     }
-    norm.number = get("compuesto").and_then(|c| {
-        c.split_once('-')
-            .map(|(_, n)| n.to_string())
-            .filter(|n| n.chars().any(|c| c.is_ascii_digit()))
+    norm.number = get("numero").or_else(|| {
+        get("compuesto").and_then(|c| {
+            c.split_once('-')
+                .map(|(_, n)| n.to_string())
+                .filter(|n| n.chars().any(|c| c.is_ascii_digit()))
+        })
     });
-    norm.issuing_body = get("organismos");
-    norm.publication_date = get("fecha_publicacion_original").and_then(|d| parse_date(&d));
+    norm.issuing_body = get("organismos").or_else(|| get("organismo"));
+    norm.publication_date = get("fecha_publicacion_original")
+        .or_else(|| get("fecha_publicacion"))
+        .and_then(|d| parse_date(&d));
     norm.version_date = get("version_date").and_then(|d| parse_date(&d));
-    norm.valid_from = norm.version_date.or(norm.publication_date);
+    norm.valid_from = get("fecha_vigencia_de_la_modificacion")
+        .and_then(|d| parse_date(&d))
+        .or(norm.version_date)
+        .or(norm.publication_date);
     if norm.language != Language::Es && norm.jurisdiction.country == "BR" {
         norm.language = Language::Pt;
     }
