@@ -10,17 +10,35 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(3);
     let defaults = cabildo_ingestors::IngestDefaults::default();
-    for f in args.iter().filter(|a| !a.starts_with("--") && a.parse::<usize>().is_err()) {
+    for f in args
+        .iter()
+        .filter(|a| !a.starts_with("--") && a.parse::<usize>().is_err())
+    {
         let path = Path::new(f);
         let bytes = std::fs::read(path).expect("read");
         match cabildo_ingestors::parse_file(path, &bytes, &defaults) {
             Ok(p) => {
                 println!(
                     "{f}: {} | {} | {} | {} | {} passages",
-                    p.norm.id, p.norm.title, p.norm.kind, p.norm.jurisdiction, p.passages.len()
+                    p.norm.id,
+                    p.norm.title,
+                    p.norm.kind,
+                    p.norm.jurisdiction,
+                    p.passages.len()
                 );
                 for x in p.passages.iter().take(show) {
-                    println!("  [{}] {} | p{:?} | {:?}\n    {}", x.id, x.label, x.page, x.url, x.text.chars().take(300).collect::<String>().replace('\n', " / "));
+                    println!(
+                        "  [{}] {} | p{:?} | {:?}\n    {}",
+                        x.id,
+                        x.label,
+                        x.page,
+                        x.url,
+                        x.text
+                            .chars()
+                            .take(300)
+                            .collect::<String>()
+                            .replace('\n', " / ")
+                    );
                 }
             }
             Err(e) => println!("{f}: ERROR {e}"),

@@ -26,9 +26,17 @@ pub fn is_metadata_file(path: &Path) -> bool {
         .unwrap_or("")
         .to_ascii_lowercase();
     name.starts_with('.')
-        || ["readme", "license", "licence", "notice", "manifest", "source.md", "changelog"]
-            .iter()
-            .any(|p| name.starts_with(p))
+        || [
+            "readme",
+            "license",
+            "licence",
+            "notice",
+            "manifest",
+            "source.md",
+            "changelog",
+        ]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 const COUNTRIES: [&str; 10] = ["ar", "br", "cl", "co", "es", "mx", "pe", "uy", "ec", "bo"];
@@ -65,9 +73,9 @@ impl<'a> FileContext<'a> {
         let from_path = self
             .path
             .components()
+            .rev()
             .filter_map(|c| c.as_os_str().to_str())
-            .filter(|c| COUNTRIES.contains(&c.to_ascii_lowercase().as_str()))
-            .last();
+            .find(|c| COUNTRIES.contains(&c.to_ascii_lowercase().as_str()));
         Jurisdiction::country(from_path.unwrap_or("ZZ"))
     }
 
@@ -93,7 +101,11 @@ impl<'a> FileContext<'a> {
                     .unwrap_or("collection");
                 let inner = no_ext.strip_prefix(root).unwrap_or(&no_ext);
                 std::iter::once(name.to_string())
-                    .chain(inner.components().map(|c| c.as_os_str().to_string_lossy().into()))
+                    .chain(
+                        inner
+                            .components()
+                            .map(|c| c.as_os_str().to_string_lossy().into()),
+                    )
                     .collect()
             }
             None => no_ext
@@ -144,7 +156,14 @@ impl<'a> FileContext<'a> {
 fn names_a_norm(heading: &str) -> bool {
     let h = heading.trim().to_lowercase();
     [
-        "constituci", "ley ", "lei ", "código", "codigo", "decreto", "reglamento", "resoluci",
+        "constituci",
+        "ley ",
+        "lei ",
+        "código",
+        "codigo",
+        "decreto",
+        "reglamento",
+        "resoluci",
     ]
     .iter()
     .any(|p| h.starts_with(p))

@@ -117,7 +117,8 @@ async fn main() -> Result<()> {
                 access,
                 tenant,
             };
-            let mut progress = output::IngestProgress::new(!json && std::io::stderr().is_terminal());
+            let mut progress =
+                output::IngestProgress::new(!json && std::io::stderr().is_terminal());
             let report = engine.ingest(&paths, &defaults, &mut progress).await?;
             progress.finish();
             output::ingest_report(&report, json)?;
@@ -165,8 +166,8 @@ async fn main() -> Result<()> {
             };
             let mut reports = Vec::new();
             for dir in &sets {
-                let set = EvalSet::load(dir)
-                    .with_context(|| format!("loading {}", dir.display()))?;
+                let set =
+                    EvalSet::load(dir).with_context(|| format!("loading {}", dir.display()))?;
                 reports.push(evaluate(&set, method, &options)?);
             }
             output::eval_reports(&reports, json)?;

@@ -46,7 +46,10 @@ impl Progress for IngestProgress {
         match &self.bar {
             Some(bar) => {
                 bar.inc(bytes);
-                let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
                 bar.set_message(name);
                 if let FileOutcome::Failed { reason } = outcome {
                     bar.println(format!("failed: {}: {reason}", path.display()));
@@ -93,11 +96,19 @@ pub fn ingest_report(r: &IngestReport, json: bool) -> Result<()> {
 
 /// The snippet with matches in bold (terminal) or between `**` (plain text).
 fn highlighted(hit: &SearchHit, terminal: bool) -> String {
-    let (open, close) = if terminal { ("\x1b[1;33m", "\x1b[0m") } else { ("**", "**") };
+    let (open, close) = if terminal {
+        ("\x1b[1;33m", "\x1b[0m")
+    } else {
+        ("**", "**")
+    };
     let mut s = String::new();
     let mut last = 0;
     for &(a, b) in &hit.highlights {
-        if a < last || b > hit.snippet.len() || !hit.snippet.is_char_boundary(a) || !hit.snippet.is_char_boundary(b) {
+        if a < last
+            || b > hit.snippet.len()
+            || !hit.snippet.is_char_boundary(a)
+            || !hit.snippet.is_char_boundary(b)
+        {
             continue;
         }
         s.push_str(&hit.snippet[last..a]);
@@ -124,7 +135,11 @@ pub fn search_hits(hits: &[SearchHit], json: bool) -> Result<()> {
     let terminal = std::io::stdout().is_terminal();
     for h in hits {
         let p = &h.passage;
-        writeln!(out, "{}. {}  [{} · {} · {:.2}]", h.rank, p.label, p.jurisdiction, p.kind, h.score)?;
+        writeln!(
+            out,
+            "{}. {}  [{} · {} · {:.2}]",
+            h.rank, p.label, p.jurisdiction, p.kind, h.score
+        )?;
         writeln!(out, "   {}", p.breadcrumb.join(" › "))?;
         let mut where_ = Vec::new();
         if let Some(u) = &p.url {

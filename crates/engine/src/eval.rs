@@ -92,7 +92,12 @@ impl EvalSet {
         let norm_level = judged.iter().all(|id| !ids.contains(id.as_str()));
         let doc_of = corpus
             .iter()
-            .map(|c| (c.id.clone(), c.doc_id.clone().unwrap_or_else(|| c.id.clone())))
+            .map(|c| {
+                (
+                    c.id.clone(),
+                    c.doc_id.clone().unwrap_or_else(|| c.id.clone()),
+                )
+            })
             .collect();
         let passages = corpus
             .into_iter()
@@ -176,7 +181,13 @@ pub struct EvalReport {
 /// Metrics of one ranked list against its relevant set.
 pub fn score(ranking: &[String], relevant: &HashSet<String>) -> (f64, f64, f64, f64, f64) {
     let rel = relevant.len().max(1) as f64;
-    let found = |k: usize| ranking.iter().take(k).filter(|r| relevant.contains(*r)).count() as f64;
+    let found = |k: usize| {
+        ranking
+            .iter()
+            .take(k)
+            .filter(|r| relevant.contains(*r))
+            .count() as f64
+    };
     let mrr = ranking
         .iter()
         .take(10)
@@ -228,7 +239,10 @@ pub fn evaluate(set: &EvalSet, method: Method, options: &QueryOptions) -> Result
         let mut seen = HashSet::new();
         for h in hits {
             let id = if set.norm_level {
-                set.doc_of.get(&h.passage.id).cloned().unwrap_or(h.passage.id)
+                set.doc_of
+                    .get(&h.passage.id)
+                    .cloned()
+                    .unwrap_or(h.passage.id)
             } else {
                 h.passage.id
             };

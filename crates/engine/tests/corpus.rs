@@ -17,7 +17,13 @@ fn corpus() -> Option<PathBuf> {
     }
 }
 
-async fn ingest(paths: &[PathBuf]) -> (tempfile::TempDir, Engine, cabildo_engine::ingest::IngestReport) {
+async fn ingest(
+    paths: &[PathBuf],
+) -> (
+    tempfile::TempDir,
+    Engine,
+    cabildo_engine::ingest::IngestReport,
+) {
     let data = tempfile::tempdir().expect("tempdir");
     let engine = Engine::open(data.path()).await.expect("open");
     let report = engine
@@ -38,17 +44,29 @@ async fn chilean_constitution_article_19_answers_derecho_de_propiedad() {
     let hit = hits
         .iter()
         .find(|h| h.passage.provision.starts_with("Artículo 19, N° 24"))
-        .unwrap_or_else(|| panic!("Artículo 19 N° 24 not in top 5: {:?}", hits.iter().map(|h| &h.passage.label).collect::<Vec<_>>()));
+        .unwrap_or_else(|| {
+            panic!(
+                "Artículo 19 N° 24 not in top 5: {:?}",
+                hits.iter().map(|h| &h.passage.label).collect::<Vec<_>>()
+            )
+        });
     assert_eq!(
         hit.passage.label,
         "Constitución Política de la República de Chile, Artículo 19, N° 24"
     );
-    assert!(hit.passage.text.starts_with("24º.- El derecho de propiedad"));
+    assert!(hit
+        .passage
+        .text
+        .starts_with("24º.- El derecho de propiedad"));
     assert_eq!(
         hit.passage.url.as_deref(),
         Some("https://www.bcn.cl/leychile/navegar?idNorma=242302")
     );
-    assert!(hit.passage.breadcrumb.iter().any(|b| b.starts_with("Capítulo III")));
+    assert!(hit
+        .passage
+        .breadcrumb
+        .iter()
+        .any(|b| b.starts_with("Capítulo III")));
     assert!(!hit.highlights.is_empty(), "matched terms are highlighted");
 }
 
@@ -57,13 +75,25 @@ async fn bcn_xml_cites_the_article_by_id_parte() {
     let Some(c) = corpus() else { return };
     let (_d, engine, _) = ingest(&[c.join("cl/bcn-xml/bcn-constitucion-242302.xml")]).await;
     let hits = engine
-        .search("Son chilenos los nacidos en el territorio de Chile", &Filters::operator(), 3)
+        .search(
+            "Son chilenos los nacidos en el territorio de Chile",
+            &Filters::operator(),
+            3,
+        )
         .expect("search");
     let p = &hits[0].passage;
     assert!(p.provision.starts_with("Artículo 10"), "{}", p.label);
     assert_eq!(p.anchor.as_deref(), Some("8563477"));
-    assert!(p.url.as_deref().unwrap_or("").ends_with("idNorma=242302&idParte=8563477"));
-    assert!(!p.text.contains("D.O."), "margin notes are removed: {}", p.text);
+    assert!(p
+        .url
+        .as_deref()
+        .unwrap_or("")
+        .ends_with("idNorma=242302&idParte=8563477"));
+    assert!(
+        !p.text.contains("D.O."),
+        "margin notes are removed: {}",
+        p.text
+    );
 }
 
 #[tokio::test]
@@ -81,7 +111,10 @@ async fn brazilian_constitution_inciso_cites_its_lexml_anchor() {
         p.url.as_deref(),
         Some("https://www.lexml.gov.br/urn/urn:lex:br:federal:constituicao:1988-10-05;1988!art5_cpt_inc78")
     );
-    assert_eq!(p.id, "urn:lex:br:federal:constituicao:1988-10-05;1988/art5_cpt_inc78");
+    assert_eq!(
+        p.id,
+        "urn:lex:br:federal:constituicao:1988-10-05;1988/art5_cpt_inc78"
+    );
 }
 
 #[tokio::test]
@@ -89,8 +122,8 @@ async fn infoleg_latin1_page_decodes_accents() {
     let Some(c) = corpus() else { return };
     let file = c.join("ar/infoleg-html/sample-constitucion-ley-24430-804-norma.htm");
     let bytes = std::fs::read(&file).expect("read");
-    let parsed = cabildo_ingestors::parse_file(&file, &bytes, &IngestDefaults::default())
-        .expect("parse");
+    let parsed =
+        cabildo_ingestors::parse_file(&file, &bytes, &IngestDefaults::default()).expect("parse");
     assert_eq!(parsed.norm.jurisdiction.country, "AR");
     let all: String = parsed.passages.iter().map(|p| p.text.as_str()).collect();
     assert!(all.contains("Nación Argentina"));
@@ -104,8 +137,8 @@ async fn pdf_passages_report_their_page() {
     let Some(c) = corpus() else { return };
     let file = c.join("es/boe/BOE-A-1978-31229-consolidado.pdf");
     let bytes = std::fs::read(&file).expect("read");
-    let parsed = cabildo_ingestors::parse_file(&file, &bytes, &IngestDefaults::default())
-        .expect("parse");
+    let parsed =
+        cabildo_ingestors::parse_file(&file, &bytes, &IngestDefaults::default()).expect("parse");
     let page_of = |label: &str| {
         parsed
             .passages
@@ -136,48 +169,79 @@ async fn truncated_pdf_fails_clearly_and_the_batch_goes_on() {
     let (_d, engine, report) = ingest(&[dir.path().to_path_buf()]).await;
     assert_eq!(report.summary.norms, 1, "{report:?}");
     assert_eq!(report.summary.failures, 2);
-    let broken = report.failed.iter().find(|f| f.path.ends_with("broken.pdf")).expect("broken.pdf reported");
+    let broken = report
+        .failed
+        .iter()
+        .find(|f| f.path.ends_with("broken.pdf"))
+        .expect("broken.pdf reported");
     assert!(broken.reason.contains("PDF"), "{}", broken.reason);
-    let empty = report.failed.iter().find(|f| f.path.ends_with("empty.md")).expect("empty.md reported");
+    let empty = report
+        .failed
+        .iter()
+        .find(|f| f.path.ends_with("empty.md"))
+        .expect("empty.md reported");
     assert_eq!(empty.reason, "empty file");
-    assert!(engine.index().len() > 0);
+    assert!(!engine.index().is_empty());
 }
 
 #[tokio::test]
 async fn reingest_is_a_no_op_and_a_changed_file_replaces_its_version() {
     let Some(c) = corpus() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
-    let law = std::fs::read_to_string(c.join("cl/leychile-md/normas/ley/LEY-21773.md")).expect("read");
+    let law =
+        std::fs::read_to_string(c.join("cl/leychile-md/normas/ley/LEY-21773.md")).expect("read");
     let file = dir.path().join("LEY-21773.md");
     std::fs::write(&file, &law).expect("write");
     let data = tempfile::tempdir().expect("tempdir");
     let engine = Engine::open(data.path()).await.expect("open");
     let paths = [dir.path().to_path_buf()];
-    let first = engine.ingest(&paths, &IngestDefaults::default(), &mut NoProgress).await.expect("ingest");
+    let first = engine
+        .ingest(&paths, &IngestDefaults::default(), &mut NoProgress)
+        .await
+        .expect("ingest");
     let norm_id = "cl-leychile-1217272";
     let ids = engine.index().passage_ids_of(norm_id).expect("ids");
     assert!(!ids.is_empty(), "norm id is the BCN idNorma: {first:?}");
     let count = engine.index().len();
 
-    let again = engine.ingest(&paths, &IngestDefaults::default(), &mut NoProgress).await.expect("ingest");
+    let again = engine
+        .ingest(&paths, &IngestDefaults::default(), &mut NoProgress)
+        .await
+        .expect("ingest");
     assert_eq!(again.summary.unchanged, 1);
     assert_eq!(again.summary.passages, 0);
     assert_eq!(engine.index().len(), count);
     assert_eq!(engine.index().passage_ids_of(norm_id).expect("ids"), ids);
 
-    std::fs::write(&file, law.replace("Artículo 1", "Artículo 1.- Texto xilófono nuevo.\n\nArtículo 1 bis")).expect("write");
-    let changed = engine.ingest(&paths, &IngestDefaults::default(), &mut NoProgress).await.expect("ingest");
+    std::fs::write(
+        &file,
+        law.replace(
+            "Artículo 1",
+            "Artículo 1.- Texto xilófono nuevo.\n\nArtículo 1 bis",
+        ),
+    )
+    .expect("write");
+    let changed = engine
+        .ingest(&paths, &IngestDefaults::default(), &mut NoProgress)
+        .await
+        .expect("ingest");
     assert_eq!(changed.summary.norms, 1);
-    let hits = engine.search("xilófono", &Filters::operator(), 5).expect("search");
+    let hits = engine
+        .search("xilófono", &Filters::operator(), 5)
+        .expect("search");
     assert_eq!(hits.len(), 1, "the new version is searchable once");
     let total = engine.index().passage_ids_of(norm_id).expect("ids").len();
-    assert_eq!(engine.index().len() as usize, total, "the old version is gone");
+    assert_eq!(
+        engine.index().len() as usize,
+        total,
+        "the old version is gone"
+    );
 }
 
 #[tokio::test]
 async fn the_whole_corpus_ingests_with_only_the_word_file_failing() {
     let Some(c) = corpus() else { return };
-    let (_d, engine, report) = ingest(&[c.clone()]).await;
+    let (_d, engine, report) = ingest(std::slice::from_ref(&c)).await;
     let failed: Vec<_> = report.failed.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert!(failed[0].ends_with("CPEUM.doc"));
@@ -186,14 +250,21 @@ async fn the_whole_corpus_ingests_with_only_the_word_file_failing() {
     let norms = engine.registry().norms().await.expect("norms");
     assert_eq!(norms.len() as u64, report.summary.norms);
     for country in ["AR", "BR", "CL", "CO", "ES", "MX", "PE", "UY"] {
-        assert!(norms.iter().any(|n| n.jurisdiction.country == country), "{country}");
+        assert!(
+            norms.iter().any(|n| n.jurisdiction.country == country),
+            "{country}"
+        );
     }
     let filters = Filters {
         jurisdictions: vec!["UY".into()],
         kinds: vec![NormKind::Constitucion],
         ..Filters::operator()
     };
-    let hits = engine.search("soberanía nación", &filters, 5).expect("search");
+    let hits = engine
+        .search("soberanía nación", &filters, 5)
+        .expect("search");
     assert!(!hits.is_empty());
-    assert!(hits.iter().all(|h| h.passage.jurisdiction.country == "UY" && h.passage.kind == NormKind::Constitucion));
+    assert!(hits.iter().all(
+        |h| h.passage.jurisdiction.country == "UY" && h.passage.kind == NormKind::Constitucion
+    ));
 }

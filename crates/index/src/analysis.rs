@@ -121,14 +121,26 @@ mod tests {
         let a = analyze(Language::Es, "Ley N° 19.628");
         assert_eq!(a, analyze(Language::Es, "ley 19628"));
         assert_eq!(a, analyze(Language::Es, "Ley Nº19.628"));
-        assert_eq!(analyze(Language::Es, "art. 5º"), analyze(Language::Es, "artículo 5"));
+        assert_eq!(
+            analyze(Language::Es, "art. 5º"),
+            analyze(Language::Es, "artículo 5")
+        );
     }
 
     #[test]
     fn accents_and_inflection_meet() {
-        assert_eq!(analyze(Language::Es, "constitucion"), analyze(Language::Es, "Constitución"));
-        assert_eq!(analyze(Language::Es, "derechos"), analyze(Language::Es, "derecho"));
-        assert_eq!(analyze(Language::Pt, "proteção"), analyze(Language::Pt, "protecao"));
+        assert_eq!(
+            analyze(Language::Es, "constitucion"),
+            analyze(Language::Es, "Constitución")
+        );
+        assert_eq!(
+            analyze(Language::Es, "derechos"),
+            analyze(Language::Es, "derecho")
+        );
+        assert_eq!(
+            analyze(Language::Pt, "proteção"),
+            analyze(Language::Pt, "protecao")
+        );
         assert!(analyze(Language::Es, "de la").is_empty());
     }
 }

@@ -78,9 +78,10 @@ impl LexicalIndex {
 
     fn with_index(index: Index, fields: Fields) -> Result<Self> {
         for lang in [Language::Es, Language::Pt, Language::En] {
-            index
-                .tokenizers()
-                .register(analysis::analyzer_name(lang), analysis::legal_analyzer(lang));
+            index.tokenizers().register(
+                analysis::analyzer_name(lang),
+                analysis::legal_analyzer(lang),
+            );
         }
         let reader = index
             .reader_builder()
@@ -96,14 +97,17 @@ impl LexicalIndex {
     /// Starts a write batch. Nothing it does is visible until [`WriteBatch::commit`]; if the
     /// process dies first, the index stays as it was.
     pub fn batch(&self) -> Result<WriteBatch<'_>> {
-        let writer: IndexWriter = self
-            .index
-            .writer_with_num_threads(1, 200_000_000)
-            .map_err(|e| match e {
-                tantivy::TantivyError::LockFailure(..) => IndexError::Locked(e.to_string()),
-                other => IndexError::Tantivy(other),
-            })?;
-        Ok(WriteBatch { index: self, writer })
+        let writer: IndexWriter =
+            self.index
+                .writer_with_num_threads(1, 200_000_000)
+                .map_err(|e| match e {
+                    tantivy::TantivyError::LockFailure(..) => IndexError::Locked(e.to_string()),
+                    other => IndexError::Tantivy(other),
+                })?;
+        Ok(WriteBatch {
+            index: self,
+            writer,
+        })
     }
 
     /// Makes the last commit visible to searches.
@@ -240,7 +244,10 @@ mod tests {
         b.add(&passage("n1", "art-1", "primer texto", 0)).unwrap();
         b.add(&passage("n2", "art-1", "otra norma", 0)).unwrap();
         b.commit().unwrap();
-        assert_eq!(index.passage_ids_of("n1").unwrap(), ["n1/art-1", "n1/art-2"]);
+        assert_eq!(
+            index.passage_ids_of("n1").unwrap(),
+            ["n1/art-1", "n1/art-2"]
+        );
 
         let mut b = index.batch().unwrap();
         b.delete_norm("n1");

@@ -74,7 +74,10 @@ fn term_query(field: tantivy::schema::Field, term: &str, weight: f32) -> Box<dyn
 }
 
 fn filter(q: impl Query) -> (Occur, Box<dyn Query>) {
-    (Occur::Must, Box::new(ConstScoreQuery::new(Box::new(q), 0.0)))
+    (
+        Occur::Must,
+        Box::new(ConstScoreQuery::new(Box::new(q), 0.0)),
+    )
 }
 
 fn any_of(field: tantivy::schema::Field, values: impl Iterator<Item = String>) -> BooleanQuery {
@@ -161,7 +164,10 @@ pub(crate) fn build(
     options: &QueryOptions,
 ) -> Option<Box<dyn Query>> {
     let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-    for (slot, terms) in terms_per_language(text, options.max_terms).iter().enumerate() {
+    for (slot, terms) in terms_per_language(text, options.max_terms)
+        .iter()
+        .enumerate()
+    {
         for (term, count) in terms {
             let weight = 1.0 + (*count as f32).ln();
             should.push((Occur::Should, term_query(f.text[slot], term, weight)));

@@ -4,8 +4,27 @@
 use cabildo_core::Language;
 
 const ES: &[&str] = &[
-    "el", "la", "los", "las", "del", "que", "en", "por", "con", "una", "para", "se", "su", "al",
-    "lo", "como", "sus", "será", "podrá", "artículo", "ley",
+    "el",
+    "la",
+    "los",
+    "las",
+    "del",
+    "que",
+    "en",
+    "por",
+    "con",
+    "una",
+    "para",
+    "se",
+    "su",
+    "al",
+    "lo",
+    "como",
+    "sus",
+    "será",
+    "podrá",
+    "artículo",
+    "ley",
 ];
 const PT: &[&str] = &[
     "o", "os", "as", "da", "do", "das", "dos", "que", "em", "por", "com", "uma", "para", "se",
@@ -54,7 +73,9 @@ mod tests {
             Language::Es
         );
         assert_eq!(
-            guess_language("The State shall be at the service of the people and of the common good"),
+            guess_language(
+                "The State shall be at the service of the people and of the common good"
+            ),
             Language::En
         );
     }

@@ -137,7 +137,10 @@ pub fn title_case(title: &str) -> String {
             out.push(fixed);
         } else {
             let mut cs = fixed.chars();
-            let first = cs.next().map(|c| c.to_uppercase().collect::<String>()).unwrap_or_default();
+            let first = cs
+                .next()
+                .map(|c| c.to_uppercase().collect::<String>())
+                .unwrap_or_default();
             out.push(first + cs.as_str());
         }
     }

@@ -143,7 +143,11 @@ pub(crate) fn article_start(line: &str) -> Option<(String, String, String)> {
     } else {
         num_clean
     };
-    Some((format!("{kw_label} {num_clean}"), num_clean, rest.to_string()))
+    Some((
+        format!("{kw_label} {num_clean}"),
+        num_clean,
+        rest.to_string(),
+    ))
 }
 
 fn clean_markup(line: &str) -> String {
@@ -173,7 +177,10 @@ fn is_heading_title(text: &str) -> bool {
         && !text.ends_with(['.', ';', ','])
         && article_start(text).is_none()
         && is_heading_line(text).is_none()
-        && text.chars().filter(|c| c.is_alphabetic()).all(|c| c.is_uppercase())
+        && text
+            .chars()
+            .filter(|c| c.is_alphabetic())
+            .all(|c| c.is_uppercase())
 }
 
 /// Splits lines of plain text into articles and the text between them.
@@ -325,7 +332,10 @@ mod tests {
         let text = "## Capítulo I\nBASES DE LA INSTITUCIONALIDAD\n\nArtículo 1°.- Las personas nacen libres.\nLa familia es el núcleo.\n\nArtículo 2º.- Son emblemas.\n## Capítulo II\nNACIONALIDAD\nArtículo 10.- Son chilenos:";
         let arts = segment(&lines(text));
         assert_eq!(arts.len(), 3);
-        assert_eq!(arts[0].headings, ["Capítulo I BASES DE LA INSTITUCIONALIDAD"]);
+        assert_eq!(
+            arts[0].headings,
+            ["Capítulo I BASES DE LA INSTITUCIONALIDAD"]
+        );
         assert_eq!(arts[0].provision, "Artículo 1°");
         assert_eq!(
             arts[0].text(),
@@ -338,16 +348,24 @@ mod tests {
     fn plain_keyword_headings_nest_by_rank() {
         let text = "TITULO I\nDE LA PERSONA\nCAPITULO I\nDERECHOS\nARTICULO 1.- Uno.\nCAPITULO II\nARTICULO 2.- Dos.\nTITULO II\nARTICULO 3.- Tres.";
         let arts = segment(&lines(text));
-        assert_eq!(arts[0].headings, ["TITULO I DE LA PERSONA", "CAPITULO I DERECHOS"]);
+        assert_eq!(
+            arts[0].headings,
+            ["TITULO I DE LA PERSONA", "CAPITULO I DERECHOS"]
+        );
         assert_eq!(arts[1].headings, ["TITULO I DE LA PERSONA", "CAPITULO II"]);
         assert_eq!(arts[2].headings, ["TITULO II"]);
     }
 
     #[test]
     fn preamble_is_kept_outside_articles() {
-        let arts = segment(&lines("Visto: lo dispuesto.\nDecreto:\nArtículo 1.- Texto."));
+        let arts = segment(&lines(
+            "Visto: lo dispuesto.\nDecreto:\nArtículo 1.- Texto.",
+        ));
         assert_eq!(arts[0].provision, "Encabezado");
         assert_eq!(arts[0].number, None);
-        assert_eq!(arts[1].start, "Visto: lo dispuesto.\nDecreto:\n".chars().count());
+        assert_eq!(
+            arts[1].start,
+            "Visto: lo dispuesto.\nDecreto:\n".chars().count()
+        );
     }
 }

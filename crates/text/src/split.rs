@@ -51,7 +51,14 @@ fn inciso_of(line: &str) -> Option<(u8, String)> {
     }
     if let Some(c) = PARAGRAPH.captures(l) {
         let p = c[1].split_whitespace().collect::<Vec<_>>().join(" ");
-        return Some((0, if p.starts_with('P') { p.to_lowercase() } else { p }));
+        return Some((
+            0,
+            if p.starts_with('P') {
+                p.to_lowercase()
+            } else {
+                p
+            },
+        ));
     }
     if let Some(c) = NUMERAL_DOT.captures(l) {
         return Some((0, format!("inciso {}", &c[1])));
@@ -205,7 +212,9 @@ mod tests {
         let labels: Vec<_> = p.iter().map(|x| x.sub_label.clone()).collect();
         assert_eq!(labels[0], None);
         assert!(labels.contains(&Some("N° 24".into())), "{labels:?}");
-        assert!(p.iter().any(|x| x.text.starts_with("24º.- El derecho de propiedad")));
+        assert!(p
+            .iter()
+            .any(|x| x.text.starts_with("24º.- El derecho de propiedad")));
         assert!(p.iter().all(|x| x.text.chars().count() <= 800));
     }
 
@@ -223,7 +232,13 @@ mod tests {
     fn portuguese_incisos_and_paragraphs() {
         assert_eq!(inciso_of("LXXVIII – a todos").unwrap().1, "inciso LXXVIII");
         assert_eq!(inciso_of("§ 1º As normas").unwrap().1, "§ 1º");
-        assert_eq!(inciso_of("Parágrafo único. Todo").unwrap().1, "parágrafo único");
-        assert_eq!(inciso_of("a) Toda persona").unwrap(), (1, "letra a)".into()));
+        assert_eq!(
+            inciso_of("Parágrafo único. Todo").unwrap().1,
+            "parágrafo único"
+        );
+        assert_eq!(
+            inciso_of("a) Toda persona").unwrap(),
+            (1, "letra a)".into())
+        );
     }
 }

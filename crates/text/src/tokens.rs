@@ -182,7 +182,10 @@ mod tests {
         assert_eq!(texts("art. 5º", Language::Es), ["artículo", "5"]);
         assert_eq!(texts("artículo 5", Language::Es), ["artículo", "5"]);
         assert_eq!(texts("Artículo 1o.", Language::Es), ["artículo", "1"]);
-        assert_eq!(texts("Art. 5º, § 1º", Language::Pt), ["artigo", "5", "parágrafo", "1"]);
+        assert_eq!(
+            texts("Art. 5º, § 1º", Language::Pt),
+            ["artigo", "5", "parágrafo", "1"]
+        );
     }
 
     #[test]
@@ -195,7 +198,10 @@ mod tests {
 
     #[test]
     fn ordinary_words_and_decimals_untouched() {
-        assert_eq!(texts("no hay 3.5 veces", Language::Es), ["no", "hay", "3", "5", "veces"]);
+        assert_eq!(
+            texts("no hay 3.5 veces", Language::Es),
+            ["no", "hay", "3", "5", "veces"]
+        );
         assert_eq!(texts("arte", Language::Es), ["arte"]);
         assert_eq!(texts("12.así", Language::Es), ["12", "así"]);
         assert_eq!(texts("Ley 19.628º", Language::Es), ["ley", "19628"]);

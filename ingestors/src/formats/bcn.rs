@@ -22,7 +22,7 @@ fn text_of(n: Option<Node>) -> String {
             .filter_map(|d| d.text())
             .collect::<String>()
     })
-        .unwrap_or_default()
+    .unwrap_or_default()
 }
 
 /// Drops the right-margin notes ("CPR Art. 10° D.O. 24.10.1980", "LEY N° 20.050 Art. 1°")
@@ -138,26 +138,50 @@ pub(crate) fn parse(ctx: &FileContext) -> Result<Parsed, IngestError> {
         .to_string();
     let ident = child(root, "Identificador");
     let meta = child(root, "Metadatos");
-    let tipo = text_of(ident.and_then(|i| child(i, "TiposNumeros")).and_then(|t| {
-        t.descendants().find(|d| d.tag_name().name() == "Tipo")
+    let tipo = text_of(
+        ident
+            .and_then(|i| child(i, "TiposNumeros"))
+            .and_then(|t| t.descendants().find(|d| d.tag_name().name() == "Tipo")),
+    );
+    let numero =
+        text_of(ident.and_then(|i| i.descendants().find(|d| d.tag_name().name() == "Numero")));
+    let comun = text_of(meta.and_then(|m| {
+        m.descendants()
+            .find(|d| d.tag_name().name() == "NombreUsoComun")
     }));
-    let numero = text_of(ident.and_then(|i| i.descendants().find(|d| d.tag_name().name() == "Numero")));
-    let comun = text_of(meta.and_then(|m| m.descendants().find(|d| d.tag_name().name() == "NombreUsoComun")));
     let titulo = text_of(meta.and_then(|m| child(m, "TituloNorma")));
-    let title = title_case(if comun.trim().is_empty() { &titulo } else { &comun }.trim());
+    let title = title_case(
+        if comun.trim().is_empty() {
+            &titulo
+        } else {
+            &comun
+        }
+        .trim(),
+    );
     let kind = match NormKind::guess(&title) {
         NormKind::Otro => NormKind::guess(&tipo),
         k => k,
     };
 
     let jurisdiction = cabildo_core::Jurisdiction::country("CL");
-    let mut norm = ctx.norm(format!("cl-bcn-{norma_id}"), title, kind, "bcn-xml", Language::Es);
+    let mut norm = ctx.norm(
+        format!("cl-bcn-{norma_id}"),
+        title,
+        kind,
+        "bcn-xml",
+        Language::Es,
+    );
     norm.jurisdiction = jurisdiction;
     norm.number = Some(numero.trim().to_string()).filter(|n| !n.is_empty());
-    norm.issuing_body = Some(text_of(ident.and_then(|i| i.descendants().find(|d| d.tag_name().name() == "Organismo"))))
+    norm.issuing_body =
+        Some(text_of(ident.and_then(|i| {
+            i.descendants().find(|d| d.tag_name().name() == "Organismo")
+        })))
         .map(|s| title_case(s.trim()))
         .filter(|s| !s.is_empty());
-    norm.official_url = Some(format!("https://www.bcn.cl/leychile/navegar?idNorma={norma_id}"));
+    norm.official_url = Some(format!(
+        "https://www.bcn.cl/leychile/navegar?idNorma={norma_id}"
+    ));
     norm.publication_date = ident
         .and_then(|i| i.attribute("fechaPublicacion"))
         .and_then(parse_date);
@@ -166,7 +190,10 @@ pub(crate) fn parse(ctx: &FileContext) -> Result<Parsed, IngestError> {
     if root.attribute("derogado") == Some("derogado") {
         norm.valid_to = root
             .descendants()
-            .find(|d| d.tag_name().name() == "FechaDerogacion" && d.parent().and_then(|p| p.parent()) == Some(root))
+            .find(|d| {
+                d.tag_name().name() == "FechaDerogacion"
+                    && d.parent().and_then(|p| p.parent()) == Some(root)
+            })
             .and_then(|d| d.text())
             .and_then(parse_date);
     }
@@ -176,7 +203,9 @@ pub(crate) fn parse(ctx: &FileContext) -> Result<Parsed, IngestError> {
         units: Vec::new(),
         _marker: std::marker::PhantomData,
     };
-    let encabezado = unwrap_bcn_text(&text_of(child(root, "Encabezado").and_then(|e| child(e, "Texto"))));
+    let encabezado = unwrap_bcn_text(&text_of(
+        child(root, "Encabezado").and_then(|e| child(e, "Texto")),
+    ));
     if !encabezado.is_empty() {
         walker.units.push(Unit {
             provision: "Encabezado".into(),

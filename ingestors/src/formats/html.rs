@@ -17,17 +17,39 @@ use crate::{IngestError, Unit};
 static CHARSET: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"(?i)charset\s*=\s*["']?([\w:-]+)"#).expect("regex"));
 static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:ley|decreto|dnu|resoluci[óo]n|acto legislativo)\s+(?:n[º°o]\.?\s*)?(\d[\d.]*)")
-        .expect("regex")
+    Regex::new(
+        r"(?i)\b(?:ley|decreto|dnu|resoluci[óo]n|acto legislativo)\s+(?:n[º°o]\.?\s*)?(\d[\d.]*)",
+    )
+    .expect("regex")
 });
 
 const SKIP: [&str; 12] = [
-    "script", "style", "noscript", "nav", "header", "footer", "form", "button", "select",
-    "iframe", "svg", "template",
+    "script", "style", "noscript", "nav", "header", "footer", "form", "button", "select", "iframe",
+    "svg", "template",
 ];
 const BLOCK: [&str; 22] = [
-    "p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "section",
-    "article", "blockquote", "pre", "ul", "ol", "dd", "dt", "center", "hr",
+    "p",
+    "div",
+    "br",
+    "tr",
+    "li",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "table",
+    "section",
+    "article",
+    "blockquote",
+    "pre",
+    "ul",
+    "ol",
+    "dd",
+    "dt",
+    "center",
+    "hr",
 ];
 
 fn hidden(el: &ElementRef) -> bool {
@@ -56,7 +78,9 @@ fn visible_text(el: ElementRef, out: &mut String) {
                 }
             }
             Node::Element(e) => {
-                let Some(child_el) = ElementRef::wrap(child) else { continue };
+                let Some(child_el) = ElementRef::wrap(child) else {
+                    continue;
+                };
                 let tag = e.name();
                 if SKIP.contains(&tag) || hidden(&child_el) {
                     continue;
@@ -78,7 +102,13 @@ fn visible_text(el: ElementRef, out: &mut String) {
 fn page_titles(doc: &Html) -> Vec<String> {
     let sel = Selector::parse("title").expect("selector");
     doc.select(&sel)
-        .map(|t| t.text().collect::<String>().split_whitespace().collect::<Vec<_>>().join(" "))
+        .map(|t| {
+            t.text()
+                .collect::<String>()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .filter(|t| !t.is_empty())
         .collect()
 }
@@ -118,15 +148,20 @@ pub(crate) fn parse(ctx: &FileContext) -> Result<Parsed, IngestError> {
     let mut lines: Vec<&str> = text.lines().collect();
 
     let titles = page_titles(&doc);
-    let site_title = titles
-        .iter()
-        .rev()
-        .find(|t| meaningful(t))
-        .map(|t| t.split(" - Colombia").next().unwrap_or(t).trim().to_string());
+    let site_title = titles.iter().rev().find(|t| meaningful(t)).map(|t| {
+        t.split(" - Colombia")
+            .next()
+            .unwrap_or(t)
+            .trim()
+            .to_string()
+    });
     // Site chrome (menus, banners) comes before the norm's own heading: start there.
     if let Some(t) = &site_title {
         let t_lower = t.to_lowercase();
-        if let Some(i) = lines.iter().position(|l| l.trim().to_lowercase() == t_lower) {
+        if let Some(i) = lines
+            .iter()
+            .position(|l| l.trim().to_lowercase() == t_lower)
+        {
             lines.drain(..i);
         }
     }
@@ -150,10 +185,23 @@ pub(crate) fn parse(ctx: &FileContext) -> Result<Parsed, IngestError> {
         (None, None) => ctx.jurisdiction(),
     };
     let id = ctx.path_id(&jurisdiction);
-    let sample: String = lines.iter().take(300).copied().collect::<Vec<_>>().join(" ");
-    let mut norm = ctx.norm(id, title.clone(), NormKind::guess(&title), source, guess_language(&sample));
+    let sample: String = lines
+        .iter()
+        .take(300)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut norm = ctx.norm(
+        id,
+        title.clone(),
+        NormKind::guess(&title),
+        source,
+        guess_language(&sample),
+    );
     norm.jurisdiction = jurisdiction;
-    norm.number = NUMBER.captures(&title).map(|c| c[1].trim_end_matches('.').to_string());
+    norm.number = NUMBER
+        .captures(&title)
+        .map(|c| c[1].trim_end_matches('.').to_string());
     let date_after = |label: &str| {
         lines
             .iter()
@@ -162,7 +210,8 @@ pub(crate) fn parse(ctx: &FileContext) -> Result<Parsed, IngestError> {
             .and_then(|l| parse_date(l))
     };
     norm.publication_date = date_after("Fecha de publicación de la norma");
-    norm.valid_from = date_after("Fecha de entrada en vigencia de la norma").or(norm.publication_date);
+    norm.valid_from =
+        date_after("Fecha de entrada en vigencia de la norma").or(norm.publication_date);
 
     let lines: Vec<Line> = lines.into_iter().map(Line::new).collect();
     let units = segment(&lines).into_iter().map(Unit::from).collect();
@@ -178,7 +227,7 @@ mod tests {
         let bytes = b"<html><head><meta charset=\"ISO-8859-1\"></head><body><p>Art\xedculo 1\xba.- Naci\xf3n</p></body></html>";
         let head = String::from_utf8_lossy(bytes).to_string();
         let declared = CHARSET.captures(&head).map(|c| c[1].to_string());
-        assert_eq!(decode(bytes, declared.as_deref()).contains("Artículo 1º.- Nación"), true);
+        assert!(decode(bytes, declared.as_deref()).contains("Artículo 1º.- Nación"));
     }
 
     #[test]

@@ -70,7 +70,10 @@ fn paragraphs(text: &str) -> Vec<String> {
 pub(crate) fn parse(ctx: &FileContext) -> Result<Parsed, IngestError> {
     let text = decode(ctx.bytes, Some("iso-8859-1"));
     let n: ImpoNorm = serde_json::from_str(&text).map_err(|e| {
-        IngestError::malformed("IMPO JSON", format!("{e} (expected an IMPO norm with `articulos`)"))
+        IngestError::malformed(
+            "IMPO JSON",
+            format!("{e} (expected an IMPO norm with `articulos`)"),
+        )
     })?;
     let tipo = n.tipo_norma.clone().unwrap_or_else(|| "Norma".into());
     let nro = value_str(&n.nro_norma);
@@ -79,7 +82,10 @@ pub(crate) fn parse(ctx: &FileContext) -> Result<Parsed, IngestError> {
         title = format!("{title} N° {nro}");
     }
     if let Some(nombre) = n.nombre_norma.as_deref().filter(|s| !s.trim().is_empty()) {
-        title = format!("{title}, {}", title_case(nombre.trim()).to_lowercase_first());
+        title = format!(
+            "{title}, {}",
+            title_case(nombre.trim()).to_lowercase_first()
+        );
     }
     let base_path = n
         .articulos
@@ -88,7 +94,10 @@ pub(crate) fn parse(ctx: &FileContext) -> Result<Parsed, IngestError> {
         .and_then(|u| u.rsplit_once('/').map(|(base, _)| base.to_string()));
     let jurisdiction = Jurisdiction::country("UY");
     let id = match &base_path {
-        Some(b) => format!("uy-impo-{}", cabildo_text::slug(b.trim_start_matches("/bases/"))),
+        Some(b) => format!(
+            "uy-impo-{}",
+            cabildo_text::slug(b.trim_start_matches("/bases/"))
+        ),
         None => ctx.path_id(&jurisdiction),
     };
     let sample: String = n
@@ -141,7 +150,9 @@ pub(crate) fn parse(ctx: &FileContext) -> Result<Parsed, IngestError> {
             headings: headings.clone(),
             anchor: Some(cabildo_text::slug(&provision)),
             provision,
-            url: a.url_articulo.map(|u| format!("https://www.impo.com.uy{u}")),
+            url: a
+                .url_articulo
+                .map(|u| format!("https://www.impo.com.uy{u}")),
             lines,
             start: None,
             is_article: true,

@@ -78,7 +78,13 @@ impl Walker<'_> {
         format!("https://www.lexml.gov.br/urn/{}!{anchor}", self.urn)
     }
 
-    fn unit(&self, headings: &[String], provision: String, anchor: &str, lines: Vec<String>) -> Unit {
+    fn unit(
+        &self,
+        headings: &[String],
+        provision: String,
+        anchor: &str,
+        lines: Vec<String>,
+    ) -> Unit {
         Unit {
             headings: headings.to_vec(),
             provision,
@@ -129,7 +135,12 @@ impl Walker<'_> {
         let anchor = n.attribute("id").unwrap_or("");
         let mut lines = Vec::new();
         lines_of(n, &mut lines);
-        let unit = self.unit(headings, format!("{article}, {}", sub_label(n)), anchor, lines);
+        let unit = self.unit(
+            headings,
+            format!("{article}, {}", sub_label(n)),
+            anchor,
+            lines,
+        );
         self.units.push(unit);
     }
 
@@ -165,7 +176,11 @@ pub(crate) fn parse(ctx: &FileContext) -> Result<Parsed, IngestError> {
         .to_string();
     let find = |tag: &str| root.descendants().find(|d| name(d) == tag);
     let epigrafe = find("Epigrafe").map(flat).unwrap_or_default();
-    let title = if epigrafe.is_empty() { urn.clone() } else { title_case(&epigrafe) };
+    let title = if epigrafe.is_empty() {
+        urn.clone()
+    } else {
+        title_case(&epigrafe)
+    };
     let kind = if urn.contains(":constituicao:") {
         NormKind::Constitucion
     } else if urn.contains(":acordao") || urn.contains(":sumula") {
@@ -187,7 +202,10 @@ pub(crate) fn parse(ctx: &FileContext) -> Result<Parsed, IngestError> {
     }
     norm.valid_from = norm.publication_date;
 
-    let mut walker = Walker { urn: &urn, units: Vec::new() };
+    let mut walker = Walker {
+        urn: &urn,
+        units: Vec::new(),
+    };
     // Decisions and súmulas have no articles: their text sits in the opening parts.
     for tag in ["Ementa", "Preambulo"] {
         if let Some(n) = find(tag) {
@@ -199,7 +217,11 @@ pub(crate) fn parse(ctx: &FileContext) -> Result<Parsed, IngestError> {
             let lines: Vec<String> = lines.into_iter().filter(|t| !t.is_empty()).collect();
             if !lines.is_empty() {
                 walker.units.push(Unit {
-                    provision: if tag == "Ementa" { "Ementa".into() } else { "Preâmbulo".into() },
+                    provision: if tag == "Ementa" {
+                        "Ementa".into()
+                    } else {
+                        "Preâmbulo".into()
+                    },
                     anchor: Some(tag.to_lowercase()),
                     url: norm.official_url.clone(),
                     lines: lines.into_iter().map(Line::new).collect(),

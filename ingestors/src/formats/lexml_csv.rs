@@ -41,9 +41,17 @@ fn split_prefix(texto: &str) -> (Option<String>, Vec<String>, String) {
         return (None, Vec::new(), t.to_string());
     };
     let inner = &rest[..end];
-    let body = rest[end..].trim_start_matches([' ', ']']).trim().to_string();
-    let mut parts = inner.split('|').map(|p| CHROME.replace_all(p, "").trim().to_string());
-    let nickname = parts.next().filter(|p| !p.is_empty()).map(|p| p.trim_end_matches('.').to_string());
+    let body = rest[end..]
+        .trim_start_matches([' ', ']'])
+        .trim()
+        .to_string();
+    let mut parts = inner
+        .split('|')
+        .map(|p| CHROME.replace_all(p, "").trim().to_string());
+    let nickname = parts
+        .next()
+        .filter(|p| !p.is_empty())
+        .map(|p| p.trim_end_matches('.').to_string());
     let headings = parts.filter(|p| !p.is_empty()).collect();
     (nickname, headings, body)
 }
@@ -79,13 +87,23 @@ pub(crate) fn parse(ctx: &FileContext) -> Result<Parsed, IngestError> {
     let first = rows
         .first()
         .ok_or_else(|| IngestError::NoText("CSV has a header but no rows".into()))?;
-    let norm_urn = first.urn.split('!').next().unwrap_or(&first.urn).to_string();
+    let norm_urn = first
+        .urn
+        .split('!')
+        .next()
+        .unwrap_or(&first.urn)
+        .to_string();
 
     let stem = ctx.stem();
     let (label, kind, number, date) = match FILE_NAME.captures(&stem) {
         Some(c) => {
             let (label, kind) = kind_name(&c[1]);
-            (label, kind, Some(c[2].to_string()), parse_date(&format!("{}-{}-{}", &c[3][..4], &c[3][4..6], &c[3][6..])))
+            (
+                label,
+                kind,
+                Some(c[2].to_string()),
+                parse_date(&format!("{}-{}-{}", &c[3][..4], &c[3][4..6], &c[3][6..])),
+            )
         }
         None => ("Norma", NormKind::Otro, None, None),
     };
@@ -141,7 +159,10 @@ mod tests {
     #[test]
     fn prefix_gives_nickname_and_headings() {
         let (nick, heads, body) = split_prefix("[ all_inclusiveRegulamentaçãoremove_red_eyeNormas correlatas Lei Geral de Proteção de Dados Pessoais (LGPD). | DISPOSIÇÕES PRELIMINARES | ] Esta Lei dispõe.");
-        assert_eq!(nick.as_deref(), Some("Lei Geral de Proteção de Dados Pessoais (LGPD)"));
+        assert_eq!(
+            nick.as_deref(),
+            Some("Lei Geral de Proteção de Dados Pessoais (LGPD)")
+        );
         assert_eq!(heads, ["DISPOSIÇÕES PRELIMINARES"]);
         assert_eq!(body, "Esta Lei dispõe.");
     }

@@ -40,7 +40,9 @@ pub(crate) fn decode(bytes: &[u8], declared: Option<&str>) -> String {
     }
     let encoding = declared
         .and_then(|label| encoding_rs::Encoding::for_label(label.trim().as_bytes()))
-        .filter(|e| *e != encoding_rs::UTF_8 && *e != encoding_rs::UTF_16LE && *e != encoding_rs::UTF_16BE)
+        .filter(|e| {
+            *e != encoding_rs::UTF_8 && *e != encoding_rs::UTF_16LE && *e != encoding_rs::UTF_16BE
+        })
         .unwrap_or(encoding_rs::WINDOWS_1252);
     encoding.decode(bytes).0.into_owned()
 }

@@ -116,18 +116,33 @@ pub(crate) fn parse(ctx: &FileContext) -> Result<Parsed, IngestError> {
         }
     }
     if failed == pages.len() {
-        return Err(IngestError::malformed("PDF", "no page could be read (damaged or truncated file)"));
+        return Err(IngestError::malformed(
+            "PDF",
+            "no page could be read (damaged or truncated file)",
+        ));
     }
     let page_lines = strip_running_lines(texts);
     let lines: Vec<Line> = page_lines
         .iter()
         .zip(pages.keys())
-        .flat_map(|(ls, &p)| ls.iter().map(move |l| Line { text: l.clone(), page: Some(p) }))
+        .flat_map(|(ls, &p)| {
+            ls.iter().map(move |l| Line {
+                text: l.clone(),
+                page: Some(p),
+            })
+        })
         .collect();
     if lines.iter().all(|l| l.text.trim().is_empty()) {
-        return Err(IngestError::NoText("the PDF has no text layer (scanned?); run OCR first".into()));
+        return Err(IngestError::NoText(
+            "the PDF has no text layer (scanned?); run OCR first".into(),
+        ));
     }
-    let sample: String = lines.iter().take(400).map(|l| l.text.as_str()).collect::<Vec<_>>().join(" ");
+    let sample: String = lines
+        .iter()
+        .take(400)
+        .map(|l| l.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
     let title = ctx
         .collection_title
         .clone()

@@ -59,7 +59,10 @@ struct Font<'a> {
 
 impl<'a> Font<'a> {
     fn load(doc: &'a Document, dict: &'a Dictionary) -> Font<'a> {
-        let subtype = dict.get(b"Subtype").and_then(Object::as_name).unwrap_or(b"");
+        let subtype = dict
+            .get(b"Subtype")
+            .and_then(Object::as_name)
+            .unwrap_or(b"");
         let two_byte = subtype == b"Type0";
         let mut widths = HashMap::new();
         let mut default_width = 500.0;
@@ -78,7 +81,12 @@ impl<'a> Font<'a> {
                 if let Some(dw) = d.get(b"DW").ok().and_then(num) {
                     default_width = dw;
                 }
-                if let Some(w) = d.get(b"W").ok().and_then(deref).and_then(|o| o.as_array().ok()) {
+                if let Some(w) = d
+                    .get(b"W")
+                    .ok()
+                    .and_then(deref)
+                    .and_then(|o| o.as_array().ok())
+                {
                     let mut i = 0;
                     while i < w.len() {
                         let Some(first) = num(&w[i]) else { break };
@@ -93,7 +101,10 @@ impl<'a> Font<'a> {
                                 i += 2;
                             }
                             Some(last) => {
-                                let (Some(last), Some(v)) = (num(last), w.get(i + 2).and_then(num)) else { break };
+                                let (Some(last), Some(v)) = (num(last), w.get(i + 2).and_then(num))
+                                else {
+                                    break;
+                                };
                                 for code in first as u32..=last as u32 {
                                     widths.insert(code, v);
                                 }
@@ -106,7 +117,12 @@ impl<'a> Font<'a> {
             }
         } else {
             let first = dict.get(b"FirstChar").ok().and_then(num).unwrap_or(0.0) as u32;
-            if let Some(ws) = dict.get(b"Widths").ok().and_then(deref).and_then(|o| o.as_array().ok()) {
+            if let Some(ws) = dict
+                .get(b"Widths")
+                .ok()
+                .and_then(deref)
+                .and_then(|o| o.as_array().ok())
+            {
                 for (k, w) in ws.iter().enumerate() {
                     if let Some(v) = deref(w).and_then(num) {
                         widths.insert(first + k as u32, v);
@@ -133,7 +149,12 @@ impl<'a> Font<'a> {
 
     /// Codes in a string and their widths in text-space units (thousandths of the size).
     fn codes(&self, bytes: &[u8]) -> Vec<(u32, f32)> {
-        let code_of = |c: u32| (c, self.widths.get(&c).copied().unwrap_or(self.default_width));
+        let code_of = |c: u32| {
+            (
+                c,
+                self.widths.get(&c).copied().unwrap_or(self.default_width),
+            )
+        };
         if self.two_byte {
             bytes
                 .chunks(2)
@@ -165,9 +186,19 @@ struct Walker<'a> {
 }
 
 /// Looks a name up in a resource category (`Font`, `XObject`) of the resource dictionaries.
-fn lookup<'a>(doc: &'a Document, resources: &[&'a Dictionary], category: &[u8], name: &[u8]) -> Option<(Option<ObjectId>, &'a Object)> {
+fn lookup<'a>(
+    doc: &'a Document,
+    resources: &[&'a Dictionary],
+    category: &[u8],
+    name: &[u8],
+) -> Option<(Option<ObjectId>, &'a Object)> {
     resources.iter().find_map(|r| {
-        let cat = doc.dereference(r.get(category).ok()?).ok()?.1.as_dict().ok()?;
+        let cat = doc
+            .dereference(r.get(category).ok()?)
+            .ok()?
+            .1
+            .as_dict()
+            .ok()?;
         let obj = cat.get(name).ok()?;
         let id = obj.as_reference().ok();
         Some((id, doc.dereference(obj).ok()?.1))
@@ -185,7 +216,10 @@ impl<'a> Walker<'a> {
                 if !self.out.ends_with('\n') {
                     self.out.push('\n');
                 }
-            } else if x - last_x > 0.18 * size.max(1.0) && !self.out.ends_with([' ', '\n']) && !text.starts_with(' ') {
+            } else if x - last_x > 0.18 * size.max(1.0)
+                && !self.out.ends_with([' ', '\n'])
+                && !text.starts_with(' ')
+            {
                 self.out.push(' ');
             }
         }
@@ -198,9 +232,19 @@ impl<'a> Walker<'a> {
         if self.depth > 8 {
             return;
         }
-        let Ok(content) = Content::decode(content) else { return };
+        let Ok(content) = Content::decode(content) else {
+            return;
+        };
         let mut stack: Vec<TextState> = Vec::new();
-        let mut st = TextState { ctm, char_spacing: 0.0, word_spacing: 0.0, scale: 1.0, leading: 0.0, size: 0.0, rise: 0.0 };
+        let mut st = TextState {
+            ctm,
+            char_spacing: 0.0,
+            word_spacing: 0.0,
+            scale: 1.0,
+            leading: 0.0,
+            size: 0.0,
+            rise: 0.0,
+        };
         let mut font: Option<ObjectId> = None;
         let mut inline_font: Option<Font<'a>> = None;
         let (mut tm, mut tlm) = (Matrix::IDENTITY, Matrix::IDENTITY);
@@ -250,7 +294,10 @@ impl<'a> Walker<'a> {
                 "TL" => st.leading = o.first().and_then(num).unwrap_or(0.0),
                 "Ts" => st.rise = o.first().and_then(num).unwrap_or(0.0),
                 "Td" | "TD" => {
-                    let (tx, ty) = (o.first().and_then(num).unwrap_or(0.0), o.get(1).and_then(num).unwrap_or(0.0));
+                    let (tx, ty) = (
+                        o.first().and_then(num).unwrap_or(0.0),
+                        o.get(1).and_then(num).unwrap_or(0.0),
+                    );
                     if op.operator == "TD" {
                         st.leading = -ty;
                     }
@@ -273,7 +320,11 @@ impl<'a> Walker<'a> {
                         tm = tlm;
                     }
                     let items: Vec<&Object> = match op.operator.as_str() {
-                        "TJ" => o.first().and_then(|a| a.as_array().ok()).map(|a| a.iter().collect()).unwrap_or_default(),
+                        "TJ" => o
+                            .first()
+                            .and_then(|a| a.as_array().ok())
+                            .map(|a| a.iter().collect())
+                            .unwrap_or_default(),
                         "\"" => o.get(2).into_iter().collect(),
                         _ => o.first().into_iter().collect(),
                     };
@@ -287,7 +338,10 @@ impl<'a> Walker<'a> {
                     for item in items {
                         match item {
                             Object::String(bytes, _) => {
-                                let trm = Matrix([st.size * st.scale, 0.0, 0.0, st.size, 0.0, st.rise]).then(tm).then(st.ctm);
+                                let trm =
+                                    Matrix([st.size * st.scale, 0.0, 0.0, st.size, 0.0, st.rise])
+                                        .then(tm)
+                                        .then(st.ctm);
                                 let (x, y) = (trm.0[4], trm.0[5]);
                                 let size = (trm.0[2].powi(2) + trm.0[3].powi(2)).sqrt();
                                 let mut text = String::new();
@@ -295,8 +349,13 @@ impl<'a> Walker<'a> {
                                     let _ = enc.write_to_string(bytes, &mut text);
                                 }
                                 for (code, w) in f.codes(bytes) {
-                                    let space = if !f.two_byte && code == 32 { st.word_spacing } else { 0.0 };
-                                    let tx = (w / 1000.0 * st.size + st.char_spacing + space) * st.scale;
+                                    let space = if !f.two_byte && code == 32 {
+                                        st.word_spacing
+                                    } else {
+                                        0.0
+                                    };
+                                    let tx =
+                                        (w / 1000.0 * st.size + st.char_spacing + space) * st.scale;
                                     tm = Matrix::translate(tx, 0.0).then(tm);
                                 }
                                 let end = Matrix::translate(0.0, 0.0).then(tm).then(st.ctm);
@@ -304,26 +363,51 @@ impl<'a> Walker<'a> {
                             }
                             other => {
                                 if let Some(n) = num(other) {
-                                    tm = Matrix::translate(-n / 1000.0 * st.size * st.scale, 0.0).then(tm);
+                                    tm = Matrix::translate(-n / 1000.0 * st.size * st.scale, 0.0)
+                                        .then(tm);
                                 }
                             }
                         }
                     }
                     for (text, x, y, x_end, size) in pieces {
-                        let text: String = text.chars().filter(|c| *c != '\u{0}' && *c != '\u{fffd}').collect();
+                        let text: String = text
+                            .chars()
+                            .filter(|c| *c != '\u{0}' && *c != '\u{fffd}')
+                            .collect();
                         self.emit(&text, x, y, x_end, size);
                     }
                 }
                 "Do" => {
                     let name = o.first().and_then(|n| n.as_name().ok()).unwrap_or(b"");
-                    let Some((_, Object::Stream(s))) = lookup(self.doc, resources, b"XObject", name) else { continue };
+                    let Some((_, Object::Stream(s))) =
+                        lookup(self.doc, resources, b"XObject", name)
+                    else {
+                        continue;
+                    };
                     if s.dict.get(b"Subtype").and_then(Object::as_name).ok() != Some(b"Form") {
                         continue;
                     }
-                    let Ok(data) = s.decompressed_content().or_else(|_| Ok::<_, lopdf::Error>(s.content.clone())) else { continue };
-                    let matrix = s.dict.get(b"Matrix").ok().and_then(|m| m.as_array().ok()).and_then(|a| Matrix::from_operands(a)).unwrap_or(Matrix::IDENTITY);
+                    let Ok(data) = s
+                        .decompressed_content()
+                        .or_else(|_| Ok::<_, lopdf::Error>(s.content.clone()))
+                    else {
+                        continue;
+                    };
+                    let matrix = s
+                        .dict
+                        .get(b"Matrix")
+                        .ok()
+                        .and_then(|m| m.as_array().ok())
+                        .and_then(|a| Matrix::from_operands(a))
+                        .unwrap_or(Matrix::IDENTITY);
                     let mut inner: Vec<&'a Dictionary> = Vec::new();
-                    if let Some(r) = s.dict.get(b"Resources").ok().and_then(|r| self.doc.dereference(r).ok()).and_then(|(_, r)| r.as_dict().ok()) {
+                    if let Some(r) = s
+                        .dict
+                        .get(b"Resources")
+                        .ok()
+                        .and_then(|r| self.doc.dereference(r).ok())
+                        .and_then(|(_, r)| r.as_dict().ok())
+                    {
                         inner.push(r);
                     }
                     inner.extend_from_slice(resources);
@@ -342,7 +426,13 @@ pub(crate) fn page_text(doc: &Document, page_id: ObjectId) -> Result<String, lop
     let mut resources: Vec<&Dictionary> = direct.into_iter().collect();
     resources.extend(ids.iter().filter_map(|id| doc.get_dictionary(*id).ok()));
     let content = doc.get_page_content(page_id);
-    let mut w = Walker { doc, fonts: HashMap::new(), out: String::new(), last: None, depth: 0 };
+    let mut w = Walker {
+        doc,
+        fonts: HashMap::new(),
+        out: String::new(),
+        last: None,
+        depth: 0,
+    };
     w.run(&content, &resources, Matrix::IDENTITY);
     Ok(w.out)
 }

@@ -11,7 +11,10 @@ use crate::{IngestError, Unit};
 
 /// Splits `---` front-matter from the body.
 fn front_matter(text: &str) -> (Option<&str>, &str) {
-    let Some(rest) = text.strip_prefix("---\n").or_else(|| text.strip_prefix("---\r\n")) else {
+    let Some(rest) = text
+        .strip_prefix("---\n")
+        .or_else(|| text.strip_prefix("---\r\n"))
+    else {
         return (None, text);
     };
     match rest.find("\n---") {
@@ -177,7 +180,10 @@ mod tests {
             common_name("FIJA EL TEXTO REFUNDIDO, COORDINADO Y SISTEMATIZADO DE LA CONSTITUCION POLITICA DE LA REPUBLICA DE CHILE"),
             "CONSTITUCION POLITICA DE LA REPUBLICA DE CHILE"
         );
-        assert_eq!(common_name("FIJA TEXTO DEL CODIGO DE AGUAS"), "CODIGO DE AGUAS");
+        assert_eq!(
+            common_name("FIJA TEXTO DEL CODIGO DE AGUAS"),
+            "CODIGO DE AGUAS"
+        );
         assert_eq!(common_name("LEY DE PRUEBA"), "LEY DE PRUEBA");
     }
 
