@@ -6,13 +6,13 @@
 use std::sync::LazyLock;
 
 use cabildo_core::{Jurisdiction, NormKind};
-use cabildo_text::{guess_language, segment, tidy, Line};
+use cabildo_text::{guess_language, tidy};
 use regex::Regex;
 use scraper::{ElementRef, Html, Node, Selector};
 
 use super::{decode, Parsed};
 use crate::meta::{parse_date, FileContext};
-use crate::{IngestError, Unit};
+use crate::IngestError;
 
 static CHARSET: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"(?i)charset\s*=\s*["']?([\w:-]+)"#).expect("regex"));
@@ -213,9 +213,7 @@ pub(crate) fn parse(ctx: &FileContext) -> Result<Parsed, IngestError> {
     norm.valid_from =
         date_after("Fecha de entrada en vigencia de la norma").or(norm.publication_date);
 
-    let lines: Vec<Line> = lines.into_iter().map(Line::new).collect();
-    let units = segment(&lines).into_iter().map(Unit::from).collect();
-    Ok((norm, units))
+    Ok((norm, super::segment_lines(lines)))
 }
 
 #[cfg(test)]

@@ -14,6 +14,15 @@ use cabildo_core::Norm;
 use crate::meta::FileContext;
 use crate::{IngestError, Unit};
 
+/// Segments lines of plain text (no pages) into units.
+pub(crate) fn segment_lines<S: Into<String>>(lines: impl IntoIterator<Item = S>) -> Vec<Unit> {
+    let lines: Vec<cabildo_text::Line> = lines.into_iter().map(cabildo_text::Line::new).collect();
+    cabildo_text::segment(&lines)
+        .into_iter()
+        .map(Unit::from)
+        .collect()
+}
+
 /// What every parser returns.
 pub(crate) type Parsed = (Norm, Vec<Unit>);
 

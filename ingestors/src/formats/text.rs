@@ -2,12 +2,12 @@
 //! Markdown export (`id_norma`, `version_date`, `titulo_norma`, `source_url`…).
 
 use cabildo_core::{Language, NormKind};
-use cabildo_text::{guess_language, segment, tidy, title_case, Line};
+use cabildo_text::{guess_language, tidy, title_case};
 use yaml_rust2::{Yaml, YamlLoader};
 
 use super::{decode, Parsed};
 use crate::meta::{parse_date, FileContext};
-use crate::{IngestError, Unit};
+use crate::IngestError;
 
 /// Splits `---` front-matter from the body.
 fn front_matter(text: &str) -> (Option<&str>, &str) {
@@ -165,9 +165,7 @@ pub(crate) fn parse(ctx: &FileContext, ext: &str) -> Result<Parsed, IngestError>
         norm.language = Language::Pt;
     }
 
-    let lines: Vec<Line> = lines.into_iter().map(Line::new).collect();
-    let units = segment(&lines).into_iter().map(Unit::from).collect();
-    Ok((norm, units))
+    Ok((norm, super::segment_lines(lines)))
 }
 
 #[cfg(test)]
