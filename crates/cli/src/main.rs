@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use cabildo_core::{AccessLevel, Filters, NormKind};
 use cabildo_engine::eval::{evaluate, EvalSet, Method};
-use cabildo_engine::{Engine, IngestDefaults};
+use cabildo_engine::{Engine, IngestDefaults, QueryOptions};
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Cabildo answers questions about laws and regulations with citations to the exact articles.
@@ -71,8 +71,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = EvalMethod::Lexical)]
         method: EvalMethod,
         /// Weight of heading matches (norm title, breadcrumb) relative to text matches.
-        #[arg(long, default_value_t = cabildo_index::QueryOptions::default().head_boost)]
+        #[arg(long, default_value_t = QueryOptions::default().head_boost)]
         head_boost: f32,
+        /// Weight of matching two consecutive query words in order.
+        #[arg(long, default_value_t = QueryOptions::default().phrase_boost)]
+        phrase_boost: f32,
         /// Print JSON lines.
         #[arg(long)]
         json: bool,
@@ -81,7 +84,10 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum EvalMethod {
+    /// BM25 over the legal analysers with heading and phrase boosts.
     Lexical,
+    /// Baseline: plain tokenizer, lower-case, Snowball stemmer, text only.
+    Bm25Plain,
 }
 
 fn init_logging() {
@@ -155,14 +161,17 @@ async fn main() -> Result<()> {
             sets,
             method,
             head_boost,
+            phrase_boost,
             json,
         } => {
-            let options = cabildo_index::QueryOptions {
+            let options = QueryOptions {
                 head_boost,
+                phrase_boost,
                 ..Default::default()
             };
             let method = match method {
                 EvalMethod::Lexical => Method::Lexical,
+                EvalMethod::Bm25Plain => Method::Bm25Plain,
             };
             let mut reports = Vec::new();
             for dir in &sets {

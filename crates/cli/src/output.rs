@@ -173,9 +173,19 @@ pub fn eval_reports(reports: &[EvalReport], json: bool) -> Result<()> {
     for r in reports {
         writeln!(
             out,
-            "| {} | {:?} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} |",
-            r.set, r.method, r.queries, r.passages, r.recall_5, r.recall_10, r.recall_100, r.mrr_10,
-            r.ndcg_10, r.ms_per_query, r.p50_ms, r.p99_ms
+            "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} |",
+            r.set,
+            r.method.name(),
+            r.queries,
+            r.passages,
+            r.recall_5,
+            r.recall_10,
+            r.recall_100,
+            r.mrr_10,
+            r.ndcg_10,
+            r.ms_per_query,
+            r.p50_ms,
+            r.p99_ms
         )?;
     }
     Ok(())

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use cabildo_core::{AccessLevel, Filters, Jurisdiction, NormKind, Passage};
-use cabildo_index::{LexicalIndex, QueryOptions};
+use cabildo_index::{Analysis, LexicalIndex, QueryOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::{EngineError, Result};
@@ -17,8 +17,22 @@ use crate::{EngineError, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
-    /// BM25 over the legal analysers, text and heading fields.
+    /// BM25 over the legal analysers, text and heading fields, with phrase-pair boosts.
     Lexical,
+    /// The baseline: BM25 on the text alone with a plain tokenizer, lower-casing and a
+    /// Snowball stemmer (no legal normalisation, stop words, folding, headings or phrases).
+    #[serde(rename = "bm25-plain")]
+    Bm25Plain,
+}
+
+impl Method {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Lexical => "lexical",
+            Method::Bm25Plain => "bm25-plain",
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -218,7 +232,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Indexes the set's passages in memory and scores `method` on its queries.
 pub fn evaluate(set: &EvalSet, method: Method, options: &QueryOptions) -> Result<EvalReport> {
     let t0 = Instant::now();
-    let index = LexicalIndex::in_memory()?;
+    let (analysis, options) = match method {
+        Method::Lexical => (Analysis::Legal, options.clone()),
+        Method::Bm25Plain => (
+            Analysis::Plain,
+            QueryOptions {
+                head_boost: 0.0,
+                phrase_boost: 0.0,
+                ..options.clone()
+            },
+        ),
+    };
+    let index = LexicalIndex::in_memory(analysis)?;
     let mut batch = index.batch()?;
     for p in &set.passages {
         batch.add(p)?;
@@ -231,9 +256,7 @@ pub fn evaluate(set: &EvalSet, method: Method, options: &QueryOptions) -> Result
     let mut times = Vec::with_capacity(set.queries.len());
     for (qid, text) in &set.queries {
         let t = Instant::now();
-        let hits = match method {
-            Method::Lexical => index.search(text, &filters, 100, options)?,
-        };
+        let hits = index.search(text, &filters, 100, &options)?;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         let mut ranking: Vec<String> = Vec::with_capacity(hits.len());
         let mut seen = HashSet::new();

@@ -9,9 +9,10 @@ pub mod ingest;
 use std::path::{Path, PathBuf};
 
 use cabildo_core::{Filters, SearchHit};
-use cabildo_index::{LexicalIndex, QueryOptions};
+use cabildo_index::LexicalIndex;
 use cabildo_store::Registry;
 
+pub use cabildo_index::QueryOptions;
 pub use cabildo_ingestors::IngestDefaults;
 pub use cabildo_store::JobSummary;
 

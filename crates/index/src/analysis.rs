@@ -75,7 +75,45 @@ fn stem_language(language: Language) -> StemLanguage {
     }
 }
 
-/// The analyser for one language.
+/// Which analysis an index uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Analysis {
+    /// The legal analysers: reference normalisation, stop words, accent folding, stemming.
+    #[default]
+    Legal,
+    /// The textbook baseline: split on non-alphanumerics, lower-case, Snowball stem. Kept to
+    /// measure what the legal analysis adds, on the same machine and data.
+    Plain,
+}
+
+impl Analysis {
+    /// The analyser for one language.
+    pub fn analyzer(self, language: Language) -> TextAnalyzer {
+        match self {
+            Analysis::Legal => legal_analyzer(language),
+            Analysis::Plain => {
+                TextAnalyzer::builder(tantivy::tokenizer::SimpleTokenizer::default())
+                    .filter(LowerCaser)
+                    .filter(Stemmer::new(stem_language(language)))
+                    .build()
+            }
+        }
+    }
+
+    /// The index terms of `text` with their positions (stop words leave gaps).
+    pub fn terms(self, language: Language, text: &str) -> Vec<(usize, String)> {
+        let mut analyzer = self.analyzer(language);
+        let mut stream = analyzer.token_stream(text);
+        let mut out = Vec::new();
+        while stream.advance() {
+            let t = stream.token();
+            out.push((t.position, t.text.clone()));
+        }
+        out
+    }
+}
+
+/// The legal analyser for one language.
 pub fn legal_analyzer(language: Language) -> TextAnalyzer {
     let stem = stem_language(language);
     let builder = TextAnalyzer::builder(LegalTokenizer::new(language)).filter(LowerCaser);
@@ -101,15 +139,13 @@ pub fn analyzer_name(language: Language) -> &'static str {
     }
 }
 
-/// Runs a language's analyser over `text` and returns the index terms.
+/// Runs a language's legal analyser over `text` and returns the index terms.
 pub fn analyze(language: Language, text: &str) -> Vec<String> {
-    let mut analyzer = legal_analyzer(language);
-    let mut stream = analyzer.token_stream(text);
-    let mut out = Vec::new();
-    while stream.advance() {
-        out.push(stream.token().text.clone());
-    }
-    out
+    Analysis::Legal
+        .terms(language, text)
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect()
 }
 
 #[cfg(test)]

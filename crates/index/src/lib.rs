@@ -19,6 +19,7 @@ use tantivy::directory::MmapDirectory;
 use tantivy::schema::Value;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
+pub use analysis::Analysis;
 pub use query::QueryOptions;
 use schema::Fields;
 
@@ -52,6 +53,7 @@ pub struct LexicalIndex {
     index: Index,
     reader: IndexReader,
     fields: Fields,
+    analysis: Analysis,
 }
 
 impl LexicalIndex {
@@ -67,21 +69,20 @@ impl LexicalIndex {
         })?;
         let (schema, fields) = schema::build();
         let index = Index::open_or_create(mmap, schema)?;
-        Self::with_index(index, fields)
+        Self::with_index(index, fields, Analysis::Legal)
     }
 
     /// An index held in memory (evaluation runs, tests).
-    pub fn in_memory() -> Result<Self> {
+    pub fn in_memory(kind: Analysis) -> Result<Self> {
         let (schema, fields) = schema::build();
-        Self::with_index(Index::create_in_ram(schema), fields)
+        Self::with_index(Index::create_in_ram(schema), fields, kind)
     }
 
-    fn with_index(index: Index, fields: Fields) -> Result<Self> {
+    fn with_index(index: Index, fields: Fields, kind: Analysis) -> Result<Self> {
         for lang in [Language::Es, Language::Pt, Language::En] {
-            index.tokenizers().register(
-                analysis::analyzer_name(lang),
-                analysis::legal_analyzer(lang),
-            );
+            index
+                .tokenizers()
+                .register(analysis::analyzer_name(lang), kind.analyzer(lang));
         }
         let reader = index
             .reader_builder()
@@ -91,6 +92,7 @@ impl LexicalIndex {
             index,
             reader,
             fields,
+            analysis: kind,
         })
     }
 
@@ -150,12 +152,13 @@ impl LexicalIndex {
         options: &QueryOptions,
     ) -> Result<Vec<SearchHit>> {
         let searcher = self.reader.searcher();
-        let Some(query) = query::build(&self.fields, text, filters, options) else {
+        let Some(query) = query::build(&self.fields, self.analysis, text, filters, options) else {
             return Ok(Vec::new());
         };
         let top = searcher.search(&query, &TopDocs::with_limit(k.max(1)).order_by_score())?;
         let mut hits = Vec::with_capacity(top.len());
-        let mut snippets = query::Snippets::new(&searcher, &self.fields, text, options)?;
+        let mut snippets =
+            query::Snippets::new(&searcher, &self.fields, self.analysis, text, options)?;
         for (rank, (score, addr)) in top.into_iter().enumerate() {
             let passage = self.passage_at(&searcher.doc(addr)?)?;
             let (snippet, highlights) = snippets.make(&passage);
@@ -238,7 +241,7 @@ mod tests {
 
     #[test]
     fn replacing_a_norm_is_atomic_and_ids_are_listed_in_order() {
-        let index = LexicalIndex::in_memory().unwrap();
+        let index = LexicalIndex::in_memory(Analysis::Legal).unwrap();
         let mut b = index.batch().unwrap();
         b.add(&passage("n1", "art-2", "segundo texto", 1)).unwrap();
         b.add(&passage("n1", "art-1", "primer texto", 0)).unwrap();

@@ -7,13 +7,13 @@ use std::ops::Bound;
 
 use cabildo_core::{AccessLevel, Filters, Passage};
 use tantivy::query::{
-    BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery,
+    BooleanQuery, BoostQuery, ConstScoreQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery,
 };
 use tantivy::schema::IndexRecordOption;
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{Searcher, Term};
 
-use crate::analysis::analyze;
+use crate::analysis::Analysis;
 use crate::schema::{day_number, lang_slot, Fields, LANGS};
 
 /// Knobs of the lexical ranking.
@@ -26,6 +26,8 @@ pub struct QueryOptions {
     pub max_terms: usize,
     /// Snippet length in chars.
     pub snippet_chars: usize,
+    /// Weight of a match of two consecutive query words in the same order in the text.
+    pub phrase_boost: f32,
 }
 
 impl Default for QueryOptions {
@@ -34,16 +36,21 @@ impl Default for QueryOptions {
             head_boost: 0.5,
             max_terms: 96,
             snippet_chars: 240,
+            phrase_boost: 0.5,
         }
     }
 }
 
 /// Analysed terms of `text` per language slot, with their counts.
-fn terms_per_language(text: &str, max_terms: usize) -> [Vec<(String, usize)>; 3] {
+fn terms_per_language(
+    analysis: Analysis,
+    text: &str,
+    max_terms: usize,
+) -> [Vec<(String, usize)>; 3] {
     LANGS.map(|lang| {
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         let mut order = Vec::new();
-        for t in analyze(lang, text) {
+        for (_, t) in analysis.terms(lang, text) {
             let c = counts.entry(t.clone()).or_insert(0);
             if *c == 0 {
                 order.push(t);
@@ -156,15 +163,41 @@ fn filter_clauses(f: &Fields, filters: &Filters) -> Vec<(Occur, Box<dyn Query>)>
     clauses
 }
 
+/// Consecutive pairs of query terms (with the gap stop words left between them): a passage
+/// that has them in the same order quotes the question's wording, as exam options and
+/// caseworkers' queries often quote the law.
+fn phrase_pairs(
+    analysis: Analysis,
+    lang: cabildo_core::Language,
+    text: &str,
+    max: usize,
+) -> Vec<(usize, String, String)> {
+    let terms = analysis.terms(lang, text);
+    let mut seen = std::collections::HashSet::new();
+    let mut pairs = Vec::new();
+    for w in terms.windows(2) {
+        let ((p0, t0), (p1, t1)) = (&w[0], &w[1]);
+        let gap = p1.saturating_sub(*p0);
+        if (1..=3).contains(&gap) && seen.insert((gap, t0.clone(), t1.clone())) {
+            pairs.push((gap, t0.clone(), t1.clone()));
+            if pairs.len() >= max {
+                break;
+            }
+        }
+    }
+    pairs
+}
+
 /// The full query, or `None` when the text has no searchable term.
 pub(crate) fn build(
     f: &Fields,
+    analysis: Analysis,
     text: &str,
     filters: &Filters,
     options: &QueryOptions,
 ) -> Option<Box<dyn Query>> {
     let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-    for (slot, terms) in terms_per_language(text, options.max_terms)
+    for (slot, terms) in terms_per_language(analysis, text, options.max_terms)
         .iter()
         .enumerate()
     {
@@ -177,6 +210,23 @@ pub(crate) fn build(
                     term_query(f.head[slot], term, weight * options.head_boost),
                 ));
             }
+        }
+    }
+    if options.phrase_boost > 0.0 {
+        for (slot, lang) in LANGS.iter().enumerate() {
+            should.extend(
+                phrase_pairs(analysis, *lang, text, options.max_terms)
+                    .into_iter()
+                    .map(|(gap, t0, t1)| {
+                        let q = PhraseQuery::new_with_offset(vec![
+                            (0, Term::from_field_text(f.text[slot], &t0)),
+                            (gap, Term::from_field_text(f.text[slot], &t1)),
+                        ]);
+                        let q: Box<dyn Query> =
+                            Box::new(BoostQuery::new(Box::new(q), options.phrase_boost));
+                        (Occur::Should, q)
+                    }),
+            );
         }
     }
     if should.is_empty() {
@@ -198,10 +248,11 @@ impl Snippets {
     pub fn new(
         searcher: &Searcher,
         f: &Fields,
+        analysis: Analysis,
         text: &str,
         options: &QueryOptions,
     ) -> crate::Result<Self> {
-        let terms = terms_per_language(text, options.max_terms);
+        let terms = terms_per_language(analysis, text, options.max_terms);
         let mut generators = Vec::new();
         for (slot, lang_terms) in terms.iter().enumerate() {
             if lang_terms.is_empty() {
