@@ -233,12 +233,19 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 pub fn evaluate(set: &EvalSet, method: Method, options: &QueryOptions) -> Result<EvalReport> {
     let t0 = Instant::now();
     let (analysis, options) = match method {
-        Method::Lexical => (Analysis::Legal, options.clone()),
+        Method::Lexical => (
+            Analysis::Legal,
+            QueryOptions {
+                snippets: false,
+                ..options.clone()
+            },
+        ),
         Method::Bm25Plain => (
             Analysis::Plain,
             QueryOptions {
                 head_boost: 0.0,
                 phrase_boost: 0.0,
+                snippets: false,
                 ..options.clone()
             },
         ),

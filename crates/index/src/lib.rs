@@ -152,16 +152,28 @@ impl LexicalIndex {
         options: &QueryOptions,
     ) -> Result<Vec<SearchHit>> {
         let searcher = self.reader.searcher();
-        let Some(query) = query::build(&self.fields, self.analysis, text, filters, options) else {
+        let languages = self.languages_present(&searcher)?;
+        let query_ctx = query::QueryContext {
+            fields: &self.fields,
+            analysis: self.analysis,
+            languages,
+        };
+        let Some(query) = query::build(&query_ctx, text, filters, options) else {
             return Ok(Vec::new());
         };
         let top = searcher.search(&query, &TopDocs::with_limit(k.max(1)).order_by_score())?;
         let mut hits = Vec::with_capacity(top.len());
-        let mut snippets =
-            query::Snippets::new(&searcher, &self.fields, self.analysis, text, options)?;
+        let mut snippets = if options.snippets {
+            Some(query::Snippets::new(&searcher, &query_ctx, text, options)?)
+        } else {
+            None
+        };
         for (rank, (score, addr)) in top.into_iter().enumerate() {
             let passage = self.passage_at(&searcher.doc(addr)?)?;
-            let (snippet, highlights) = snippets.make(&passage);
+            let (snippet, highlights) = match snippets.as_mut() {
+                Some(s) => s.make(&passage),
+                None => (String::new(), Vec::new()),
+            };
             hits.push(SearchHit {
                 rank: rank + 1,
                 score,
@@ -171,6 +183,20 @@ impl LexicalIndex {
             });
         }
         Ok(hits)
+    }
+
+    /// Which languages have passages: a question is analysed and matched only in those.
+    fn languages_present(&self, searcher: &tantivy::Searcher) -> Result<[bool; 3]> {
+        let mut present = [false; 3];
+        for (slot, field) in self.fields.text.iter().enumerate() {
+            for segment in searcher.segment_readers() {
+                if segment.inverted_index(*field)?.terms().num_terms() > 0 {
+                    present[slot] = true;
+                    break;
+                }
+            }
+        }
+        Ok(present)
     }
 
     fn passage_at(&self, doc: &TantivyDocument) -> Result<Passage> {

@@ -28,6 +28,8 @@ pub struct QueryOptions {
     pub snippet_chars: usize,
     /// Weight of a match of two consecutive query words in the same order in the text.
     pub phrase_boost: f32,
+    /// Whether hits carry a highlighted snippet (evaluation runs skip them).
+    pub snippets: bool,
 }
 
 impl Default for QueryOptions {
@@ -37,17 +39,31 @@ impl Default for QueryOptions {
             max_terms: 96,
             snippet_chars: 240,
             phrase_boost: 0.5,
+            snippets: true,
         }
     }
 }
 
-/// Analysed terms of `text` per language slot, with their counts.
+/// What a query is built against: the fields, the index's analysis, and which languages
+/// have passages.
+pub(crate) struct QueryContext<'a> {
+    pub fields: &'a Fields,
+    pub analysis: Analysis,
+    pub languages: [bool; 3],
+}
+
+/// Analysed terms of `text` per language slot, with their counts (none for languages
+/// without passages).
 fn terms_per_language(
-    analysis: Analysis,
+    ctx: &QueryContext,
     text: &str,
     max_terms: usize,
 ) -> [Vec<(String, usize)>; 3] {
+    let analysis = ctx.analysis;
     LANGS.map(|lang| {
+        if !ctx.languages[lang_slot(lang)] {
+            return Vec::new();
+        }
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         let mut order = Vec::new();
         for (_, t) in analysis.terms(lang, text) {
@@ -190,14 +206,14 @@ fn phrase_pairs(
 
 /// The full query, or `None` when the text has no searchable term.
 pub(crate) fn build(
-    f: &Fields,
-    analysis: Analysis,
+    ctx: &QueryContext,
     text: &str,
     filters: &Filters,
     options: &QueryOptions,
 ) -> Option<Box<dyn Query>> {
+    let f = ctx.fields;
     let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-    for (slot, terms) in terms_per_language(analysis, text, options.max_terms)
+    for (slot, terms) in terms_per_language(ctx, text, options.max_terms)
         .iter()
         .enumerate()
     {
@@ -214,8 +230,11 @@ pub(crate) fn build(
     }
     if options.phrase_boost > 0.0 {
         for (slot, lang) in LANGS.iter().enumerate() {
+            if !ctx.languages[slot] {
+                continue;
+            }
             should.extend(
-                phrase_pairs(analysis, *lang, text, options.max_terms)
+                phrase_pairs(ctx.analysis, *lang, text, options.max_terms)
                     .into_iter()
                     .map(|(gap, t0, t1)| {
                         let q = PhraseQuery::new_with_offset(vec![
@@ -247,12 +266,12 @@ pub(crate) struct Snippets {
 impl Snippets {
     pub fn new(
         searcher: &Searcher,
-        f: &Fields,
-        analysis: Analysis,
+        ctx: &QueryContext,
         text: &str,
         options: &QueryOptions,
     ) -> crate::Result<Self> {
-        let terms = terms_per_language(analysis, text, options.max_terms);
+        let f = ctx.fields;
+        let terms = terms_per_language(ctx, text, options.max_terms);
         let mut generators = Vec::new();
         for (slot, lang_terms) in terms.iter().enumerate() {
             if lang_terms.is_empty() {
