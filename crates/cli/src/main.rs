@@ -62,6 +62,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show what the data folder holds: norms and passages in the registry and the index.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Score retrieval on BEIR-style sets (corpus.jsonl, queries.jsonl, qrels.tsv).
     Eval {
         /// Set folders, e.g. ../shared/eval/lgpd-pt.
@@ -156,6 +162,27 @@ async fn main() -> Result<()> {
             };
             let hits = engine.search(&query, &filters, k)?;
             output::search_hits(&hits, json)?;
+        }
+        Command::Status { json } => {
+            let engine = open(&cli.data).await?;
+            let norms = engine.registry().norms().await?;
+            let status = serde_json::json!({
+                "data": cli.data.display().to_string(),
+                "norms": norms.len(),
+                "passages_registered": engine.registry().passage_count().await?,
+                "passages_indexed": engine.index().len(),
+            });
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!(
+                    "{}: {} norms, {} passages registered, {} passages indexed",
+                    cli.data.display(),
+                    status["norms"],
+                    status["passages_registered"],
+                    status["passages_indexed"]
+                );
+            }
         }
         Command::Eval {
             sets,

@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::{Engine, EngineError, Result};
 
 /// Commit after this many passages, to bound memory and the work a crash can lose.
-const COMMIT_EVERY_PASSAGES: usize = 20_000;
+const COMMIT_EVERY_PASSAGES: usize = 5_000;
 
 /// What happened to one file.
 #[derive(Debug, Clone, Serialize)]

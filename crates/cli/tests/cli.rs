@@ -1,0 +1,156 @@
+//! The `cabildo` binary as a user runs it: clear errors on bad input, and an ingest killed
+//! half-way leaves a consistent data folder that the next run completes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn cabildo(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cabildo"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("run cabildo")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn corpus() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: ../shared/corpus not found");
+        None
+    }
+}
+
+fn status(data: &Path) -> serde_json::Value {
+    let o = cabildo(data, &["status", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("status json")
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let o = cabildo(data.path(), &["ingest", "/no/such/folder"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("/no/such/folder: no such file or folder"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = cabildo(data.path(), &["ingest", ".", "--jurisdiction", "CHL"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("ISO 3166-1 alpha-2"), "{}", stderr(&o));
+
+    let o = cabildo(data.path(), &["search", "derecho de propiedad"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is empty: run `cabildo ingest"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = cabildo(data.path(), &["search", "x", "--kind", "statute"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("constitucion"),
+        "the valid kinds are listed: {}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn sample_corpus_ingests_and_searches_with_json_output() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples");
+    let o = cabildo(
+        data.path(),
+        &["ingest", samples.to_str().expect("path"), "--json"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(report["failures"], 0);
+    assert!(report["passages"].as_u64().unwrap_or(0) > 100);
+
+    let o = cabildo(
+        data.path(),
+        &[
+            "search",
+            "derecho a la vida",
+            "--k",
+            "3",
+            "--json",
+            "--jurisdiction",
+            "PE",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hits: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let hits = hits.as_array().expect("array");
+    assert_eq!(hits.len(), 3);
+    assert!(hits
+        .iter()
+        .any(|h| h["passage"]["label"] == "Constitución Política del Perú 1993, Artículo 2"));
+}
+
+#[test]
+fn an_ingest_killed_half_way_is_completed_by_the_next_run() {
+    let Some(c) = corpus() else { return };
+    let killed = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cabildo"))
+        .arg("--data")
+        .arg(killed.path())
+        .args(["ingest", c.to_str().expect("path")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Kill (SIGKILL: no chance to clean up) once a first batch is committed.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if status(killed.path())["passages_indexed"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+        {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // What is visible is whole: the registry never names passages the index lacks (it is
+    // written after each commit, so it may lag by the last batch, which the rerun redoes).
+    let mid = status(killed.path());
+    let (reg, idx) = (
+        mid["passages_registered"].as_u64().unwrap_or(0),
+        mid["passages_indexed"].as_u64().unwrap_or(0),
+    );
+    assert!(reg <= idx, "{mid}");
+
+    let o = cabildo(
+        killed.path(),
+        &["ingest", c.to_str().expect("path"), "--json"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let after = status(killed.path());
+
+    let clean = tempfile::tempdir().expect("tempdir");
+    let o = cabildo(clean.path(), &["ingest", c.to_str().expect("path")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reference = status(clean.path());
+    assert_eq!(after["norms"], reference["norms"]);
+    assert_eq!(after["passages_indexed"], reference["passages_indexed"]);
+    assert_eq!(after["passages_registered"], reference["passages_indexed"]);
+}
