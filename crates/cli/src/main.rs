@@ -1,5 +1,6 @@
 //! `cabildo`: ingest official documents, search them, evaluate retrieval.
 
+mod commands;
 mod output;
 
 use std::io::IsTerminal;
@@ -18,6 +19,9 @@ struct Cli {
     /// Data folder holding the index and the registry.
     #[arg(long, global = true, env = "CABILDO_DATA", default_value = "data")]
     data: PathBuf,
+    /// Folder with the model files (installed by scripts/setup-models.sh).
+    #[arg(long, global = true, env = "CABILDO_MODELS", default_value = "models")]
+    models: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -68,6 +72,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Installed model files.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+    /// Measure speed: embedding throughput.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Score retrieval on BEIR-style sets (corpus.jsonl, queries.jsonl, qrels.tsv).
     Eval {
         /// Set folders, e.g. ../shared/eval/lgpd-pt.
@@ -83,6 +97,34 @@ enum Command {
         #[arg(long, default_value_t = QueryOptions::default().phrase_boost)]
         phrase_boost: f32,
         /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// List the model files config/models.lock expects and whether they are installed.
+    List {
+        /// Also check each file's sha256.
+        #[arg(long)]
+        verify: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Embedding throughput of e5-small on the passages of a BEIR-style set.
+    Embed {
+        /// Set folder (its corpus.jsonl is embedded).
+        set: PathBuf,
+        /// At most this many passages.
+        #[arg(long, default_value_t = 2000)]
+        limit: usize,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -163,6 +205,12 @@ async fn main() -> Result<()> {
             let hits = engine.search(&query, &filters, k)?;
             output::search_hits(&hits, json)?;
         }
+        Command::Models {
+            command: ModelsCommand::List { verify, json },
+        } => commands::models_list(&cli.models, verify, json)?,
+        Command::Bench {
+            command: BenchCommand::Embed { set, limit, json },
+        } => commands::bench_embed(&cli.models, &set, limit, json)?,
         Command::Status { json } => {
             let engine = open(&cli.data).await?;
             let norms = engine.registry().norms().await?;

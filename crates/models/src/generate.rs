@@ -1,0 +1,365 @@
+//! Text generation from GGUF quantised models with candle: Qwen2 (the default instruction
+//! model), Llama (SmolLM2 here; Latam-GPT quantised) and Gemma 3, chosen by the file's
+//! `general.architecture`. The prompt is rendered with the model's own chat template (GGUF
+//! `tokenizer.chat_template`, Jinja via minijinja); the tokenizer comes from a tokenizer.json
+//! when given, else from the GGUF vocabulary. Sampling is greedy at temperature 0, else
+//! temperature and top-p with a seed. Generation stops at end-of-turn tokens, stop sequences
+//! or `max_tokens`; a prompt that would overflow the context window is refused.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use cabildo_core::{FinishReason, Generation, GenerationRequest, Generator, ModelError, Role};
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::{Device, Tensor, D};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_qwen2};
+use tokenizers::Tokenizer;
+
+use crate::{gguf_tokenizer, runtime};
+
+enum Weights {
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(quantized_qwen2::ModelWeights),
+    Gemma3(quantized_gemma3::ModelWeights),
+}
+
+impl Weights {
+    fn forward(&mut self, x: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
+        match self {
+            Weights::Llama(m) => m.forward(x, pos),
+            Weights::Qwen2(m) => m.forward(x, pos),
+            Weights::Gemma3(m) => m.forward(x, pos),
+        }
+    }
+}
+
+/// A GGUF model ready to generate. One generation runs at a time (the KV cache is shared);
+/// concurrent callers queue on its lock.
+pub struct GgufGenerator {
+    name: String,
+    architecture: String,
+    weights: Mutex<Weights>,
+    tokenizer: Tokenizer,
+    template: String,
+    bos: String,
+    eos: String,
+    /// Token ids that end a turn.
+    end_ids: Vec<u32>,
+    context: usize,
+    device: Device,
+}
+
+fn meta_str(ct: &Content, key: &str) -> Option<String> {
+    ct.metadata
+        .get(key)
+        .and_then(|v| v.to_string().ok())
+        .cloned()
+}
+
+fn meta_u32(ct: &Content, key: &str) -> Option<u32> {
+    ct.metadata.get(key).and_then(|v| match v {
+        Value::U32(x) => Some(*x),
+        Value::I32(x) => u32::try_from(*x).ok(),
+        Value::U64(x) => u32::try_from(*x).ok(),
+        _ => None,
+    })
+}
+
+/// ChatML, for GGUF files without a template.
+const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+impl GgufGenerator {
+    /// Loads a GGUF file; `tokenizer_json` overrides the tokenizer built from the GGUF.
+    pub fn load(path: &Path, tokenizer_json: Option<&Path>) -> Result<Self, ModelError> {
+        let corrupt = |reason: String| ModelError::Corrupt {
+            path: path.display().to_string(),
+            format: "GGUF model",
+            reason,
+        };
+        let mut file = std::fs::File::open(path).map_err(|e| ModelError::Missing {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let ct = Content::read(&mut file).map_err(|e| corrupt(e.to_string()))?;
+        let architecture = meta_str(&ct, "general.architecture").unwrap_or_default();
+        let context =
+            meta_u32(&ct, &format!("{architecture}.context_length")).unwrap_or(2048) as usize;
+        let tokenizer = match tokenizer_json {
+            Some(t) => Tokenizer::from_file(t).map_err(|e| ModelError::Corrupt {
+                path: t.display().to_string(),
+                format: "tokenizer.json",
+                reason: e.to_string(),
+            })?,
+            None => gguf_tokenizer::from_gguf(&ct).map_err(corrupt)?,
+        };
+        let token_text = |key: &str| meta_u32(&ct, key).and_then(|id| tokenizer.id_to_token(id));
+        let bos = token_text("tokenizer.ggml.bos_token_id").unwrap_or_default();
+        let eos = token_text("tokenizer.ggml.eos_token_id").unwrap_or_default();
+        let mut end_ids: Vec<u32> = meta_u32(&ct, "tokenizer.ggml.eos_token_id")
+            .into_iter()
+            .collect();
+        for t in [
+            "<|im_end|>",
+            "<|endoftext|>",
+            "<end_of_turn>",
+            "<|eot_id|>",
+            "</s>",
+        ] {
+            if let Some(id) = tokenizer.token_to_id(t) {
+                if !end_ids.contains(&id) {
+                    end_ids.push(id);
+                }
+            }
+        }
+        let template =
+            meta_str(&ct, "tokenizer.chat_template").unwrap_or_else(|| CHATML.to_string());
+        let name = meta_str(&ct, "general.name").unwrap_or_else(|| {
+            path.file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("gguf")
+                .to_string()
+        });
+        let device = crate::device();
+        let weights = match architecture.as_str() {
+            "llama" => Weights::Llama(
+                quantized_llama::ModelWeights::from_gguf(ct, &mut file, &device)
+                    .map_err(|e| corrupt(e.to_string()))?,
+            ),
+            "qwen2" => Weights::Qwen2(
+                quantized_qwen2::ModelWeights::from_gguf(ct, &mut file, &device)
+                    .map_err(|e| corrupt(e.to_string()))?,
+            ),
+            a if a.starts_with("gemma") => Weights::Gemma3(
+                quantized_gemma3::ModelWeights::from_gguf(ct, &mut file, &device)
+                    .map_err(|e| corrupt(e.to_string()))?,
+            ),
+            other => {
+                return Err(corrupt(format!(
+                    "architecture {other:?} is not supported (llama, qwen2, gemma3)"
+                )))
+            }
+        };
+        Ok(GgufGenerator {
+            name,
+            architecture,
+            weights: Mutex::new(weights),
+            tokenizer,
+            template,
+            bos,
+            eos,
+            end_ids,
+            context,
+            device,
+        })
+    }
+
+    /// `llama`, `qwen2` or `gemma3`.
+    pub fn architecture(&self) -> &str {
+        &self.architecture
+    }
+
+    /// The tokenizer in use.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The prompt as the model sees it: the conversation through the chat template.
+    pub fn render(&self, request: &GenerationRequest) -> Result<String, ModelError> {
+        let mut env = minijinja::Environment::new();
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
+        env.add_template("chat", &self.template)
+            .map_err(|e| ModelError::Runtime(format!("chat template: {e}")))?;
+        let messages: Vec<minijinja::Value> = request
+            .messages
+            .iter()
+            .map(|m| {
+                minijinja::context! { role => m.role.as_str(), content => m.content.clone() }
+            })
+            .collect();
+        let tmpl = env
+            .get_template("chat")
+            .map_err(|e| ModelError::Runtime(format!("chat template: {e}")))?;
+        tmpl.render(minijinja::context! {
+            messages => messages,
+            add_generation_prompt => true,
+            bos_token => self.bos.clone(),
+            eos_token => self.eos.clone(),
+        })
+        .map_err(|e| ModelError::Runtime(format!("chat template: {e}")))
+    }
+}
+
+/// Decodes a growing list of ids and hands out only new, complete text.
+struct TextStream<'a> {
+    tokenizer: &'a Tokenizer,
+    ids: Vec<u32>,
+    emitted: usize,
+}
+
+impl TextStream<'_> {
+    fn push(&mut self, id: u32) -> Result<String, ModelError> {
+        self.ids.push(id);
+        let text = self
+            .tokenizer
+            .decode(&self.ids, true)
+            .map_err(|e| ModelError::Runtime(e.to_string()))?;
+        // Wait while the last token ends in the middle of a UTF-8 character.
+        if text.ends_with('\u{FFFD}') || text.len() < self.emitted {
+            return Ok(String::new());
+        }
+        let new = text[self.emitted..].to_string();
+        self.emitted = text.len();
+        Ok(new)
+    }
+}
+
+impl Generator for GgufGenerator {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn context_window(&self) -> usize {
+        self.context
+    }
+
+    fn generate(
+        &self,
+        request: &GenerationRequest,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation, ModelError> {
+        if request.messages.iter().all(|m| m.role != Role::User) {
+            return Err(ModelError::Input(
+                "the conversation has no user message".into(),
+            ));
+        }
+        let prompt = self.render(request)?;
+        let prompt_ids = self
+            .tokenizer
+            .encode(prompt, false)
+            .map_err(|e| ModelError::Input(e.to_string()))?
+            .get_ids()
+            .to_vec();
+        let needed = prompt_ids.len() + request.max_tokens;
+        if needed > self.context {
+            return Err(ModelError::Input(format!(
+                "prompt of {} tokens plus up to {} new tokens exceeds the model's context of {} tokens; shorten the sources or lower max_tokens",
+                prompt_ids.len(),
+                request.max_tokens,
+                self.context
+            )));
+        }
+        let sampling = if request.temperature <= 0.0 {
+            Sampling::ArgMax
+        } else {
+            match request.top_p {
+                Some(p) if p < 1.0 => Sampling::TopP {
+                    p,
+                    temperature: request.temperature,
+                },
+                _ => Sampling::All {
+                    temperature: request.temperature,
+                },
+            }
+        };
+        let mut sampler = LogitsProcessor::from_sampling(request.seed, sampling);
+        let mut weights = self
+            .weights
+            .lock()
+            .map_err(|_| ModelError::Runtime("model lock poisoned".into()))?;
+
+        let started = Instant::now();
+        let input = Tensor::new(prompt_ids.as_slice(), &self.device)
+            .and_then(|t| t.unsqueeze(0))
+            .map_err(runtime)?;
+        let mut logits = weights.forward(&input, 0).map_err(runtime)?;
+        let mut stream = TextStream {
+            tokenizer: &self.tokenizer,
+            ids: Vec::new(),
+            emitted: 0,
+        };
+        let mut text = String::new();
+        let mut sent = 0; // bytes of `text` already handed to on_text
+        let mut finish = FinishReason::Length;
+        let mut first_token_at = None;
+        let mut generated = 0;
+        let hold = request.stop.iter().map(String::len).max().unwrap_or(0);
+        for step in 0..request.max_tokens {
+            let last = last_logits(&logits)
+                .and_then(|l| l.to_dtype(candle_core::DType::F32))
+                .map_err(runtime)?;
+            let next = sampler.sample(&last).map_err(runtime)?;
+            first_token_at.get_or_insert_with(Instant::now);
+            if self.end_ids.contains(&next) {
+                finish = FinishReason::Stop;
+                break;
+            }
+            generated += 1;
+            text.push_str(&stream.push(next)?);
+            if let Some(cut) = request
+                .stop
+                .iter()
+                .filter_map(|s| text.find(s.as_str()))
+                .min()
+            {
+                text.truncate(cut);
+                finish = FinishReason::StopSequence;
+                break;
+            }
+            // Hold back what could still become a stop sequence.
+            let safe = text.len().saturating_sub(hold);
+            let safe = (0..=safe)
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            if safe > sent {
+                if !on_text(&text[sent..safe]) {
+                    finish = FinishReason::Cancelled;
+                    sent = safe;
+                    break;
+                }
+                sent = safe;
+            }
+            if step + 1 == request.max_tokens {
+                break;
+            }
+            let input = Tensor::new(&[next], &self.device)
+                .and_then(|t| t.unsqueeze(0))
+                .map_err(runtime)?;
+            logits = weights
+                .forward(&input, prompt_ids.len() + step)
+                .map_err(runtime)?;
+        }
+        if finish != FinishReason::Cancelled && text.len() > sent {
+            on_text(&text[sent..]);
+        }
+        let first = first_token_at.unwrap_or_else(Instant::now);
+        Ok(Generation {
+            text,
+            prompt_tokens: prompt_ids.len(),
+            completion_tokens: generated,
+            finish,
+            prompt_seconds: (first - started).as_secs_f64(),
+            decode_seconds: first.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// Logits of the last position, whatever rank the model returns.
+fn last_logits(logits: &Tensor) -> candle_core::Result<Tensor> {
+    let l = logits.squeeze(0)?;
+    if l.rank() == 2 {
+        l.get(l.dim(D::Minus2)? - 1)
+    } else {
+        Ok(l)
+    }
+}

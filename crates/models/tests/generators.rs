@@ -1,0 +1,335 @@
+//! Generators: tiny random-weight Llama and Qwen2 GGUF files written by the test (loading,
+//! determinism, sampling seeds, stop sequences, the context budget, the GGUF-built
+//! tokenizer), and the real models when `scripts/setup-models.sh` installed them.
+
+use std::path::{Path, PathBuf};
+
+use cabildo_core::{ChatMessage, FinishReason, GenerationRequest, Generator, ModelError, Role};
+use cabildo_models::GgufGenerator;
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+
+const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+/// Byte-level BPE vocabulary: three control tokens, the 256 byte symbols, a few merges.
+fn vocab() -> (Vec<String>, Vec<String>) {
+    let mut tokens: Vec<String> = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut alphabet: Vec<char> = tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet()
+        .into_iter()
+        .collect();
+    alphabet.sort();
+    tokens.extend(alphabet.iter().map(|c| c.to_string()));
+    let merges = vec!["Ġ d".to_string(), "e l".to_string(), "Ġd e".to_string()];
+    tokens.extend(["Ġd", "el", "Ġde"].iter().map(|s| s.to_string()));
+    (tokens, merges)
+}
+
+fn write_tiny(path: &Path, arch: &str, context: u32) {
+    let (tokens, merges) = vocab();
+    let n_vocab = tokens.len();
+    let (embd, heads, kv_heads, layers, ff) = (64usize, 4u32, 2u32, 2u32, 128usize);
+    let head_dim = embd / heads as usize;
+    let dev = Device::Cpu;
+    let mut seed = 7u64;
+    let mut rand = |shape: &[usize]| {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((seed >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.5
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &dev).expect("tensor")
+    };
+    let q = |t: Tensor, dtype: GgmlDType| QTensor::quantize(&t, dtype).expect("quantize");
+    let ones = |n: usize| Tensor::ones(n, candle_core::DType::F32, &dev).expect("ones");
+    let kv = kv_heads as usize * head_dim;
+    let mut tensors: Vec<(String, QTensor)> = vec![
+        (
+            "token_embd.weight".into(),
+            q(rand(&[n_vocab, embd]), GgmlDType::F32),
+        ),
+        ("output_norm.weight".into(), q(ones(embd), GgmlDType::F32)),
+        (
+            "output.weight".into(),
+            q(rand(&[n_vocab, embd]), GgmlDType::Q8_0),
+        ),
+    ];
+    for i in 0..layers {
+        let p = |s: &str| format!("blk.{i}.{s}");
+        tensors.push((p("attn_q.weight"), q(rand(&[embd, embd]), GgmlDType::Q8_0)));
+        tensors.push((p("attn_k.weight"), q(rand(&[kv, embd]), GgmlDType::Q8_0)));
+        tensors.push((p("attn_v.weight"), q(rand(&[kv, embd]), GgmlDType::Q8_0)));
+        tensors.push((
+            p("attn_output.weight"),
+            q(rand(&[embd, embd]), GgmlDType::Q8_0),
+        ));
+        tensors.push((p("ffn_gate.weight"), q(rand(&[ff, embd]), GgmlDType::Q8_0)));
+        tensors.push((p("ffn_up.weight"), q(rand(&[ff, embd]), GgmlDType::Q8_0)));
+        tensors.push((p("ffn_down.weight"), q(rand(&[embd, ff]), GgmlDType::Q8_0)));
+        tensors.push((p("attn_norm.weight"), q(ones(embd), GgmlDType::F32)));
+        tensors.push((p("ffn_norm.weight"), q(ones(embd), GgmlDType::F32)));
+        if arch == "qwen2" {
+            tensors.push((p("attn_q.bias"), q(rand(&[embd]), GgmlDType::F32)));
+            tensors.push((p("attn_k.bias"), q(rand(&[kv]), GgmlDType::F32)));
+            tensors.push((p("attn_v.bias"), q(rand(&[kv]), GgmlDType::F32)));
+        }
+    }
+    let k = |s: &str| format!("{arch}.{s}");
+    let token_types: Vec<Value> = (0..n_vocab)
+        .map(|i| Value::I32(if i < 3 { 3 } else { 1 }))
+        .collect();
+    let metadata: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String(arch.into())),
+        ("general.name".into(), Value::String(format!("tiny-{arch}"))),
+        (k("attention.head_count"), Value::U32(heads)),
+        (k("attention.head_count_kv"), Value::U32(kv_heads)),
+        (k("block_count"), Value::U32(layers)),
+        (k("embedding_length"), Value::U32(embd as u32)),
+        (k("feed_forward_length"), Value::U32(ff as u32)),
+        (k("rope.dimension_count"), Value::U32(head_dim as u32)),
+        (k("attention.layer_norm_rms_epsilon"), Value::F32(1e-5)),
+        (k("rope.freq_base"), Value::F32(10000.0)),
+        (k("context_length"), Value::U32(context)),
+        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
+        (
+            "tokenizer.ggml.tokens".into(),
+            Value::Array(tokens.into_iter().map(Value::String).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(token_types),
+        ),
+        (
+            "tokenizer.ggml.merges".into(),
+            Value::Array(merges.into_iter().map(Value::String).collect()),
+        ),
+        ("tokenizer.ggml.bos_token_id".into(), Value::U32(1)),
+        ("tokenizer.ggml.eos_token_id".into(), Value::U32(2)),
+        (
+            "tokenizer.chat_template".into(),
+            Value::String(CHATML.into()),
+        ),
+    ];
+    let md: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut f = std::fs::File::create(path).expect("create");
+    gguf_file::write(&mut f, &md, &ts).expect("write gguf");
+}
+
+fn ask(text: &str, max_tokens: usize) -> GenerationRequest {
+    GenerationRequest::greedy(vec![ChatMessage::new(Role::User, text)], max_tokens)
+}
+
+fn run(g: &GgufGenerator, req: &GenerationRequest) -> (cabildo_core::Generation, String) {
+    let mut streamed = String::new();
+    let out = g
+        .generate(req, &mut |t| {
+            streamed.push_str(t);
+            true
+        })
+        .expect("generate");
+    (out, streamed)
+}
+
+#[test]
+fn tiny_llama_and_qwen2_load_and_decode_deterministically() {
+    for arch in ["llama", "qwen2"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tiny.gguf");
+        write_tiny(&path, arch, 256);
+        let g = GgufGenerator::load(&path, None).expect("load");
+        assert_eq!(g.architecture(), arch);
+        assert_eq!(g.context_window(), 256);
+        let (a, streamed) = run(&g, &ask("el derecho de propiedad", 12));
+        assert!(a.prompt_tokens > 5, "{arch}: {a:?}");
+        assert!(a.completion_tokens <= 12);
+        assert_eq!(
+            a.text, streamed,
+            "{arch}: the stream delivers exactly the text"
+        );
+        let (b, _) = run(&g, &ask("el derecho de propiedad", 12));
+        assert_eq!(a.text, b.text, "{arch}: greedy decoding is deterministic");
+
+        let mut sampled = ask("el derecho de propiedad", 12);
+        sampled.temperature = 0.9;
+        sampled.top_p = Some(0.95);
+        sampled.seed = 1234;
+        let (s1, _) = run(&g, &sampled);
+        let (s2, _) = run(&g, &sampled);
+        assert_eq!(s1.text, s2.text, "{arch}: same seed, same sample");
+    }
+}
+
+#[test]
+fn stop_sequences_end_generation_before_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tiny.gguf");
+    write_tiny(&path, "llama", 256);
+    let g = GgufGenerator::load(&path, None).expect("load");
+    let (full, _) = run(&g, &ask("la ley", 16));
+    let chars: Vec<char> = full.text.chars().collect();
+    assert!(chars.len() >= 4, "the tiny model says something: {full:?}");
+    let stop: String = chars[2..4].iter().collect();
+    let cut = full.text.find(&stop).expect("stop occurs");
+    let mut req = ask("la ley", 16);
+    req.stop = vec![stop.clone()];
+    let (out, streamed) = run(&g, &req);
+    assert_eq!(out.finish, FinishReason::StopSequence);
+    assert_eq!(out.text, full.text[..cut]);
+    assert!(
+        !streamed.contains(&stop),
+        "the stop sequence is never streamed"
+    );
+}
+
+#[test]
+fn cancelling_the_stream_stops_generation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tiny.gguf");
+    write_tiny(&path, "qwen2", 256);
+    let g = GgufGenerator::load(&path, None).expect("load");
+    let mut pieces = 0;
+    let out = g
+        .generate(&ask("la ley", 32), &mut |_| {
+            pieces += 1;
+            false
+        })
+        .expect("generate");
+    assert_eq!(out.finish, FinishReason::Cancelled);
+    assert_eq!(pieces, 1);
+}
+
+#[test]
+fn a_prompt_over_the_context_window_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tiny.gguf");
+    write_tiny(&path, "llama", 64);
+    let g = GgufGenerator::load(&path, None).expect("load");
+    let err = g.generate(&ask("el derecho de propiedad", 100), &mut |_| true);
+    match err {
+        Err(ModelError::Input(msg)) => assert!(msg.contains("context of 64 tokens"), "{msg}"),
+        other => panic!("expected a context error, got {other:?}"),
+    }
+    let err = g.generate(&GenerationRequest::greedy(Vec::new(), 4), &mut |_| true);
+    assert!(matches!(err, Err(ModelError::Input(_))));
+}
+
+#[test]
+fn missing_or_damaged_model_files_are_named() {
+    let err = GgufGenerator::load(Path::new("/nonexistent/model.gguf"), None)
+        .err()
+        .expect("error")
+        .to_string();
+    assert!(
+        err.contains("/nonexistent/model.gguf") && err.contains("setup-models.sh"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.gguf");
+    std::fs::write(&bad, b"GGUF but not really").expect("write");
+    let err = GgufGenerator::load(&bad, None)
+        .err()
+        .expect("error")
+        .to_string();
+    assert!(err.contains("not a valid GGUF model"), "{err}");
+}
+
+#[test]
+fn gguf_built_tokenizer_round_trips_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tiny.gguf");
+    write_tiny(&path, "llama", 64);
+    let g = GgufGenerator::load(&path, None).expect("load");
+    let text = "Artículo 19, N° 24: el derecho de propiedad — ¿qué dice? 日本";
+    let ids = g
+        .tokenizer()
+        .encode(text, false)
+        .expect("encode")
+        .get_ids()
+        .to_vec();
+    assert_eq!(g.tokenizer().decode(&ids, false).expect("decode"), text);
+    let chat = g
+        .tokenizer()
+        .encode("<|im_start|>user", false)
+        .expect("encode");
+    assert_eq!(chat.get_ids()[0], 1, "control tokens are single tokens");
+}
+
+fn installed(file: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("CABILDO_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"))
+        .join(file);
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!(
+            "skipped: {} not installed (scripts/setup-models.sh)",
+            path.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn smollm2_tokenizer_from_gguf_round_trips_and_the_model_answers() {
+    let Some(path) = installed("smollm2-135m/model.gguf") else {
+        return;
+    };
+    let g = GgufGenerator::load(&path, None).expect("load");
+    assert_eq!(g.architecture(), "llama");
+    let text = "The State shall protect personal data. Artículo 19 N° 4.";
+    let ids = g
+        .tokenizer()
+        .encode(text, false)
+        .expect("encode")
+        .get_ids()
+        .to_vec();
+    assert_eq!(g.tokenizer().decode(&ids, false).expect("decode"), text);
+    let (out, _) = run(&g, &ask("Write one sentence about the sea.", 40));
+    assert!(out.text.split_whitespace().count() >= 4, "{out:?}");
+    assert!(
+        out.text.to_lowercase().contains("sea") || out.text.to_lowercase().contains("ocean"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn qwen_answers_a_spanish_question_in_spanish() {
+    let Some(path) = installed("qwen2.5-0.5b/model.gguf") else {
+        return;
+    };
+    let tok = path.with_file_name("tokenizer.json");
+    let g = GgufGenerator::load(&path, Some(&tok)).expect("load");
+    assert_eq!(g.architecture(), "qwen2");
+    let (out, _) = run(
+        &g,
+        &ask(
+            "¿Cuál es la edad mínima para votar en Chile? Responde en una frase.",
+            40,
+        ),
+    );
+    let words: Vec<String> = out
+        .text
+        .to_lowercase()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert!(words.len() >= 4, "{out:?}");
+    let spanish = ["la", "el", "de", "en", "es", "para", "años"];
+    assert!(
+        words
+            .iter()
+            .filter(|w| spanish.contains(&w.as_str()))
+            .count()
+            >= 2,
+        "{out:?}"
+    );
+}
