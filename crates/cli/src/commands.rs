@@ -5,8 +5,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use cabildo_core::{ChatMessage, GenerationRequest, Generator, Role};
 use cabildo_models::catalog;
-use cabildo_models::{Embedder, TextEmbedder};
+use cabildo_models::{Embedder, GgufGenerator, TextEmbedder};
 
 /// `cabildo models list`.
 pub fn models_list(models: &Path, verify: bool, json: bool) -> Result<()> {
@@ -101,6 +102,79 @@ pub fn bench_embed(models: &Path, set: &Path, limit: usize, json: bool) -> Resul
             load_s,
             report["peak_rss_mb"].as_f64().unwrap_or(0.0)
         );
+    }
+    Ok(())
+}
+
+/// `cabildo bench generate`: prefill and decode speed on a RAG-style prompt.
+pub fn bench_generate(
+    model_dir: &Path,
+    set: &Path,
+    prompt_tokens: usize,
+    max_tokens: usize,
+    save_prompt: Option<&Path>,
+    json: bool,
+) -> Result<()> {
+    let tokenizer = model_dir.join("tokenizer.json");
+    let g = GgufGenerator::load(
+        &model_dir.join("model.gguf"),
+        tokenizer.is_file().then_some(tokenizer.as_path()),
+    )?;
+    let corpus = std::fs::read_to_string(set.join("corpus.jsonl"))
+        .with_context(|| format!("reading {}/corpus.jsonl", set.display()))?;
+    let queries = std::fs::read_to_string(set.join("queries.jsonl"))
+        .with_context(|| format!("reading {}/queries.jsonl", set.display()))?;
+    let question: serde_json::Value = serde_json::from_str(queries.lines().next().unwrap_or("{}"))?;
+    let question = question["text"].as_str().unwrap_or("¿Qué dice la ley?");
+    let mut sources = String::new();
+    let mut request = GenerationRequest::greedy(Vec::new(), max_tokens);
+    for (n, line) in corpus.lines().enumerate() {
+        let p: serde_json::Value = serde_json::from_str(line)?;
+        sources.push_str(&format!(
+            "[{}] {}: {}\n",
+            n + 1,
+            p["title"].as_str().unwrap_or(""),
+            p["text"].as_str().unwrap_or("")
+        ));
+        request.messages = vec![
+            ChatMessage::new(
+                Role::System,
+                "Responde solo con las fuentes numeradas y cita cada afirmación como [n].",
+            ),
+            ChatMessage::new(
+                Role::User,
+                format!("Fuentes:\n{sources}\nPregunta: {question}"),
+            ),
+        ];
+        let rendered = g.render(&request)?;
+        let n_tokens = g
+            .tokenizer()
+            .encode(rendered.as_str(), false)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .len();
+        if n_tokens >= prompt_tokens {
+            if let Some(path) = save_prompt {
+                std::fs::write(path, &rendered)?;
+            }
+            break;
+        }
+    }
+    let out = g.generate(&request, &mut |_| true)?;
+    let decode_tokens = out.completion_tokens.saturating_sub(1).max(1);
+    let report = serde_json::json!({
+        "model": g.name(),
+        "prompt_tokens": out.prompt_tokens,
+        "completion_tokens": out.completion_tokens,
+        "time_to_first_token_s": out.prompt_seconds,
+        "prefill_tokens_per_s": out.prompt_tokens as f64 / out.prompt_seconds.max(1e-9),
+        "decode_tokens_per_s": decode_tokens as f64 / out.decode_seconds.max(1e-9),
+        "peak_rss_mb": peak_rss_kb().map(|k| k as f64 / 1024.0),
+        "answer": out.text,
+    });
+    if json {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(())
 }

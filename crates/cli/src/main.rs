@@ -128,6 +128,26 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Generation speed on a RAG-style prompt built from a set's passages.
+    Generate {
+        /// Set folder (its corpus.jsonl and queries.jsonl make the prompt).
+        set: PathBuf,
+        /// Model folder under --models (model.gguf, optional tokenizer.json).
+        #[arg(long, default_value = "qwen2.5-0.5b")]
+        model: String,
+        /// Approximate prompt length in tokens.
+        #[arg(long, default_value_t = 1500)]
+        prompt_tokens: usize,
+        /// Tokens to generate.
+        #[arg(long, default_value_t = 64)]
+        max_tokens: usize,
+        /// Write the rendered prompt here (to run a baseline on the very same text).
+        #[arg(long)]
+        save_prompt: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -211,6 +231,24 @@ async fn main() -> Result<()> {
         Command::Bench {
             command: BenchCommand::Embed { set, limit, json },
         } => commands::bench_embed(&cli.models, &set, limit, json)?,
+        Command::Bench {
+            command:
+                BenchCommand::Generate {
+                    set,
+                    model,
+                    prompt_tokens,
+                    max_tokens,
+                    save_prompt,
+                    json,
+                },
+        } => commands::bench_generate(
+            &cli.models.join(model),
+            &set,
+            prompt_tokens,
+            max_tokens,
+            save_prompt.as_deref(),
+            json,
+        )?,
         Command::Status { json } => {
             let engine = open(&cli.data).await?;
             let norms = engine.registry().norms().await?;

@@ -12,7 +12,8 @@ mod passage;
 
 pub use filters::{AccessLevel, Filters};
 pub use models::{
-    ChatMessage, Embedder, FinishReason, Generation, GenerationRequest, Generator, ModelError, Role,
+    ChatMessage, Embedder, FinishReason, Generation, GenerationRequest, Generator, ModelError,
+    Reranker, Role,
 };
 pub use norm::{Jurisdiction, Language, Norm, NormKind};
 pub use passage::{Passage, SearchHit};

@@ -163,3 +163,12 @@ pub trait Generator: Send + Sync {
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation, ModelError>;
 }
+
+/// Scores how well each passage answers a query (a cross-encoder reads both together).
+/// Higher is better; scores compare within one call only.
+pub trait Reranker: Send + Sync {
+    /// A short name for logs and reports.
+    fn name(&self) -> &str;
+    /// One score per passage, in the given order.
+    fn score(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>, ModelError>;
+}

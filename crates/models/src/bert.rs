@@ -12,7 +12,6 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use crate::e5s1::{E5s1, RawTensor};
-use crate::runtime;
 use cabildo_core::ModelError;
 
 /// Hyper-parameters, as in a Hugging Face `config.json`.
@@ -89,7 +88,8 @@ pub(crate) struct BertEncoder {
     config: BertConfig,
     words: WordTable,
     positions: Tensor,
-    token_type: Tensor,
+    /// Token-type embeddings, one row per segment (0 = first text, 1 = second of a pair).
+    token_types: Tensor,
     emb_norm: LayerNorm,
     layers: Vec<Layer>,
     device: Device,
@@ -237,7 +237,6 @@ impl BertEncoder {
         let words = WordTable::Quant(w.q4("emb.word", c.vocab_size, h)?);
         let positions = w.f32_tensor("emb.pos", &[c.max_position_embeddings, h])?;
         let types = w.f32_tensor("emb.type", &[c.type_vocab_size, h])?;
-        let token_type = types.get(0).map_err(|e| e.to_string())?;
         let emb_norm = LayerNorm {
             w: w.vector("embeddings.LayerNorm.weight", h)?,
             b: w.vector("embeddings.LayerNorm.bias", h)?,
@@ -248,15 +247,19 @@ impl BertEncoder {
             config: c,
             words,
             positions,
-            token_type,
+            token_types: types,
             emb_norm,
             layers,
             device: device.clone(),
         })
     }
 
-    /// From a Hugging Face BERT folder: `config.json` and `model.safetensors`.
-    pub fn from_safetensors(dir: &Path, device: &Device) -> Result<Self, ModelError> {
+    /// From a Hugging Face BERT folder: `config.json` and `model.safetensors`. Returns the
+    /// encoder and the checkpoint's root, for heads stored beside it (a classifier).
+    pub fn from_safetensors(
+        dir: &Path,
+        device: &Device,
+    ) -> Result<(Self, VarBuilder<'static>), ModelError> {
         let config_path = dir.join("config.json");
         let text = std::fs::read_to_string(&config_path).map_err(|e| ModelError::Missing {
             path: config_path.display().to_string(),
@@ -280,13 +283,13 @@ impl BertEncoder {
             reason,
         };
         // Safety: read-only map of a file that setup replaces by rename, never in place.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
+        let root = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
             .map_err(|e| corrupt(e.to_string()))?;
         // Checkpoints save the encoder with or without a `bert.` prefix.
-        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
-            vb.pp("bert")
+        let vb = if root.contains_tensor("bert.embeddings.word_embeddings.weight") {
+            root.pp("bert")
         } else {
-            vb
+            root.clone()
         };
         let h = c.hidden_size;
         let get = |name: &str, shape: &[usize]| {
@@ -305,22 +308,24 @@ impl BertEncoder {
             "embeddings.token_type_embeddings.weight",
             &[c.type_vocab_size, h],
         )?;
-        let token_type = types.get(0).map_err(runtime)?;
         let emb_norm = LayerNorm {
             w: get("embeddings.LayerNorm.weight", &[h])?,
             b: get("embeddings.LayerNorm.bias", &[h])?,
             eps: c.layer_norm_eps as f32,
         };
         let layers = layers(&c, &DenseWeights { vb: vb.clone() }).map_err(corrupt)?;
-        Ok(BertEncoder {
-            config: c,
-            words,
-            positions,
-            token_type,
-            emb_norm,
-            layers,
-            device: device.clone(),
-        })
+        Ok((
+            BertEncoder {
+                config: c,
+                words,
+                positions,
+                token_types: types,
+                emb_norm,
+                layers,
+                device: device.clone(),
+            },
+            root,
+        ))
     }
 
     pub fn max_positions(&self) -> usize {
@@ -331,13 +336,14 @@ impl BertEncoder {
         self.config.hidden_size
     }
 
-    /// Runs a padded batch: `ids` and `mask` are `[batch][len]` (mask 1 for real tokens).
-    /// Returns, per row, the sum of the last hidden states over its real tokens.
-    pub fn pooled_sums(
+    /// Runs a padded batch: `ids`, `types` and `mask` are `[batch][len]` (mask 1 for real
+    /// tokens). Returns the last hidden states `[batch, len, hidden]` and the mask tensor.
+    pub fn hidden(
         &self,
         ids: &[Vec<u32>],
+        types: Option<&[Vec<u32>]>,
         mask: &[Vec<f32>],
-    ) -> candle_core::Result<Vec<Vec<f32>>> {
+    ) -> candle_core::Result<(Tensor, Tensor)> {
         let b = ids.len();
         let t = ids.first().map_or(0, Vec::len);
         let h = self.config.hidden_size;
@@ -353,7 +359,15 @@ impl BertEncoder {
                 .reshape((b, t, h))?,
         };
         let pos = self.positions.narrow(0, 0, t)?;
-        let x = words.broadcast_add(&pos)?.broadcast_add(&self.token_type)?;
+        let segment = match types {
+            Some(types) => {
+                let flat: Vec<u32> = types.iter().flatten().copied().collect();
+                let ty = Tensor::from_vec(flat, b * t, &self.device)?;
+                self.token_types.index_select(&ty, 0)?.reshape((b, t, h))?
+            }
+            None => self.token_types.get(0)?.reshape((1, 1, h))?,
+        };
+        let x = words.broadcast_add(&pos)?.broadcast_add(&segment)?;
         let mut x = self.emb_norm.forward(&x)?;
 
         // Padding gets a large negative score so softmax ignores it.
@@ -382,6 +396,16 @@ impl BertEncoder {
                 .forward(&layer.ff_in.forward(&x)?.gelu_erf()?)?;
             x = layer.out_norm.forward(&(x + ff)?)?;
         }
+        Ok((x, mask_t))
+    }
+
+    /// Per row, the sum of the last hidden states over its real tokens.
+    pub fn pooled_sums(
+        &self,
+        ids: &[Vec<u32>],
+        mask: &[Vec<f32>],
+    ) -> candle_core::Result<Vec<Vec<f32>>> {
+        let (x, mask_t) = self.hidden(ids, None, mask)?;
         let masked = x.broadcast_mul(&mask_t.unsqueeze(D::Minus1)?)?;
         masked.sum(1)?.to_dtype(DType::F32)?.to_vec2::<f32>()
     }

@@ -67,7 +67,7 @@ impl TextEmbedder {
     /// Any BERT-family folder with `config.json`, `model.safetensors` and `tokenizer.json`
     /// (all-MiniLM-L6-v2, e5/bge-style models with their prefixes added by the caller).
     pub fn bert_dir(dir: &Path) -> Result<Self, ModelError> {
-        let encoder = BertEncoder::from_safetensors(dir, &crate::device())?;
+        let (encoder, _) = BertEncoder::from_safetensors(dir, &crate::device())?;
         let tokenizer = load_tokenizer(&dir.join("tokenizer.json"))?;
         let name = dir
             .file_name()

@@ -10,6 +10,7 @@
 //! - [`GgufGenerator`]: Qwen2, Llama and Gemma 3 GGUF models behind
 //!   [`cabildo_core::Generator`], with the model's chat template, sampling, stop sequences,
 //!   streaming and a context budget; tokenizer from tokenizer.json or the GGUF vocabulary.
+//! - [`CrossEncoder`]: an optional BERT cross-encoder behind [`cabildo_core::Reranker`].
 //! - [`catalog`]: which model files are installed, read from `config/models.lock`.
 //!
 //! Only this crate knows candle and tokenizers. The `cuda` feature moves the same code to an
@@ -23,11 +24,13 @@ mod e5s1;
 mod embedder;
 mod generate;
 mod gguf_tokenizer;
+mod rerank;
 
-pub use cabildo_core::{Embedder, ModelError};
+pub use cabildo_core::{Embedder, Generator, ModelError, Reranker};
 pub use cache::CachedEmbedder;
 pub use embedder::TextEmbedder;
 pub use generate::GgufGenerator;
+pub use rerank::CrossEncoder;
 
 /// The device models run on: the first CUDA GPU when built with `cuda` and one is present,
 /// the CPU otherwise.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use cabildo_models::{CachedEmbedder, Embedder, TextEmbedder};
+use cabildo_models::{CachedEmbedder, CrossEncoder, Embedder, Reranker, TextEmbedder};
 use candle_core::{DType, Device, Tensor};
 use tokenizers::models::wordlevel::WordLevel;
 use tokenizers::pre_tokenizers::whitespace::Whitespace;
@@ -93,6 +93,11 @@ fn tiny_bert(dir: &Path, max_positions: usize) {
             t.insert(p(&format!("{name}.bias")), zeros());
         }
     }
+    // A sequence-classification head, so the same folder also loads as a cross-encoder.
+    t.insert("pooler.dense.weight".into(), rand(&[h, h]));
+    t.insert("pooler.dense.bias".into(), rand(&[h]));
+    t.insert("classifier.weight".into(), rand(&[1, h]));
+    t.insert("classifier.bias".into(), rand(&[1]));
     candle_core::safetensors::save(&t, dir.join("model.safetensors")).expect("safetensors");
 
     let vocab = WORDS
@@ -278,4 +283,37 @@ fn minilm_safetensors_loads_and_ranks_english() {
         ])
         .expect("embed");
     assert!(dot(&q, &p[0]) > dot(&q, &p[1]) + 0.1);
+}
+
+#[test]
+fn tiny_cross_encoder_scores_each_pair() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tiny_bert(dir.path(), 16);
+    let r = CrossEncoder::load(dir.path()).expect("load");
+    let passages = [
+        "el derecho de propiedad",
+        "la vida",
+        "la edad de voto de la persona y el estado nación",
+    ];
+    let a = r.score("derecho de propiedad", &passages).expect("score");
+    assert_eq!(a.len(), 3);
+    assert!(a.iter().all(|s| s.is_finite()));
+    assert_eq!(
+        a,
+        r.score("derecho de propiedad", &passages).expect("score"),
+        "deterministic"
+    );
+    assert_ne!(a[0], a[1], "the passage matters");
+    let alone = r
+        .score("derecho de propiedad", &passages[1..2])
+        .expect("score");
+    assert!(
+        (alone[0] - a[1]).abs() < 1e-4,
+        "padding in a batch does not change a score"
+    );
+    assert_ne!(
+        a[0],
+        r.score("la vida", &passages[..1]).expect("score")[0],
+        "the query matters"
+    );
 }
