@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use cabildo_core::{ChatMessage, GenerationRequest, Generator, Role};
 use cabildo_models::catalog;
-use cabildo_models::{Embedder, GgufGenerator, TextEmbedder};
+use cabildo_models::{Embedder, LocalGenerator, TextEmbedder};
 
 /// `cabildo models list`.
 pub fn models_list(models: &Path, verify: bool, json: bool) -> Result<()> {
@@ -116,7 +116,7 @@ pub fn bench_generate(
     json: bool,
 ) -> Result<()> {
     let tokenizer = model_dir.join("tokenizer.json");
-    let g = GgufGenerator::load(
+    let g = LocalGenerator::from_gguf(
         &model_dir.join("model.gguf"),
         tokenizer.is_file().then_some(tokenizer.as_path()),
     )?;

@@ -3,7 +3,7 @@ use std::io::Write;
 use std::path::Path;
 
 use cabildo_core::{ChatMessage, GenerationRequest, Generator, Role};
-use cabildo_models::GgufGenerator;
+use cabildo_models::LocalGenerator;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tokenizer = opt("--tokenizer");
     let max: usize = opt("--max").and_then(|m| m.parse().ok()).unwrap_or(64);
     let prompt = args.last().ok_or("no prompt")?;
-    let g = GgufGenerator::load(Path::new(model), tokenizer.as_deref().map(Path::new))?;
+    let g = LocalGenerator::from_gguf(Path::new(model), tokenizer.as_deref().map(Path::new))?;
     let req = GenerationRequest::greedy(vec![ChatMessage::new(Role::User, prompt.clone())], max);
     let out = g.generate(&req, &mut |t| {
         print!("{t}");

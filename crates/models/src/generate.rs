@@ -1,6 +1,7 @@
-//! Text generation from GGUF quantised models with candle: Qwen2 (the default instruction
+//! Text generation with candle: GGUF quantised models — Qwen2 (the default instruction
 //! model), Llama (SmolLM2 here; Latam-GPT quantised) and Gemma 3, chosen by the file's
-//! `general.architecture`. The prompt is rendered with the model's own chat template (GGUF
+//! `general.architecture` — and Llama-family safetensors checkpoints (Latam-GPT's native
+//! release; bf16 on a GPU with the `cuda` feature). The prompt is rendered with the model's own chat template (GGUF
 //! `tokenizer.chat_template`, Jinja via minijinja); the tokenizer comes from a tokenizer.json
 //! when given, else from the GGUF vocabulary. Sampling is greedy at temperature 0, else
 //! temperature and top-p with a seed. Generation stops at end-of-turn tokens, stop sequences
@@ -12,9 +13,10 @@ use std::time::Instant;
 
 use cabildo_core::{FinishReason, Generation, GenerationRequest, Generator, ModelError, Role};
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::{Device, Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_qwen2};
+use candle_transformers::models::{llama, quantized_gemma3, quantized_llama, quantized_qwen2};
 use tokenizers::Tokenizer;
 
 use crate::{gguf_tokenizer, runtime};
@@ -23,6 +25,13 @@ enum Weights {
     Llama(quantized_llama::ModelWeights),
     Qwen2(quantized_qwen2::ModelWeights),
     Gemma3(quantized_gemma3::ModelWeights),
+    /// Llama-family safetensors (f32 on the CPU, bf16 on a GPU).
+    LlamaDense {
+        model: llama::Llama,
+        cache: llama::Cache,
+        config: llama::Config,
+        dtype: DType,
+    },
 }
 
 impl Weights {
@@ -31,13 +40,25 @@ impl Weights {
             Weights::Llama(m) => m.forward(x, pos),
             Weights::Qwen2(m) => m.forward(x, pos),
             Weights::Gemma3(m) => m.forward(x, pos),
+            Weights::LlamaDense {
+                model,
+                cache,
+                config,
+                dtype,
+            } => {
+                if pos == 0 {
+                    // A new conversation: this cache does not reset itself.
+                    *cache = llama::Cache::new(true, *dtype, config, x.device())?;
+                }
+                model.forward(x, pos, cache)
+            }
         }
     }
 }
 
 /// A GGUF model ready to generate. One generation runs at a time (the KV cache is shared);
 /// concurrent callers queue on its lock.
-pub struct GgufGenerator {
+pub struct LocalGenerator {
     name: String,
     architecture: String,
     weights: Mutex<Weights>,
@@ -70,9 +91,9 @@ fn meta_u32(ct: &Content, key: &str) -> Option<u32> {
 /// ChatML, for GGUF files without a template.
 const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
-impl GgufGenerator {
+impl LocalGenerator {
     /// Loads a GGUF file; `tokenizer_json` overrides the tokenizer built from the GGUF.
-    pub fn load(path: &Path, tokenizer_json: Option<&Path>) -> Result<Self, ModelError> {
+    pub fn from_gguf(path: &Path, tokenizer_json: Option<&Path>) -> Result<Self, ModelError> {
         let corrupt = |reason: String| ModelError::Corrupt {
             path: path.display().to_string(),
             format: "GGUF model",
@@ -141,10 +162,152 @@ impl GgufGenerator {
                 )))
             }
         };
-        Ok(GgufGenerator {
+        Ok(LocalGenerator {
             name,
             architecture,
             weights: Mutex::new(weights),
+            tokenizer,
+            template,
+            bos,
+            eos,
+            end_ids,
+            context,
+            device,
+        })
+    }
+
+    /// Loads a Llama-family checkpoint folder (Latam-GPT's native release): `config.json`,
+    /// one or more `*.safetensors`, `tokenizer.json`, and `tokenizer_config.json` for the chat
+    /// template when present. Weights are f32 on the CPU and bf16 on a CUDA GPU.
+    pub fn from_safetensors(dir: &Path) -> Result<Self, ModelError> {
+        let missing = |p: &Path, e: String| ModelError::Missing {
+            path: p.display().to_string(),
+            reason: e,
+        };
+        let config_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_path)
+            .map_err(|e| missing(&config_path, e.to_string()))?;
+        let cfg: llama::LlamaConfig =
+            serde_json::from_str(&text).map_err(|e| ModelError::Corrupt {
+                path: config_path.display().to_string(),
+                format: "Llama config.json",
+                reason: e.to_string(),
+            })?;
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| missing(dir, e.to_string()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(missing(
+                &dir.join("model.safetensors"),
+                "no *.safetensors in the folder".into(),
+            ));
+        }
+        let tokenizer_path = dir.join("tokenizer.json");
+        let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| {
+            if tokenizer_path.exists() {
+                ModelError::Corrupt {
+                    path: tokenizer_path.display().to_string(),
+                    format: "tokenizer.json",
+                    reason: e.to_string(),
+                }
+            } else {
+                missing(&tokenizer_path, "no such file".into())
+            }
+        })?;
+        let tokenizer_config: serde_json::Value =
+            std::fs::read_to_string(dir.join("tokenizer_config.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
+        let device = crate::device();
+        let dtype = if device.is_cuda() {
+            DType::BF16
+        } else {
+            DType::F32
+        };
+        let corrupt = |reason: String| ModelError::Corrupt {
+            path: files[0].display().to_string(),
+            format: "Llama safetensors",
+            reason,
+        };
+        // Safety: read-only maps of files that are replaced by rename, never in place.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, &device) }
+            .map_err(|e| corrupt(e.to_string()))?;
+        // candle's loader panics on a missing tensor: check them all first.
+        let mut needed = vec![
+            "model.embed_tokens.weight".to_string(),
+            "model.norm.weight".to_string(),
+        ];
+        for i in 0..cfg.num_hidden_layers {
+            for t in [
+                "self_attn.q_proj",
+                "self_attn.k_proj",
+                "self_attn.v_proj",
+                "self_attn.o_proj",
+                "mlp.gate_proj",
+                "mlp.up_proj",
+                "mlp.down_proj",
+                "input_layernorm",
+                "post_attention_layernorm",
+            ] {
+                needed.push(format!("model.layers.{i}.{t}.weight"));
+            }
+        }
+        if let Some(absent) = needed.iter().find(|n| !vb.contains_tensor(n)) {
+            return Err(corrupt(format!("tensor {absent} is missing")));
+        }
+        let eos_ids: Vec<u32> = match &cfg.eos_token_id {
+            Some(llama::LlamaEosToks::Single(id)) => vec![*id],
+            Some(llama::LlamaEosToks::Multiple(ids)) => ids.clone(),
+            None => Vec::new(),
+        };
+        let context = cfg.max_position_embeddings;
+        let config = cfg.into_config(false);
+        let model = llama::Llama::load(vb, &config).map_err(|e| corrupt(e.to_string()))?;
+        let cache = llama::Cache::new(true, dtype, &config, &device).map_err(runtime)?;
+        let text_of = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Object(o) => o
+                .get("content")
+                .and_then(|c| c.as_str())
+                .map(str::to_string),
+            _ => None,
+        };
+        let bos = text_of(&tokenizer_config["bos_token"]).unwrap_or_default();
+        let eos = text_of(&tokenizer_config["eos_token"]).unwrap_or_default();
+        let mut end_ids = eos_ids;
+        for t in [
+            eos.as_str(),
+            "<|im_end|>",
+            "<|eot_id|>",
+            "<|endoftext|>",
+            "</s>",
+        ] {
+            if let Some(id) = tokenizer.token_to_id(t) {
+                if !end_ids.contains(&id) {
+                    end_ids.push(id);
+                }
+            }
+        }
+        let template = tokenizer_config["chat_template"]
+            .as_str()
+            .map_or_else(|| CHATML.to_string(), str::to_string);
+        Ok(LocalGenerator {
+            name: dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("llama")
+                .to_string(),
+            architecture: "llama".into(),
+            weights: Mutex::new(Weights::LlamaDense {
+                model,
+                cache,
+                config,
+                dtype,
+            }),
             tokenizer,
             template,
             bos,
@@ -223,7 +386,7 @@ impl TextStream<'_> {
     }
 }
 
-impl Generator for GgufGenerator {
+impl Generator for LocalGenerator {
     fn name(&self) -> &str {
         &self.name
     }

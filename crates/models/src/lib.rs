@@ -7,7 +7,7 @@
 //!   than the model's window are embedded in windows whose mean-pooled sums are averaged, so
 //!   nothing is silently cut.
 //! - [`CachedEmbedder`]: a cache keyed by text hash, so re-embedding unchanged passages is free.
-//! - [`GgufGenerator`]: Qwen2, Llama and Gemma 3 GGUF models behind
+//! - [`LocalGenerator`]: Qwen2, Llama and Gemma 3 GGUF models behind
 //!   [`cabildo_core::Generator`], with the model's chat template, sampling, stop sequences,
 //!   streaming and a context budget; tokenizer from tokenizer.json or the GGUF vocabulary.
 //! - [`CrossEncoder`]: an optional BERT cross-encoder behind [`cabildo_core::Reranker`].
@@ -29,7 +29,7 @@ mod rerank;
 pub use cabildo_core::{Embedder, Generator, ModelError, Reranker};
 pub use cache::CachedEmbedder;
 pub use embedder::TextEmbedder;
-pub use generate::GgufGenerator;
+pub use generate::LocalGenerator;
 pub use rerank::CrossEncoder;
 
 /// The device models run on: the first CUDA GPU when built with `cuda` and one is present,

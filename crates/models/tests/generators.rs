@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use cabildo_core::{ChatMessage, FinishReason, GenerationRequest, Generator, ModelError, Role};
-use cabildo_models::GgufGenerator;
+use cabildo_models::LocalGenerator;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
@@ -127,7 +127,7 @@ fn ask(text: &str, max_tokens: usize) -> GenerationRequest {
     GenerationRequest::greedy(vec![ChatMessage::new(Role::User, text)], max_tokens)
 }
 
-fn run(g: &GgufGenerator, req: &GenerationRequest) -> (cabildo_core::Generation, String) {
+fn run(g: &LocalGenerator, req: &GenerationRequest) -> (cabildo_core::Generation, String) {
     let mut streamed = String::new();
     let out = g
         .generate(req, &mut |t| {
@@ -144,7 +144,7 @@ fn tiny_llama_and_qwen2_load_and_decode_deterministically() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("tiny.gguf");
         write_tiny(&path, arch, 256);
-        let g = GgufGenerator::load(&path, None).expect("load");
+        let g = LocalGenerator::from_gguf(&path, None).expect("load");
         assert_eq!(g.architecture(), arch);
         assert_eq!(g.context_window(), 256);
         let (a, streamed) = run(&g, &ask("el derecho de propiedad", 12));
@@ -172,7 +172,7 @@ fn stop_sequences_end_generation_before_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("tiny.gguf");
     write_tiny(&path, "llama", 256);
-    let g = GgufGenerator::load(&path, None).expect("load");
+    let g = LocalGenerator::from_gguf(&path, None).expect("load");
     let (full, _) = run(&g, &ask("la ley", 16));
     let chars: Vec<char> = full.text.chars().collect();
     assert!(chars.len() >= 4, "the tiny model says something: {full:?}");
@@ -194,7 +194,7 @@ fn cancelling_the_stream_stops_generation() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("tiny.gguf");
     write_tiny(&path, "qwen2", 256);
-    let g = GgufGenerator::load(&path, None).expect("load");
+    let g = LocalGenerator::from_gguf(&path, None).expect("load");
     let mut pieces = 0;
     let out = g
         .generate(&ask("la ley", 32), &mut |_| {
@@ -211,7 +211,7 @@ fn a_prompt_over_the_context_window_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("tiny.gguf");
     write_tiny(&path, "llama", 64);
-    let g = GgufGenerator::load(&path, None).expect("load");
+    let g = LocalGenerator::from_gguf(&path, None).expect("load");
     let err = g.generate(&ask("el derecho de propiedad", 100), &mut |_| true);
     match err {
         Err(ModelError::Input(msg)) => assert!(msg.contains("context of 64 tokens"), "{msg}"),
@@ -223,7 +223,7 @@ fn a_prompt_over_the_context_window_is_refused() {
 
 #[test]
 fn missing_or_damaged_model_files_are_named() {
-    let err = GgufGenerator::load(Path::new("/nonexistent/model.gguf"), None)
+    let err = LocalGenerator::from_gguf(Path::new("/nonexistent/model.gguf"), None)
         .err()
         .expect("error")
         .to_string();
@@ -234,7 +234,7 @@ fn missing_or_damaged_model_files_are_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("bad.gguf");
     std::fs::write(&bad, b"GGUF but not really").expect("write");
-    let err = GgufGenerator::load(&bad, None)
+    let err = LocalGenerator::from_gguf(&bad, None)
         .err()
         .expect("error")
         .to_string();
@@ -246,7 +246,7 @@ fn gguf_built_tokenizer_round_trips_text() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("tiny.gguf");
     write_tiny(&path, "llama", 64);
-    let g = GgufGenerator::load(&path, None).expect("load");
+    let g = LocalGenerator::from_gguf(&path, None).expect("load");
     let text = "Artículo 19, N° 24: el derecho de propiedad — ¿qué dice? 日本";
     let ids = g
         .tokenizer()
@@ -283,7 +283,7 @@ fn smollm2_tokenizer_from_gguf_round_trips_and_the_model_answers() {
     let Some(path) = installed("smollm2-135m/model.gguf") else {
         return;
     };
-    let g = GgufGenerator::load(&path, None).expect("load");
+    let g = LocalGenerator::from_gguf(&path, None).expect("load");
     assert_eq!(g.architecture(), "llama");
     let text = "The State shall protect personal data. Artículo 19 N° 4.";
     let ids = g
@@ -307,7 +307,7 @@ fn qwen_answers_a_spanish_question_in_spanish() {
         return;
     };
     let tok = path.with_file_name("tokenizer.json");
-    let g = GgufGenerator::load(&path, Some(&tok)).expect("load");
+    let g = LocalGenerator::from_gguf(&path, Some(&tok)).expect("load");
     assert_eq!(g.architecture(), "qwen2");
     let (out, _) = run(
         &g,
@@ -332,4 +332,110 @@ fn qwen_answers_a_spanish_question_in_spanish() {
             >= 2,
         "{out:?}"
     );
+}
+
+/// A Llama-family checkpoint folder as Hugging Face lays it out, with random weights.
+fn write_tiny_llama_safetensors(dir: &Path, drop: Option<&str>) {
+    let (tokens, merges) = vocab();
+    let n_vocab = tokens.len();
+    let (h, heads, kv_heads, layers, ff) = (64usize, 4usize, 2usize, 2usize, 128usize);
+    let kv = kv_heads * (h / heads);
+    let config = serde_json::json!({
+        "hidden_size": h, "intermediate_size": ff, "vocab_size": n_vocab,
+        "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 128,
+        "bos_token_id": 1, "eos_token_id": 2, "tie_word_embeddings": true
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).expect("config");
+    let dev = Device::Cpu;
+    let mut seed = 11u64;
+    let mut rand = |shape: &[usize]| {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((seed >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.5
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &dev).expect("tensor")
+    };
+    let ones = |n: usize| Tensor::ones(n, candle_core::DType::F32, &dev).expect("ones");
+    let mut t = std::collections::HashMap::new();
+    t.insert("model.embed_tokens.weight".to_string(), rand(&[n_vocab, h]));
+    t.insert("model.norm.weight".to_string(), ones(h));
+    for i in 0..layers {
+        let p = |s: &str| format!("model.layers.{i}.{s}.weight");
+        t.insert(p("self_attn.q_proj"), rand(&[h, h]));
+        t.insert(p("self_attn.k_proj"), rand(&[kv, h]));
+        t.insert(p("self_attn.v_proj"), rand(&[kv, h]));
+        t.insert(p("self_attn.o_proj"), rand(&[h, h]));
+        t.insert(p("mlp.gate_proj"), rand(&[ff, h]));
+        t.insert(p("mlp.up_proj"), rand(&[ff, h]));
+        t.insert(p("mlp.down_proj"), rand(&[h, ff]));
+        t.insert(p("input_layernorm"), ones(h));
+        t.insert(p("post_attention_layernorm"), ones(h));
+    }
+    if let Some(d) = drop {
+        t.remove(d);
+    }
+    candle_core::safetensors::save(&t, dir.join("model.safetensors")).expect("save");
+
+    let vocab_map: tokenizers::models::bpe::Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.clone(), i as u32))
+        .collect();
+    let merges: Vec<(String, String)> = merges
+        .iter()
+        .filter_map(|m| {
+            m.split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        })
+        .collect();
+    let bpe = tokenizers::models::bpe::BPE::builder()
+        .vocab_and_merges(vocab_map, merges)
+        .build()
+        .expect("bpe");
+    let mut tok = tokenizers::Tokenizer::new(bpe);
+    tok.with_pre_tokenizer(Some(
+        tokenizers::pre_tokenizers::byte_level::ByteLevel::new(false, true, true),
+    ));
+    tok.with_decoder(Some(tokenizers::decoders::byte_level::ByteLevel::default()));
+    tok.add_special_tokens(&[
+        tokenizers::AddedToken::from("<|endoftext|>", true),
+        tokenizers::AddedToken::from("<|im_start|>", true),
+        tokenizers::AddedToken::from("<|im_end|>", true),
+    ]);
+    tok.save(dir.join("tokenizer.json"), false)
+        .expect("tokenizer");
+    let tc = serde_json::json!({ "chat_template": CHATML, "eos_token": "<|im_end|>", "bos_token": "<|im_start|>" });
+    std::fs::write(dir.join("tokenizer_config.json"), tc.to_string()).expect("tokenizer_config");
+}
+
+#[test]
+fn tiny_llama_safetensors_checkpoint_generates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_tiny_llama_safetensors(dir.path(), None);
+    let g = LocalGenerator::from_safetensors(dir.path()).expect("load");
+    assert_eq!(g.context_window(), 128);
+    let (a, streamed) = run(&g, &ask("el derecho de propiedad", 10));
+    assert!(a.prompt_tokens > 5);
+    assert_eq!(a.text, streamed);
+    let (b, _) = run(&g, &ask("el derecho de propiedad", 10));
+    assert_eq!(a.text, b.text, "the KV cache is reset between requests");
+    let err = g.generate(&ask("el derecho de propiedad", 200), &mut |_| true);
+    assert!(matches!(err, Err(ModelError::Input(_))));
+}
+
+#[test]
+fn a_checkpoint_missing_a_tensor_is_reported_not_a_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_tiny_llama_safetensors(dir.path(), Some("model.layers.1.mlp.up_proj.weight"));
+    let err = LocalGenerator::from_safetensors(dir.path())
+        .err()
+        .expect("error")
+        .to_string();
+    assert!(err.contains("model.layers.1.mlp.up_proj.weight"), "{err}");
 }
