@@ -11,9 +11,9 @@ use tokenizers::Tokenizer;
 use crate::bert::BertEncoder;
 use crate::{e5s1, runtime};
 
-/// Padded tokens per forward pass: bounds memory (activations grow with batch × length and
-/// attention with length²) while keeping matrix products large enough to be efficient.
-const BATCH_TOKENS: usize = 8192;
+/// Padded tokens per forward pass. Small batches keep activations in cache: on the 2-core
+/// benchmark machine 512–1024 tokens ran ~2.4x faster than 8192 (docs/benchmarks.md).
+const BATCH_TOKENS: usize = 1024;
 
 /// A BERT sentence embedder.
 pub struct TextEmbedder {

@@ -88,6 +88,9 @@ fn meta_u32(ct: &Content, key: &str) -> Option<u32> {
     })
 }
 
+/// Prompt tokens per forward pass during prefill.
+const PREFILL_CHUNK: usize = 256;
+
 /// ChatML, for GGUF files without a template.
 const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
@@ -441,10 +444,21 @@ impl Generator for LocalGenerator {
             .map_err(|_| ModelError::Runtime("model lock poisoned".into()))?;
 
         let started = Instant::now();
-        let input = Tensor::new(prompt_ids.as_slice(), &self.device)
-            .and_then(|t| t.unsqueeze(0))
-            .map_err(runtime)?;
-        let mut logits = weights.forward(&input, 0).map_err(runtime)?;
+        // The prompt goes through in chunks: attention scores grow with chunk × context, and
+        // smaller chunks keep them in cache (and the peak memory down).
+        let mut logits = None;
+        for (i, piece) in prompt_ids.chunks(PREFILL_CHUNK).enumerate() {
+            let input = Tensor::new(piece, &self.device)
+                .and_then(|t| t.unsqueeze(0))
+                .map_err(runtime)?;
+            logits = Some(
+                weights
+                    .forward(&input, i * PREFILL_CHUNK)
+                    .map_err(runtime)?,
+            );
+        }
+        let mut logits =
+            logits.ok_or_else(|| ModelError::Input("the rendered prompt is empty".into()))?;
         let mut stream = TextStream {
             tokenizer: &self.tokenizer,
             ids: Vec::new(),
