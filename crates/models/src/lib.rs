@@ -25,12 +25,14 @@ mod embedder;
 mod generate;
 mod gguf_tokenizer;
 mod rerank;
+mod stream;
 
 pub use cabildo_core::{Embedder, Generator, ModelError, Reranker};
 pub use cache::CachedEmbedder;
 pub use embedder::TextEmbedder;
 pub use generate::LocalGenerator;
 pub use rerank::CrossEncoder;
+pub use stream::{generate_stream, StreamEvent};
 
 /// The device models run on: the first CUDA GPU when built with `cuda` and one is present,
 /// the CPU otherwise.

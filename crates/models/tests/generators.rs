@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use cabildo_core::{ChatMessage, FinishReason, GenerationRequest, Generator, ModelError, Role};
-use cabildo_models::LocalGenerator;
+use cabildo_models::{generate_stream, LocalGenerator, StreamEvent};
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
@@ -438,4 +438,25 @@ fn a_checkpoint_missing_a_tensor_is_reported_not_a_panic() {
         .expect("error")
         .to_string();
     assert!(err.contains("model.layers.1.mlp.up_proj.weight"), "{err}");
+}
+
+#[test]
+fn a_channel_streams_text_then_the_result() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tiny.gguf");
+    write_tiny(&path, "llama", 256);
+    let g: std::sync::Arc<dyn Generator> =
+        std::sync::Arc::new(LocalGenerator::from_gguf(&path, None).expect("load"));
+    let rx = generate_stream(g, ask("la ley", 12));
+    let mut text = String::new();
+    let mut done = None;
+    for event in rx {
+        match event {
+            StreamEvent::Text(t) => text.push_str(&t),
+            StreamEvent::Done(r) => done = Some(r.expect("generation")),
+        }
+    }
+    let done = done.expect("a final event");
+    assert_eq!(done.text, text, "the pieces add up to the final text");
+    assert!(!text.is_empty());
 }
