@@ -68,6 +68,8 @@ pub struct LocalGenerator {
     eos: String,
     /// Token ids that end a turn.
     end_ids: Vec<u32>,
+    /// Put before the prompt when the model wants it and the template did not.
+    bos_id: Option<u32>,
     context: usize,
     device: Device,
 }
@@ -90,6 +92,10 @@ fn meta_u32(ct: &Content, key: &str) -> Option<u32> {
 
 /// Prompt tokens per forward pass during prefill.
 const PREFILL_CHUNK: usize = 256;
+
+/// Gemma's turn format, for Gemma GGUF files without a template (Gemma has no system role:
+/// a system message is put before the first user turn).
+const GEMMA: &str = "{% for m in messages %}{% if m.role == 'system' %}<start_of_turn>user\n{{ m.content }}\n{% elif m.role == 'user' %}{% if loop.index0 == 0 or messages[loop.index0 - 1].role != 'system' %}<start_of_turn>user\n{% endif %}{{ m.content }}<end_of_turn>\n{% else %}<start_of_turn>model\n{{ m.content }}<end_of_turn>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}";
 
 /// ChatML, for GGUF files without a template.
 const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
@@ -137,8 +143,19 @@ impl LocalGenerator {
                 }
             }
         }
-        let template =
-            meta_str(&ct, "tokenizer.chat_template").unwrap_or_else(|| CHATML.to_string());
+        let template = meta_str(&ct, "tokenizer.chat_template").unwrap_or_else(|| {
+            if architecture.starts_with("gemma") {
+                GEMMA
+            } else {
+                CHATML
+            }
+            .to_string()
+        });
+        let add_bos = matches!(
+            ct.metadata.get("tokenizer.ggml.add_bos_token"),
+            Some(Value::Bool(true))
+        );
+        let bos_id = meta_u32(&ct, "tokenizer.ggml.bos_token_id").filter(|_| add_bos);
         let name = meta_str(&ct, "general.name").unwrap_or_else(|| {
             path.file_stem()
                 .and_then(|s| s.to_str())
@@ -166,6 +183,7 @@ impl LocalGenerator {
             }
         };
         Ok(LocalGenerator {
+            bos_id,
             name,
             architecture,
             weights: Mutex::new(weights),
@@ -311,6 +329,7 @@ impl LocalGenerator {
                 config,
                 dtype,
             }),
+            bos_id: None,
             tokenizer,
             template,
             bos,
@@ -409,12 +428,17 @@ impl Generator for LocalGenerator {
             ));
         }
         let prompt = self.render(request)?;
-        let prompt_ids = self
+        let mut prompt_ids = self
             .tokenizer
             .encode(prompt, false)
             .map_err(|e| ModelError::Input(e.to_string()))?
             .get_ids()
             .to_vec();
+        if let Some(bos) = self.bos_id {
+            if prompt_ids.first() != Some(&bos) {
+                prompt_ids.insert(0, bos);
+            }
+        }
         let needed = prompt_ids.len() + request.max_tokens;
         if needed > self.context {
             return Err(ModelError::Input(format!(

@@ -460,3 +460,27 @@ fn a_channel_streams_text_then_the_result() {
     assert_eq!(done.text, text, "the pieces add up to the final text");
     assert!(!text.is_empty());
 }
+
+#[test]
+fn gemma3_loads_with_a_sentencepiece_tokenizer_built_from_its_gguf() {
+    let Some(path) = installed("gemma3-270m/model.gguf") else {
+        return;
+    };
+    let g = LocalGenerator::from_gguf(&path, None).expect("load");
+    assert_eq!(g.architecture(), "gemma3");
+    let text = "The State protects personal data. El Estado protege los datos personales.";
+    let ids = g
+        .tokenizer()
+        .encode(text, false)
+        .expect("encode")
+        .get_ids()
+        .to_vec();
+    assert!(
+        ids.len() < text.len() / 2,
+        "whole words, not bytes: {ids:?}"
+    );
+    assert_eq!(g.tokenizer().decode(&ids, false).expect("decode"), text);
+    // A base model: it completes rather than follows instructions, but it writes words.
+    let (out, _) = run(&g, &ask("The capital of France is", 16));
+    assert!(out.text.split_whitespace().count() >= 3, "{out:?}");
+}
