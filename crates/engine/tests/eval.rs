@@ -8,7 +8,9 @@ use cabildo_engine::eval::{evaluate, EvalSet, Method};
 use cabildo_engine::QueryOptions;
 
 fn set(name: &str) -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/eval").join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/eval")
+        .join(name);
     if dir.join("corpus.jsonl").is_file() {
         Some(dir)
     } else {
@@ -24,8 +26,15 @@ fn lexical_clears_the_bm25_bar_on_both_sets() {
         let s = EvalSet::load(&dir).expect("load set");
         let lexical = evaluate(&s, Method::Lexical, &QueryOptions::default()).expect("eval");
         let plain = evaluate(&s, Method::Bm25Plain, &QueryOptions::default()).expect("eval");
-        assert!(lexical.ndcg_10 > bar, "{name}: nDCG@10 {:.3} <= {bar}", lexical.ndcg_10);
-        assert!(lexical.ndcg_10 > plain.ndcg_10, "{name}: legal analysis beats plain BM25");
+        assert!(
+            lexical.ndcg_10 > bar,
+            "{name}: nDCG@10 {:.3} <= {bar}",
+            lexical.ndcg_10
+        );
+        assert!(
+            lexical.ndcg_10 > plain.ndcg_10,
+            "{name}: legal analysis beats plain BM25"
+        );
         assert_eq!(lexical.queries, plain.queries);
     }
 }
