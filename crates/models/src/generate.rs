@@ -90,6 +90,26 @@ fn meta_u32(ct: &Content, key: &str) -> Option<u32> {
     })
 }
 
+/// The declared end-of-sequence ids plus the end-of-turn markers the chat formats use, when
+/// the vocabulary has them: instruction models end a reply with those, not always with EOS.
+fn end_of_turn_ids(tokenizer: &Tokenizer, mut ids: Vec<u32>, eos: &str) -> Vec<u32> {
+    for t in [
+        eos,
+        "<|im_end|>",
+        "<|endoftext|>",
+        "<end_of_turn>",
+        "<|eot_id|>",
+        "</s>",
+    ] {
+        if let Some(id) = tokenizer.token_to_id(t) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    ids
+}
+
 /// Prompt tokens per forward pass during prefill.
 const PREFILL_CHUNK: usize = 256;
 
@@ -127,22 +147,13 @@ impl LocalGenerator {
         let token_text = |key: &str| meta_u32(&ct, key).and_then(|id| tokenizer.id_to_token(id));
         let bos = token_text("tokenizer.ggml.bos_token_id").unwrap_or_default();
         let eos = token_text("tokenizer.ggml.eos_token_id").unwrap_or_default();
-        let mut end_ids: Vec<u32> = meta_u32(&ct, "tokenizer.ggml.eos_token_id")
-            .into_iter()
-            .collect();
-        for t in [
-            "<|im_end|>",
-            "<|endoftext|>",
-            "<end_of_turn>",
-            "<|eot_id|>",
-            "</s>",
-        ] {
-            if let Some(id) = tokenizer.token_to_id(t) {
-                if !end_ids.contains(&id) {
-                    end_ids.push(id);
-                }
-            }
-        }
+        let end_ids = end_of_turn_ids(
+            &tokenizer,
+            meta_u32(&ct, "tokenizer.ggml.eos_token_id")
+                .into_iter()
+                .collect(),
+            "",
+        );
         let template = meta_str(&ct, "tokenizer.chat_template").unwrap_or_else(|| {
             if architecture.starts_with("gemma") {
                 GEMMA
@@ -299,20 +310,7 @@ impl LocalGenerator {
         };
         let bos = text_of(&tokenizer_config["bos_token"]).unwrap_or_default();
         let eos = text_of(&tokenizer_config["eos_token"]).unwrap_or_default();
-        let mut end_ids = eos_ids;
-        for t in [
-            eos.as_str(),
-            "<|im_end|>",
-            "<|eot_id|>",
-            "<|endoftext|>",
-            "</s>",
-        ] {
-            if let Some(id) = tokenizer.token_to_id(t) {
-                if !end_ids.contains(&id) {
-                    end_ids.push(id);
-                }
-            }
-        }
+        let end_ids = end_of_turn_ids(&tokenizer, eos_ids, &eos);
         let template = tokenizer_config["chat_template"]
             .as_str()
             .map_or_else(|| CHATML.to_string(), str::to_string);

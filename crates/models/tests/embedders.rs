@@ -1,8 +1,10 @@
 //! Embedders: a tiny random-weight BERT written to a temp folder by the test (loader, masks,
 //! windows, determinism), and the real models when `scripts/setup-models.sh` installed them.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cabildo_models::{CachedEmbedder, CrossEncoder, Embedder, Reranker, TextEmbedder};
 use candle_core::{DType, Device, Tensor};
@@ -45,19 +47,8 @@ fn tiny_bert(dir: &Path, max_positions: usize) {
     std::fs::write(dir.join("config.json"), config.to_string()).expect("config");
 
     let dev = Device::Cpu;
-    let mut seed = 42u64;
-    let mut rand = |shape: &[usize]| {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((seed >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.2
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &dev).expect("tensor")
-    };
+    let mut weights = common::Weights::new(42, 0.2);
+    let mut rand = |shape: &[usize]| weights.tensor(shape);
     let mut t: HashMap<String, Tensor> = HashMap::new();
     t.insert(
         "embeddings.word_embeddings.weight".into(),
@@ -212,25 +203,9 @@ fn cache_returns_the_same_vectors_without_recomputing() {
     assert_eq!(a[1], b[0]);
 }
 
-fn installed(model: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("CABILDO_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"))
-        .join(model);
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipped: {} not installed (scripts/setup-models.sh)",
-            dir.display()
-        );
-        None
-    }
-}
-
 #[test]
 fn e5_puts_a_question_in_three_languages_closer_than_an_unrelated_sentence() {
-    let Some(dir) = installed("e5-small") else {
+    let Some(dir) = common::installed("e5-small") else {
         return;
     };
     let e = TextEmbedder::e5_small(&dir).expect("load e5");
@@ -268,7 +243,7 @@ fn e5_puts_a_question_in_three_languages_closer_than_an_unrelated_sentence() {
 
 #[test]
 fn minilm_safetensors_loads_and_ranks_english() {
-    let Some(dir) = installed("all-minilm-l6-v2") else {
+    let Some(dir) = common::installed("all-minilm-l6-v2") else {
         return;
     };
     let e = TextEmbedder::bert_dir(&dir).expect("load minilm");

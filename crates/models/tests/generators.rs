@@ -2,7 +2,9 @@
 //! determinism, sampling seeds, stop sequences, the context budget, the GGUF-built
 //! tokenizer), and the real models when `scripts/setup-models.sh` installed them.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use cabildo_core::{ChatMessage, FinishReason, GenerationRequest, Generator, ModelError, Role};
 use cabildo_models::{generate_stream, LocalGenerator, StreamEvent};
@@ -34,19 +36,8 @@ fn write_tiny(path: &Path, arch: &str, context: u32) {
     let (embd, heads, kv_heads, layers, ff) = (64usize, 4u32, 2u32, 2u32, 128usize);
     let head_dim = embd / heads as usize;
     let dev = Device::Cpu;
-    let mut seed = 7u64;
-    let mut rand = |shape: &[usize]| {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((seed >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.5
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &dev).expect("tensor")
-    };
+    let mut weights = common::Weights::new(7, 0.5);
+    let mut rand = |shape: &[usize]| weights.tensor(shape);
     let q = |t: Tensor, dtype: GgmlDType| QTensor::quantize(&t, dtype).expect("quantize");
     let ones = |n: usize| Tensor::ones(n, candle_core::DType::F32, &dev).expect("ones");
     let kv = kv_heads as usize * head_dim;
@@ -121,6 +112,19 @@ fn write_tiny(path: &Path, arch: &str, context: u32) {
     let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut f = std::fs::File::create(path).expect("create");
     gguf_file::write(&mut f, &md, &ts).expect("write gguf");
+}
+
+/// Encodes and decodes `text` with the generator's tokenizer, checks it comes back unchanged,
+/// and returns the ids.
+fn round_trip(g: &LocalGenerator, text: &str) -> Vec<u32> {
+    let ids = g
+        .tokenizer()
+        .encode(text, false)
+        .expect("encode")
+        .get_ids()
+        .to_vec();
+    assert_eq!(g.tokenizer().decode(&ids, false).expect("decode"), text);
+    ids
 }
 
 fn ask(text: &str, max_tokens: usize) -> GenerationRequest {
@@ -248,13 +252,7 @@ fn gguf_built_tokenizer_round_trips_text() {
     write_tiny(&path, "llama", 64);
     let g = LocalGenerator::from_gguf(&path, None).expect("load");
     let text = "Artículo 19, N° 24: el derecho de propiedad — ¿qué dice? 日本";
-    let ids = g
-        .tokenizer()
-        .encode(text, false)
-        .expect("encode")
-        .get_ids()
-        .to_vec();
-    assert_eq!(g.tokenizer().decode(&ids, false).expect("decode"), text);
+    round_trip(&g, text);
     let chat = g
         .tokenizer()
         .encode("<|im_start|>user", false)
@@ -262,37 +260,15 @@ fn gguf_built_tokenizer_round_trips_text() {
     assert_eq!(chat.get_ids()[0], 1, "control tokens are single tokens");
 }
 
-fn installed(file: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("CABILDO_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"))
-        .join(file);
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipped: {} not installed (scripts/setup-models.sh)",
-            path.display()
-        );
-        None
-    }
-}
-
 #[test]
 fn smollm2_tokenizer_from_gguf_round_trips_and_the_model_answers() {
-    let Some(path) = installed("smollm2-135m/model.gguf") else {
+    let Some(path) = common::installed("smollm2-135m/model.gguf") else {
         return;
     };
     let g = LocalGenerator::from_gguf(&path, None).expect("load");
     assert_eq!(g.architecture(), "llama");
     let text = "The State shall protect personal data. Artículo 19 N° 4.";
-    let ids = g
-        .tokenizer()
-        .encode(text, false)
-        .expect("encode")
-        .get_ids()
-        .to_vec();
-    assert_eq!(g.tokenizer().decode(&ids, false).expect("decode"), text);
+    round_trip(&g, text);
     let (out, _) = run(&g, &ask("Write one sentence about the sea.", 40));
     assert!(out.text.split_whitespace().count() >= 4, "{out:?}");
     assert!(
@@ -303,7 +279,7 @@ fn smollm2_tokenizer_from_gguf_round_trips_and_the_model_answers() {
 
 #[test]
 fn qwen_answers_a_spanish_question_in_spanish() {
-    let Some(path) = installed("qwen2.5-0.5b/model.gguf") else {
+    let Some(path) = common::installed("qwen2.5-0.5b/model.gguf") else {
         return;
     };
     let tok = path.with_file_name("tokenizer.json");
@@ -348,19 +324,8 @@ fn write_tiny_llama_safetensors(dir: &Path, drop: Option<&str>) {
     });
     std::fs::write(dir.join("config.json"), config.to_string()).expect("config");
     let dev = Device::Cpu;
-    let mut seed = 11u64;
-    let mut rand = |shape: &[usize]| {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((seed >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.5
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &dev).expect("tensor")
-    };
+    let mut weights = common::Weights::new(11, 0.5);
+    let mut rand = |shape: &[usize]| weights.tensor(shape);
     let ones = |n: usize| Tensor::ones(n, candle_core::DType::F32, &dev).expect("ones");
     let mut t = std::collections::HashMap::new();
     t.insert("model.embed_tokens.weight".to_string(), rand(&[n_vocab, h]));
@@ -463,23 +428,17 @@ fn a_channel_streams_text_then_the_result() {
 
 #[test]
 fn gemma3_loads_with_a_sentencepiece_tokenizer_built_from_its_gguf() {
-    let Some(path) = installed("gemma3-270m/model.gguf") else {
+    let Some(path) = common::installed("gemma3-270m/model.gguf") else {
         return;
     };
     let g = LocalGenerator::from_gguf(&path, None).expect("load");
     assert_eq!(g.architecture(), "gemma3");
     let text = "The State protects personal data. El Estado protege los datos personales.";
-    let ids = g
-        .tokenizer()
-        .encode(text, false)
-        .expect("encode")
-        .get_ids()
-        .to_vec();
+    let ids = round_trip(&g, text);
     assert!(
         ids.len() < text.len() / 2,
         "whole words, not bytes: {ids:?}"
     );
-    assert_eq!(g.tokenizer().decode(&ids, false).expect("decode"), text);
     // A base model: it completes rather than follows instructions, but it writes words.
     let (out, _) = run(&g, &ask("The capital of France is", 16));
     assert!(out.text.split_whitespace().count() >= 3, "{out:?}");
