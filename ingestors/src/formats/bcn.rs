@@ -59,13 +59,12 @@ pub(crate) fn unwrap_bcn_text(text: &str) -> Vec<String> {
     paras
 }
 
-struct Walker<'a> {
+struct Walker {
     norma_id: String,
     units: Vec<Unit>,
-    _marker: std::marker::PhantomData<&'a ()>,
 }
 
-impl Walker<'_> {
+impl Walker {
     fn walk(&mut self, parts: Node, headings: &mut Vec<String>) {
         for part in parts
             .children()
@@ -201,7 +200,6 @@ pub(crate) fn parse(ctx: &FileContext) -> Result<Parsed, IngestError> {
     let mut walker = Walker {
         norma_id,
         units: Vec::new(),
-        _marker: std::marker::PhantomData,
     };
     let encabezado = unwrap_bcn_text(&text_of(
         child(root, "Encabezado").and_then(|e| child(e, "Texto")),
