@@ -153,18 +153,14 @@ impl LexicalIndex {
     ) -> Result<Vec<SearchHit>> {
         let searcher = self.reader.searcher();
         let languages = self.languages_present(&searcher)?;
-        let query_ctx = query::QueryContext {
-            fields: &self.fields,
-            analysis: self.analysis,
-            languages,
-        };
-        let Some(query) = query::build(&query_ctx, text, filters, options) else {
+        let query_ctx = query::QueryContext::new(&self.fields, self.analysis, languages, text);
+        let Some(query) = query::build(&query_ctx, filters, options) else {
             return Ok(Vec::new());
         };
         let top = searcher.search(&query, &TopDocs::with_limit(k.max(1)).order_by_score())?;
         let mut hits = Vec::with_capacity(top.len());
         let mut snippets = if options.snippets {
-            Some(query::Snippets::new(&searcher, &query_ctx, text, options)?)
+            Some(query::Snippets::new(&searcher, &query_ctx, options)?)
         } else {
             None
         };

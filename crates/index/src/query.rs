@@ -44,42 +44,46 @@ impl Default for QueryOptions {
     }
 }
 
-/// What a query is built against: the fields, the index's analysis, and which languages
-/// have passages.
+/// A question analysed once, in each language that has passages, for the query clauses and
+/// the snippets alike.
 pub(crate) struct QueryContext<'a> {
     pub fields: &'a Fields,
-    pub analysis: Analysis,
-    pub languages: [bool; 3],
+    /// Index terms with their positions, per language slot (empty where the index has no
+    /// passage in that language).
+    terms: [Vec<(usize, String)>; 3],
 }
 
-/// Analysed terms of `text` per language slot, with their counts (none for languages
-/// without passages).
-fn terms_per_language(
-    ctx: &QueryContext,
-    text: &str,
-    max_terms: usize,
-) -> [Vec<(String, usize)>; 3] {
-    let analysis = ctx.analysis;
-    LANGS.map(|lang| {
-        if !ctx.languages[lang_slot(lang)] {
-            return Vec::new();
+impl<'a> QueryContext<'a> {
+    pub fn new(fields: &'a Fields, analysis: Analysis, languages: [bool; 3], text: &str) -> Self {
+        QueryContext {
+            fields,
+            terms: LANGS.map(|lang| {
+                if languages[lang_slot(lang)] {
+                    analysis.terms(lang, text)
+                } else {
+                    Vec::new()
+                }
+            }),
         }
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    }
+}
+
+/// Distinct terms per language slot in order of first use, with their counts.
+fn terms_per_language(ctx: &QueryContext, max_terms: usize) -> [Vec<(String, usize)>; 3] {
+    ctx.terms.each_ref().map(|positioned| {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
         let mut order = Vec::new();
-        for (_, t) in analysis.terms(lang, text) {
-            let c = counts.entry(t.clone()).or_insert(0);
+        for (_, t) in positioned {
+            let c = counts.entry(t.as_str()).or_insert(0);
             if *c == 0 {
-                order.push(t);
+                order.push(t.as_str());
             }
             *c += 1;
         }
         order
             .into_iter()
             .take(max_terms)
-            .map(|t| {
-                let c = counts[&t];
-                (t, c)
-            })
+            .map(|t| (t.to_string(), counts[t]))
             .collect()
     })
 }
@@ -182,13 +186,7 @@ fn filter_clauses(f: &Fields, filters: &Filters) -> Vec<(Occur, Box<dyn Query>)>
 /// Consecutive pairs of query terms (with the gap stop words left between them): a passage
 /// that has them in the same order quotes the question's wording, as exam options and
 /// caseworkers' queries often quote the law.
-fn phrase_pairs(
-    analysis: Analysis,
-    lang: cabildo_core::Language,
-    text: &str,
-    max: usize,
-) -> Vec<(usize, String, String)> {
-    let terms = analysis.terms(lang, text);
+fn phrase_pairs(terms: &[(usize, String)], max: usize) -> Vec<(usize, String, String)> {
     let mut seen = std::collections::HashSet::new();
     let mut pairs = Vec::new();
     for w in terms.windows(2) {
@@ -207,13 +205,12 @@ fn phrase_pairs(
 /// The full query, or `None` when the text has no searchable term.
 pub(crate) fn build(
     ctx: &QueryContext,
-    text: &str,
     filters: &Filters,
     options: &QueryOptions,
 ) -> Option<Box<dyn Query>> {
     let f = ctx.fields;
     let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-    for (slot, terms) in terms_per_language(ctx, text, options.max_terms)
+    for (slot, terms) in terms_per_language(ctx, options.max_terms)
         .iter()
         .enumerate()
     {
@@ -229,23 +226,18 @@ pub(crate) fn build(
         }
     }
     if options.phrase_boost > 0.0 {
-        for (slot, lang) in LANGS.iter().enumerate() {
-            if !ctx.languages[slot] {
-                continue;
-            }
-            should.extend(
-                phrase_pairs(ctx.analysis, *lang, text, options.max_terms)
-                    .into_iter()
-                    .map(|(gap, t0, t1)| {
-                        let q = PhraseQuery::new_with_offset(vec![
-                            (0, Term::from_field_text(f.text[slot], &t0)),
-                            (gap, Term::from_field_text(f.text[slot], &t1)),
-                        ]);
-                        let q: Box<dyn Query> =
-                            Box::new(BoostQuery::new(Box::new(q), options.phrase_boost));
-                        (Occur::Should, q)
-                    }),
-            );
+        for (slot, positioned) in ctx.terms.iter().enumerate() {
+            should.extend(phrase_pairs(positioned, options.max_terms).into_iter().map(
+                |(gap, t0, t1)| {
+                    let q = PhraseQuery::new_with_offset(vec![
+                        (0, Term::from_field_text(f.text[slot], &t0)),
+                        (gap, Term::from_field_text(f.text[slot], &t1)),
+                    ]);
+                    let q: Box<dyn Query> =
+                        Box::new(BoostQuery::new(Box::new(q), options.phrase_boost));
+                    (Occur::Should, q)
+                },
+            ));
         }
     }
     if should.is_empty() {
@@ -267,11 +259,10 @@ impl Snippets {
     pub fn new(
         searcher: &Searcher,
         ctx: &QueryContext,
-        text: &str,
         options: &QueryOptions,
     ) -> crate::Result<Self> {
         let f = ctx.fields;
-        let terms = terms_per_language(ctx, text, options.max_terms);
+        let terms = terms_per_language(ctx, options.max_terms);
         let mut generators = Vec::new();
         for (slot, lang_terms) in terms.iter().enumerate() {
             if lang_terms.is_empty() {
