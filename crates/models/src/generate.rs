@@ -382,27 +382,42 @@ impl LocalGenerator {
     }
 }
 
-/// Decodes a growing list of ids and hands out only new, complete text.
+/// Decodes a growing list of ids and hands out only new, complete text. Only the ids since
+/// the last emitted piece are decoded (with the one before them, so that spacing decoders
+/// see the same context), keeping each step's cost flat instead of growing with the reply.
 struct TextStream<'a> {
     tokenizer: &'a Tokenizer,
     ids: Vec<u32>,
-    emitted: usize,
+    /// Start of the window decoded for context.
+    prev: usize,
+    /// End of what has been emitted.
+    current: usize,
 }
 
 impl TextStream<'_> {
+    fn decode(&self, ids: &[u32]) -> Result<String, ModelError> {
+        self.tokenizer
+            .decode(ids, true)
+            .map_err(|e| ModelError::Runtime(e.to_string()))
+    }
+
     fn push(&mut self, id: u32) -> Result<String, ModelError> {
+        let before = self.decode(&self.ids[self.prev..self.current])?;
         self.ids.push(id);
-        let text = self
-            .tokenizer
-            .decode(&self.ids, true)
-            .map_err(|e| ModelError::Runtime(e.to_string()))?;
+        let text = self.decode(&self.ids[self.prev..])?;
         // Wait while the last token ends in the middle of a UTF-8 character.
-        if text.ends_with('\u{FFFD}') || text.len() < self.emitted {
+        if text.ends_with('\u{FFFD}') {
             return Ok(String::new());
         }
-        let new = text[self.emitted..].to_string();
-        self.emitted = text.len();
-        Ok(new)
+        match text.get(before.len()..) {
+            Some(new) if text.starts_with(&before) && !new.is_empty() => {
+                let new = new.to_string();
+                self.prev = self.current;
+                self.current = self.ids.len();
+                Ok(new)
+            }
+            _ => Ok(String::new()),
+        }
     }
 }
 
@@ -484,7 +499,8 @@ impl Generator for LocalGenerator {
         let mut stream = TextStream {
             tokenizer: &self.tokenizer,
             ids: Vec::new(),
-            emitted: 0,
+            prev: 0,
+            current: 0,
         };
         let mut text = String::new();
         let mut sent = 0; // bytes of `text` already handed to on_text
