@@ -60,6 +60,18 @@ def extract(package, member, out):
                 dst.write(block)
 
 
+def install(tmp, target, expected, what):
+    """Moves a verified temporary file into place; removes it and says why when the hash
+    differs. Returns whether it was installed."""
+    got = sha256(tmp)
+    if got != expected:
+        print(f"error: {what} has sha256 {got}, expected {expected}", file=sys.stderr)
+        tmp.unlink()
+        return False
+    tmp.replace(target)
+    return True
+
+
 def main(only):
     lines = [l.rstrip("\n").split("\t") for l in open(ROOT / "config" / "models.lock", encoding="utf-8")
              if l.strip() and not l.startswith("#")]
@@ -80,13 +92,9 @@ def main(only):
                     with open(piece, "rb") as src:
                         while block := src.read(1 << 20):
                             dst.write(block)
-            got = sha256(tmp)
-            if got != expected:
-                print(f"error: {file} assembled with sha256 {got}, expected {expected}", file=sys.stderr)
-                tmp.unlink()
+            if not install(tmp, target, expected, f"{file} (assembled)"):
                 failed += 1
                 continue
-            tmp.replace(target)
             for piece in pieces:
                 piece.unlink(missing_ok=True)
             print(f"installed {target} ({role})")
@@ -102,13 +110,9 @@ def main(only):
             continue
         tmp = target.with_name(target.name + ".partial")
         extract(fetch(source), member, tmp)
-        got = sha256(tmp)
-        if got != expected:
-            print(f"error: {file} from {source} has sha256 {got}, expected {expected}", file=sys.stderr)
-            tmp.unlink()
+        if not install(tmp, target, expected, f"{file} from {source}"):
             failed += 1
             continue
-        tmp.replace(target)
         if whole:
             parts.setdefault(whole, []).append(target)
         else:
