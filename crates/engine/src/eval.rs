@@ -57,7 +57,6 @@ pub struct EvalSet {
     /// Folder name (`lgpd-pt`).
     pub name: String,
     passages: Vec<Passage>,
-    doc_of: HashMap<String, String>,
     queries: Vec<(String, String)>,
     qrels: HashMap<String, HashSet<String>>,
     /// Whether relevance is judged on `doc_id`s rather than passage ids.
@@ -69,6 +68,16 @@ fn read(dir: &Path, name: &str) -> Result<String> {
         .map_err(|e| EngineError::EvalSet(format!("{}: {e}", dir.join(name).display())))
 }
 
+/// The non-blank lines of a JSON-lines file, each parsed as `T`.
+fn read_jsonl<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<Vec<T>> {
+    read(dir, name)?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| EngineError::EvalSet(format!("{}: {e}", dir.join(name).display())))
+}
+
 impl EvalSet {
     /// Loads a set folder.
     pub fn load(dir: &Path) -> Result<Self> {
@@ -77,18 +86,8 @@ impl EvalSet {
             .and_then(|n| n.to_str())
             .unwrap_or("set")
             .to_string();
-        let corpus: Vec<CorpusLine> = read(dir, "corpus.jsonl")?
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(serde_json::from_str)
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| EngineError::EvalSet(format!("{name}/corpus.jsonl: {e}")))?;
-        let queries: Vec<QueryLine> = read(dir, "queries.jsonl")?
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(serde_json::from_str)
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| EngineError::EvalSet(format!("{name}/queries.jsonl: {e}")))?;
+        let corpus: Vec<CorpusLine> = read_jsonl(dir, "corpus.jsonl")?;
+        let queries: Vec<QueryLine> = read_jsonl(dir, "queries.jsonl")?;
         let mut qrels: HashMap<String, HashSet<String>> = HashMap::new();
         for line in read(dir, "qrels.tsv")?.lines().skip(1) {
             let cols: Vec<&str> = line.split('\t').collect();
@@ -104,15 +103,6 @@ impl EvalSet {
         let ids: HashSet<&str> = corpus.iter().map(|c| c.id.as_str()).collect();
         let judged: Vec<&String> = qrels.values().flatten().collect();
         let norm_level = judged.iter().all(|id| !ids.contains(id.as_str()));
-        let doc_of = corpus
-            .iter()
-            .map(|c| {
-                (
-                    c.id.clone(),
-                    c.doc_id.clone().unwrap_or_else(|| c.id.clone()),
-                )
-            })
-            .collect();
         let passages = corpus
             .into_iter()
             .enumerate()
@@ -144,7 +134,6 @@ impl EvalSet {
         Ok(EvalSet {
             name,
             passages,
-            doc_of,
             queries: queries
                 .into_iter()
                 .filter(|q| qrels.contains_key(&q.id))
@@ -268,11 +257,9 @@ pub fn evaluate(set: &EvalSet, method: Method, options: &QueryOptions) -> Result
         let mut ranking: Vec<String> = Vec::with_capacity(hits.len());
         let mut seen = HashSet::new();
         for h in hits {
+            // A passage's norm id is the set's doc_id (its own id when the set has none).
             let id = if set.norm_level {
-                set.doc_of
-                    .get(&h.passage.id)
-                    .cloned()
-                    .unwrap_or(h.passage.id)
+                h.passage.norm_id
             } else {
                 h.passage.id
             };
