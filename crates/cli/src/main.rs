@@ -251,10 +251,9 @@ async fn main() -> Result<()> {
         )?,
         Command::Status { json } => {
             let engine = open(&cli.data).await?;
-            let norms = engine.registry().norms().await?;
             let status = serde_json::json!({
                 "data": cli.data.display().to_string(),
-                "norms": norms.len(),
+                "norms": engine.registry().norm_count().await?,
                 "passages_registered": engine.registry().passage_count().await?,
                 "passages_indexed": engine.index().len(),
             });

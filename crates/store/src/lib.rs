@@ -207,6 +207,14 @@ impl Registry {
         rows.into_iter().map(norm_from_row).collect()
     }
 
+    /// Number of norms recorded.
+    pub async fn norm_count(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM norms")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.get(0))
+    }
+
     /// Total passages recorded.
     pub async fn passage_count(&self) -> Result<i64> {
         let row = sqlx::query("SELECT COALESCE(SUM(passages), 0) FROM norms")
