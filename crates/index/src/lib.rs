@@ -134,9 +134,11 @@ impl LexicalIndex {
             Term::from_field_text(self.fields.norm_id, norm_id),
             tantivy::schema::IndexRecordOption::Basic,
         );
-        let top = searcher.search(&q, &TopDocs::with_limit(1_000_000).order_by_score())?;
-        let mut passages = Vec::with_capacity(top.len());
-        for (_, addr) in top {
+        // Every match, unscored: a top-k heap sized for the worst case would be allocated
+        // on each call.
+        let matches = searcher.search(&q, &tantivy::collector::DocSetCollector)?;
+        let mut passages = Vec::with_capacity(matches.len());
+        for addr in matches {
             passages.push(self.passage_at(&searcher.doc(addr)?)?);
         }
         passages.sort_by_key(|p| p.ordinal);
