@@ -1,0 +1,158 @@
+//! The behaviour both backends must share, run against each.
+
+use cabildo_core::{AccessLevel, Filters, Jurisdiction, Language, NormKind, Passage};
+use cabildo_vectors::{SearchOptions, VectorStore};
+use chrono::NaiveDate;
+
+pub const DIM: usize = 8;
+
+pub fn passage(id: &str, norm: &str) -> Passage {
+    Passage {
+        id: id.into(),
+        norm_id: norm.into(),
+        ordinal: 0,
+        norm_title: norm.into(),
+        breadcrumb: vec![norm.into()],
+        provision: String::new(),
+        label: id.into(),
+        url: None,
+        anchor: None,
+        text: format!("text of {id}"),
+        span: None,
+        page: None,
+        jurisdiction: Jurisdiction::country("CL"),
+        kind: NormKind::Ley,
+        language: Language::Es,
+        access: AccessLevel::Public,
+        tenant: None,
+        valid_from: None,
+        valid_to: None,
+    }
+}
+
+/// A unit vector pointing mostly along axis `i`.
+pub fn unit(i: usize, tilt: f32) -> Vec<f32> {
+    let mut v = [tilt; DIM];
+    v[i % DIM] = 1.0;
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| x / n).collect()
+}
+
+async fn ids(store: &dyn VectorStore, q: &[f32], f: &Filters, k: usize) -> Vec<String> {
+    let mut ids: Vec<String> = store
+        .search(q, f, k, SearchOptions::default())
+        .await
+        .expect("search")
+        .into_iter()
+        .map(|h| h.passage_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn date(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
+}
+
+/// Access levels, tenants, jurisdictions and kinds are applied inside the query.
+pub async fn filters_never_leak(store: &dyn VectorStore) {
+    let mut public = passage("public", "n1");
+    public.tenant = Some("agency-a".into());
+    let mut internal_a = passage("internal-a", "n2");
+    internal_a.access = AccessLevel::Internal;
+    internal_a.tenant = Some("agency-a".into());
+    let mut internal_b = passage("internal-b", "n3");
+    internal_b.access = AccessLevel::Internal;
+    internal_b.tenant = Some("agency-b".into());
+    let mut internal_unowned = passage("internal-unowned", "n4");
+    internal_unowned.access = AccessLevel::Internal;
+    let mut restricted_a = passage("restricted-a", "n5");
+    restricted_a.access = AccessLevel::Restricted;
+    restricted_a.tenant = Some("agency-a".into());
+    let mut peru = passage("peru-decreto", "n6");
+    peru.jurisdiction = Jurisdiction::country("PE");
+    peru.kind = NormKind::Decreto;
+    let all = [
+        &public,
+        &internal_a,
+        &internal_b,
+        &internal_unowned,
+        &restricted_a,
+        &peru,
+    ];
+    // The restricted passages sit right on the query; the public one is far from it, so a
+    // post-filtered top-1 would come back empty.
+    let query = unit(0, 0.0);
+    let vectors: Vec<Vec<f32>> = all
+        .iter()
+        .map(|p| {
+            if p.access == AccessLevel::Public {
+                unit(5, 0.05)
+            } else {
+                unit(0, 0.01)
+            }
+        })
+        .collect();
+    store.upsert(&all, &vectors).await.expect("upsert");
+
+    let anonymous = Filters::default();
+    assert_eq!(
+        ids(store, &query, &anonymous, 10).await,
+        ["peru-decreto", "public"]
+    );
+    assert_eq!(ids(store, &query, &anonymous, 1).await.len(), 1);
+
+    let agency_a = Filters {
+        tenant: Some("agency-a".into()),
+        max_access: AccessLevel::Internal,
+        ..Filters::default()
+    };
+    assert_eq!(
+        ids(store, &query, &agency_a, 10).await,
+        ["internal-a", "internal-unowned", "peru-decreto", "public"]
+    );
+    let cleared_a = Filters {
+        max_access: AccessLevel::Restricted,
+        ..agency_a.clone()
+    };
+    assert!(ids(store, &query, &cleared_a, 10)
+        .await
+        .contains(&"restricted-a".to_string()));
+    assert!(!ids(store, &query, &cleared_a, 10)
+        .await
+        .contains(&"internal-b".to_string()));
+
+    let peru_decrees = Filters {
+        jurisdictions: vec!["pe".into()],
+        kinds: vec![NormKind::Decreto],
+        ..Filters::operator()
+    };
+    assert_eq!(
+        ids(store, &query, &peru_decrees, 10).await,
+        ["peru-decreto"]
+    );
+    assert_eq!(store.count().await.expect("count"), all.len());
+}
+
+/// "In force on D" returns the version in force then.
+pub async fn versions_by_date(store: &dyn VectorStore) {
+    let mut old = passage("art-1@2000", "ley-1");
+    old.valid_from = Some(date("2000-01-01"));
+    old.valid_to = Some(date("2015-06-01"));
+    let mut new = passage("art-1@2015", "ley-1");
+    new.valid_from = Some(date("2015-06-01"));
+    let v = vec![unit(1, 0.1), unit(1, 0.1)];
+    store.upsert(&[&old, &new], &v).await.expect("upsert");
+    let on = |d: &str| Filters {
+        in_force_on: Some(date(d)),
+        ..Filters::operator()
+    };
+    let q = unit(1, 0.1);
+    assert_eq!(ids(store, &q, &on("2010-01-01"), 10).await, ["art-1@2000"]);
+    assert_eq!(ids(store, &q, &on("2015-06-01"), 10).await, ["art-1@2015"]);
+    assert_eq!(ids(store, &q, &on("2026-11-29"), 10).await, ["art-1@2015"]);
+    assert!(ids(store, &q, &on("1999-12-31"), 10).await.is_empty());
+
+    store.delete_norm("ley-1").await.expect("delete");
+    assert!(ids(store, &q, &Filters::operator(), 10).await.is_empty());
+}

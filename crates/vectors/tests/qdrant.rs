@@ -1,0 +1,34 @@
+//! The server backend against a real Qdrant when `QDRANT_URL` is set (its gRPC address, e.g.
+//! http://localhost:6334); skipped otherwise. Each test uses its own throw-away collection.
+
+mod common;
+
+use cabildo_vectors::QdrantStore;
+use common::DIM;
+
+async fn store(test: &str) -> Option<QdrantStore> {
+    let Ok(url) = std::env::var("QDRANT_URL") else {
+        eprintln!("skipped: QDRANT_URL not set");
+        return None;
+    };
+    let collection = format!("cabildo-test-{test}-{}", std::process::id());
+    Some(
+        QdrantStore::connect(&url, std::env::var("QDRANT_API_KEY").ok(), &collection, DIM)
+            .await
+            .expect("connect to Qdrant"),
+    )
+}
+
+#[tokio::test]
+async fn filters_never_leak() {
+    if let Some(s) = store("filters").await {
+        common::filters_never_leak(&s).await;
+    }
+}
+
+#[tokio::test]
+async fn in_force_on_a_date_returns_that_dates_version() {
+    if let Some(s) = store("versions").await {
+        common::versions_by_date(&s).await;
+    }
+}
