@@ -4,36 +4,18 @@
 //! mapped to `doc_id`s keeping each one's first occurrence.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-use cabildo_core::{AccessLevel, Filters, Jurisdiction, NormKind, Passage};
+use cabildo_core::{AccessLevel, Embedder, Filters, Jurisdiction, NormKind, Passage, Reranker};
 use cabildo_index::{Analysis, LexicalIndex, QueryOptions};
+use cabildo_vectors::{EdgeStore, SearchOptions, VectorStore};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
+use crate::retrieve::{dense_text, fuse, Fusion, HybridParams, Method, Ranking};
 use crate::{EngineError, Result};
-
-/// Retrieval methods `cabildo eval` can score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    /// BM25 over the legal analysers, text and heading fields, with phrase-pair boosts.
-    Lexical,
-    /// The baseline: BM25 on the text alone with a plain tokenizer, lower-casing and a
-    /// Snowball stemmer (no legal normalisation, stop words, folding, headings or phrases).
-    #[serde(rename = "bm25-plain")]
-    Bm25Plain,
-}
-
-impl Method {
-    /// The name used on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Lexical => "lexical",
-            Method::Bm25Plain => "bm25-plain",
-        }
-    }
-}
 
 #[derive(Deserialize)]
 struct CorpusLine {
@@ -148,6 +130,54 @@ impl EvalSet {
     pub fn passages(&self) -> usize {
         self.passages.len()
     }
+
+    /// The passages, in corpus order.
+    pub fn passage_list(&self) -> &[Passage] {
+        &self.passages
+    }
+
+    /// The judged questions: (id, text).
+    pub fn questions(&self) -> &[(String, String)] {
+        &self.queries
+    }
+}
+
+/// What `cabildo eval` scores: a retrieval method, or the plain-BM25 baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalMethod {
+    /// One of the search methods.
+    Retrieval(Method),
+    /// The baseline: BM25 on the text alone with a plain tokenizer, lower-casing and a
+    /// Snowball stemmer (no legal normalisation, stop words, folding, headings or phrases).
+    Bm25Plain,
+}
+
+impl EvalMethod {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            EvalMethod::Retrieval(m) => m.name(),
+            EvalMethod::Bm25Plain => "bm25-plain",
+        }
+    }
+}
+
+impl std::str::FromStr for EvalMethod {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "bm25-plain" {
+            return Ok(EvalMethod::Bm25Plain);
+        }
+        s.parse::<Method>()
+            .map(EvalMethod::Retrieval)
+            .map_err(|e| format!("{e} (or bm25-plain)"))
+    }
+}
+
+impl Serialize for EvalMethod {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
 }
 
 /// Scores of one method on one set.
@@ -156,7 +186,10 @@ pub struct EvalReport {
     /// Set name.
     pub set: String,
     /// Method scored.
-    pub method: Method,
+    pub method: EvalMethod,
+    /// Fusion parameters (hybrid and rerank).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<HybridParams>,
     /// Queries with judgements.
     pub queries: usize,
     /// Passages indexed.
@@ -171,14 +204,356 @@ pub struct EvalReport {
     pub mrr_10: f64,
     /// nDCG@10.
     pub ndcg_10: f64,
-    /// Mean milliseconds per query.
+    /// Mean milliseconds per query (question embedding included for vector methods).
     pub ms_per_query: f64,
     /// Median milliseconds per query.
     pub p50_ms: f64,
     /// 99th percentile milliseconds per query.
     pub p99_ms: f64,
-    /// Seconds to build the index.
+    /// Seconds to build the indexes (embedding excluded).
     pub index_seconds: f64,
+    /// Seconds spent embedding passages (0 when read from the cache).
+    pub embed_seconds: f64,
+}
+
+/// Dense retrieval for an evaluation run.
+pub struct EvalDense {
+    /// Embeds the set's passages and its questions.
+    pub embedder: Arc<dyn Embedder>,
+    /// Where passage vectors are cached between runs (keyed by model and texts), so a
+    /// re-run or a sweep does not re-embed; an interrupted embedding resumes from the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Progress of the long steps of a run: (step, done, total).
+pub type EvalProgress<'a> = &'a mut dyn FnMut(&str, usize, usize);
+
+/// One question's candidate lists, computed once and then scored under every method and
+/// fusion setting.
+struct QueryRun {
+    id: String,
+    text: String,
+    lexical: Ranking,
+    lexical_ms: f64,
+    dense: Option<Ranking>,
+    /// Question embedding plus vector search.
+    dense_ms: f64,
+}
+
+/// A set with its indexes built and every question's candidates retrieved.
+pub struct PreparedSet<'a> {
+    set: &'a EvalSet,
+    baseline: bool,
+    runs: Vec<QueryRun>,
+    by_id: HashMap<&'a str, &'a Passage>,
+    index_seconds: f64,
+    embed_seconds: f64,
+}
+
+/// Candidates taken from each retriever per question: the deepest any method or sweep uses.
+const DEPTH: usize = 100;
+
+/// Passages embedded per call (and per cache checkpoint).
+const EMBED_CHUNK: usize = 256;
+
+impl<'a> PreparedSet<'a> {
+    /// Builds the lexical index (legal analysis, or the plain baseline when `baseline`), and
+    /// with `dense` the passage vectors in an embedded Qdrant store, then retrieves each
+    /// question's candidates from both.
+    pub async fn new(
+        set: &'a EvalSet,
+        options: &QueryOptions,
+        baseline: bool,
+        dense: Option<&EvalDense>,
+        progress: EvalProgress<'_>,
+    ) -> Result<PreparedSet<'a>> {
+        let t0 = Instant::now();
+        let (analysis, options) = if baseline {
+            let plain = QueryOptions {
+                head_boost: 0.0,
+                phrase_boost: 0.0,
+                snippets: false,
+                ..options.clone()
+            };
+            (Analysis::Plain, plain)
+        } else {
+            let legal = QueryOptions {
+                snippets: false,
+                ..options.clone()
+            };
+            (Analysis::Legal, legal)
+        };
+        let index = LexicalIndex::in_memory(analysis)?;
+        let mut batch = index.batch()?;
+        for p in &set.passages {
+            batch.add(p)?;
+        }
+        batch.commit()?;
+        let mut index_seconds = t0.elapsed().as_secs_f64();
+
+        let mut embed_seconds = 0.0;
+        let mut store = None;
+        if let Some(d) = dense {
+            let t = Instant::now();
+            let vectors = passage_vectors(set, d, progress)?;
+            embed_seconds = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let dir = tempfile::tempdir().map_err(|e| EngineError::Io {
+                path: std::env::temp_dir().display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let edge = EdgeStore::open(dir.path(), d.embedder.dimension())?;
+            let refs: Vec<&Passage> = set.passages.iter().collect();
+            for (ps, vs) in refs.chunks(1_000).zip(vectors.chunks(1_000)) {
+                edge.upsert(ps, vs).await?;
+            }
+            edge.optimize().await?;
+            index_seconds += t.elapsed().as_secs_f64();
+            store = Some((edge, dir));
+        }
+
+        let filters = Filters::operator();
+        let mut runs = Vec::with_capacity(set.queries.len());
+        for (i, (id, text)) in set.queries.iter().enumerate() {
+            let t = Instant::now();
+            let lexical: Ranking = index
+                .search(text, &filters, DEPTH, &options)?
+                .into_iter()
+                .map(|h| (h.passage.id, h.score))
+                .collect();
+            let lexical_ms = t.elapsed().as_secs_f64() * 1000.0;
+            let (dense_ranking, dense_ms) = match (&store, dense) {
+                (Some((edge, _)), Some(d)) => {
+                    let t = Instant::now();
+                    let v = d.embedder.embed_query(text)?;
+                    let hits = edge
+                        .search(&v, &filters, DEPTH, SearchOptions::default())
+                        .await?;
+                    let ranking: Ranking =
+                        hits.into_iter().map(|h| (h.passage_id, h.score)).collect();
+                    (Some(ranking), t.elapsed().as_secs_f64() * 1000.0)
+                }
+                _ => (None, 0.0),
+            };
+            runs.push(QueryRun {
+                id: id.clone(),
+                text: text.clone(),
+                lexical,
+                lexical_ms,
+                dense: dense_ranking,
+                dense_ms,
+            });
+            progress("questions", i + 1, set.queries.len());
+        }
+        Ok(PreparedSet {
+            set,
+            baseline,
+            runs,
+            by_id: set.passages.iter().map(|p| (p.id.as_str(), p)).collect(),
+            index_seconds,
+            embed_seconds,
+        })
+    }
+
+    /// Scores `method` (with `params` for hybrid and rerank; `reranker` for rerank).
+    pub fn score(
+        &self,
+        method: Method,
+        params: &HybridParams,
+        reranker: Option<&dyn Reranker>,
+    ) -> Result<EvalReport> {
+        let mut sums = [0.0f64; 5];
+        let mut times = Vec::with_capacity(self.runs.len());
+        for run in &self.runs {
+            let dense = || {
+                run.dense.as_ref().ok_or_else(|| {
+                    EngineError::Unavailable(format!(
+                        "the {} method needs an embedding model",
+                        method.name()
+                    ))
+                })
+            };
+            let t = Instant::now();
+            let (ranking, ms) = match method {
+                Method::Lexical => (run.lexical.clone(), run.lexical_ms),
+                Method::Dense => (dense()?.clone(), run.dense_ms),
+                Method::Hybrid | Method::Rerank => {
+                    let mut fused = fuse(&run.lexical, dense()?, params);
+                    if method == Method::Rerank {
+                        let reranker = reranker.ok_or_else(|| {
+                            EngineError::Unavailable(
+                                "the rerank method needs a cross-encoder model".into(),
+                            )
+                        })?;
+                        fused.truncate(params.rerank_depth);
+                        let texts: Vec<String> = fused
+                            .iter()
+                            .filter_map(|(id, _)| self.by_id.get(id.as_str()))
+                            .map(|p| dense_text(p))
+                            .collect();
+                        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                        let scores = reranker.score(&run.text, &refs)?;
+                        for (entry, s) in fused.iter_mut().zip(scores) {
+                            entry.1 = s;
+                        }
+                        fused.sort_by(|a, b| b.1.total_cmp(&a.1));
+                    }
+                    let own = t.elapsed().as_secs_f64() * 1000.0;
+                    (fused, run.lexical_ms + run.dense_ms + own)
+                }
+            };
+            times.push(ms);
+            let mut seen = HashSet::new();
+            let ranked: Vec<String> = ranking
+                .into_iter()
+                .filter_map(|(id, _)| {
+                    let p = self.by_id.get(id.as_str())?;
+                    // For norm-level sets a passage stands for its norm (the set's doc_id).
+                    let key = if self.set.norm_level {
+                        p.norm_id.clone()
+                    } else {
+                        id
+                    };
+                    seen.insert(key.clone()).then_some(key)
+                })
+                .collect();
+            let s = score(&ranked, &self.set.qrels[&run.id]);
+            for (acc, v) in sums.iter_mut().zip([s.0, s.1, s.2, s.3, s.4]) {
+                *acc += v;
+            }
+        }
+        let n = self.runs.len().max(1) as f64;
+        let mean_ms = times.iter().sum::<f64>() / n;
+        times.sort_by(|a, b| a.total_cmp(b));
+        Ok(EvalReport {
+            set: self.set.name.clone(),
+            method: if self.baseline {
+                EvalMethod::Bm25Plain
+            } else {
+                EvalMethod::Retrieval(method)
+            },
+            params: matches!(method, Method::Hybrid | Method::Rerank).then(|| params.clone()),
+            queries: self.runs.len(),
+            passages: self.set.passages.len(),
+            recall_5: sums[0] / n,
+            recall_10: sums[1] / n,
+            recall_100: sums[2] / n,
+            mrr_10: sums[3] / n,
+            ndcg_10: sums[4] / n,
+            ms_per_query: mean_ms,
+            p50_ms: percentile(&times, 0.5),
+            p99_ms: percentile(&times, 0.99),
+            index_seconds: self.index_seconds,
+            embed_seconds: self.embed_seconds,
+        })
+    }
+}
+
+/// The fusion settings `--sweep` tries: weighted RRF over a range of `k` and score fusion,
+/// each over dense weights and candidate depths.
+pub fn sweep_grid() -> Vec<HybridParams> {
+    let mut grid = Vec::new();
+    for depth in [20, 50, 100] {
+        for w in 1..=9 {
+            let dense_weight = w as f32 / 10.0;
+            for rrf_k in [5.0, 10.0, 20.0, 40.0, 60.0, 100.0] {
+                grid.push(HybridParams {
+                    fusion: Fusion::Rrf,
+                    rrf_k,
+                    dense_weight,
+                    lexical_depth: depth,
+                    dense_depth: depth,
+                    ..HybridParams::default()
+                });
+            }
+            grid.push(HybridParams {
+                fusion: Fusion::Score,
+                dense_weight,
+                lexical_depth: depth,
+                dense_depth: depth,
+                ..HybridParams::default()
+            });
+        }
+    }
+    grid
+}
+
+/// Where evaluation runs and benchmarks keep passage vectors between runs:
+/// `$XDG_CACHE_HOME/cabildo/embeddings`, else `~/.cache/cabildo/embeddings`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("cabildo").join("embeddings"))
+}
+
+/// The set's passage vectors: read from the cache when present, else embedded in chunks,
+/// each appended to a partial cache file so an interrupted run resumes where it stopped.
+pub fn passage_vectors(
+    set: &EvalSet,
+    d: &EvalDense,
+    progress: EvalProgress<'_>,
+) -> Result<Vec<Vec<f32>>> {
+    let texts: Vec<String> = set.passages.iter().map(dense_text).collect();
+    let dim = d.embedder.dimension();
+    let mut key = Sha256::new();
+    key.update(d.embedder.name().as_bytes());
+    for t in &texts {
+        key.update((t.len() as u64).to_le_bytes());
+        key.update(t.as_bytes());
+    }
+    let key = hex::encode(&key.finalize()[..8]);
+    let io = |path: &Path, e: std::io::Error| EngineError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let paths = d.cache_dir.as_ref().map(|dir| {
+        let base = format!("{}-{}-{key}.f32", set.name, d.embedder.name());
+        (dir.join(&base), dir.join(format!("{base}.partial")))
+    });
+    let mut flat: Vec<f32> = Vec::with_capacity(texts.len() * dim);
+    if let Some((done, partial)) = &paths {
+        for path in [done, partial] {
+            if let Ok(bytes) = std::fs::read(path) {
+                let whole = bytes.len() / (dim * 4) * dim * 4;
+                flat = bytes[..whole]
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                break;
+            }
+        }
+        std::fs::create_dir_all(done.parent().unwrap_or(Path::new(".")))
+            .map_err(|e| io(done, e))?;
+    }
+    flat.truncate(texts.len() * dim);
+    let mut start = flat.len() / dim;
+    progress("embedding passages", start, texts.len());
+    while start < texts.len() {
+        let end = (start + EMBED_CHUNK).min(texts.len());
+        let refs: Vec<&str> = texts[start..end].iter().map(String::as_str).collect();
+        let vectors = d.embedder.embed_passages(&refs)?;
+        let chunk: Vec<f32> = vectors.into_iter().flatten().collect();
+        if let Some((_, partial)) = &paths {
+            use std::io::Write;
+            let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(partial)
+                .and_then(|mut f| f.write_all(&bytes))
+                .map_err(|e| io(partial, e))?;
+        }
+        flat.extend(chunk);
+        start = end;
+        progress("embedding passages", start, texts.len());
+    }
+    if let Some((done, partial)) = &paths {
+        if partial.exists() {
+            std::fs::rename(partial, done).map_err(|e| io(partial, e))?;
+        }
+    }
+    Ok(flat.chunks(dim).map(<[f32]>::to_vec).collect())
 }
 
 /// Metrics of one ranked list against its relevant set.
@@ -216,80 +591,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
-}
-
-/// Indexes the set's passages in memory and scores `method` on its queries.
-pub fn evaluate(set: &EvalSet, method: Method, options: &QueryOptions) -> Result<EvalReport> {
-    let t0 = Instant::now();
-    let (analysis, options) = match method {
-        Method::Lexical => (
-            Analysis::Legal,
-            QueryOptions {
-                snippets: false,
-                ..options.clone()
-            },
-        ),
-        Method::Bm25Plain => (
-            Analysis::Plain,
-            QueryOptions {
-                head_boost: 0.0,
-                phrase_boost: 0.0,
-                snippets: false,
-                ..options.clone()
-            },
-        ),
-    };
-    let index = LexicalIndex::in_memory(analysis)?;
-    let mut batch = index.batch()?;
-    for p in &set.passages {
-        batch.add(p)?;
-    }
-    batch.commit()?;
-    let index_seconds = t0.elapsed().as_secs_f64();
-
-    let filters = Filters::operator();
-    let mut sums = [0.0f64; 5];
-    let mut times = Vec::with_capacity(set.queries.len());
-    for (qid, text) in &set.queries {
-        let t = Instant::now();
-        let hits = index.search(text, &filters, 100, &options)?;
-        times.push(t.elapsed().as_secs_f64() * 1000.0);
-        let mut ranking: Vec<String> = Vec::with_capacity(hits.len());
-        let mut seen = HashSet::new();
-        for h in hits {
-            // A passage's norm id is the set's doc_id (its own id when the set has none).
-            let id = if set.norm_level {
-                h.passage.norm_id
-            } else {
-                h.passage.id
-            };
-            if seen.insert(id.clone()) {
-                ranking.push(id);
-            }
-        }
-        let s = score(&ranking, &set.qrels[qid]);
-        for (acc, v) in sums.iter_mut().zip([s.0, s.1, s.2, s.3, s.4]) {
-            *acc += v;
-        }
-    }
-    let n = set.queries.len().max(1) as f64;
-    let mean_ms = times.iter().sum::<f64>() / n;
-    times.sort_by(|a, b| a.total_cmp(b));
-    Ok(EvalReport {
-        set: set.name.clone(),
-        method,
-        queries: set.queries.len(),
-        passages: set.passages.len(),
-        recall_5: sums[0] / n,
-        recall_10: sums[1] / n,
-        recall_100: sums[2] / n,
-        mrr_10: sums[3] / n,
-        ndcg_10: sums[4] / n,
-        ms_per_query: mean_ms,
-        p50_ms: percentile(&times, 0.5),
-        p99_ms: percentile(&times, 0.99),
-        index_seconds,
-    })
 }
 
 #[cfg(test)]

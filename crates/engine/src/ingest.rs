@@ -7,19 +7,29 @@
 //! commit; a crash in between only means the next run re-ingests those files, which is
 //! idempotent (deterministic ids, delete-then-add). Unchanged files are skipped by content
 //! hash. A file that fails is reported and the batch goes on.
+//!
+//! With dense retrieval configured, each parsed file's passages are embedded in batches and
+//! written to the vector store (its old vectors deleted first) before they are added to the
+//! index batch, so by the time the registry records a file both indexes hold it; a crash in
+//! between again only means the file is redone. A file whose text is unchanged is re-embedded
+//! only when its vectors were made by another model, or not made at all.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use cabildo_core::Norm;
+use cabildo_core::{Norm, Passage};
 use cabildo_ingestors::{is_metadata_file, parse_file, IngestDefaults};
 use cabildo_store::JobSummary;
 use serde::Serialize;
 
-use crate::{Engine, EngineError, Result};
+use crate::retrieve::dense_text;
+use crate::{Dense, Engine, EngineError, Result};
 
 /// Commit after this many passages, to bound memory and the work a crash can lose.
 const COMMIT_EVERY_PASSAGES: usize = 5_000;
+
+/// Passages embedded and written to the vector store at a time.
+const EMBED_BATCH: usize = 64;
 
 /// What happened to one file.
 #[derive(Debug, Clone, Serialize)]
@@ -47,6 +57,8 @@ pub trait Progress {
     fn start(&mut self, files: usize, bytes: u64);
     /// Called after each file.
     fn file_done(&mut self, path: &Path, bytes: u64, outcome: &FileOutcome);
+    /// Called after each batch of passages is embedded (embedding is the long part).
+    fn embedded(&mut self, _passages: usize) {}
 }
 
 /// Progress that goes nowhere.
@@ -71,6 +83,12 @@ pub struct IngestReport {
     pub skipped: u64,
     /// Files that failed, with reasons.
     pub failed: Vec<Failure>,
+    /// Passages embedded into the vector store.
+    pub embedded: u64,
+    /// Seconds spent embedding and writing vectors.
+    pub embed_seconds: f64,
+    /// The embedding model, when dense retrieval is configured.
+    pub embedder: Option<String>,
 }
 
 /// A file that failed.
@@ -136,6 +154,9 @@ impl Engine {
         let mut pending: Vec<(Norm, usize)> = Vec::new();
         let mut pending_passages = 0;
         let mut bytes_read = 0;
+        let mut embedded = 0;
+        let mut embed_seconds = 0.0;
+        let embedder = self.dense.as_ref().map(|d| d.embedder.name().to_string());
 
         for (path, size) in files.iter().zip(sizes) {
             let key = std::fs::canonicalize(path)
@@ -150,7 +171,14 @@ impl Engine {
                     bytes_read += bytes.len() as u64;
                     let hash = cabildo_text::content_hash(&bytes);
                     let previous = self.registry.source(&key).await?;
-                    if previous.as_ref().is_some_and(|(h, _)| *h == hash) {
+                    let embedded_alike = |e: &Option<String>| match &self.dense {
+                        Some(d) => e.as_deref() == Some(d.embedder.name()),
+                        None => true,
+                    };
+                    if previous
+                        .as_ref()
+                        .is_some_and(|p| p.content_hash == hash && embedded_alike(&p.embedder))
+                    {
                         FileOutcome::Unchanged
                     } else {
                         match parse_file(path, &bytes, defaults) {
@@ -159,11 +187,21 @@ impl Engine {
                             },
                             Ok(mut parsed) => {
                                 parsed.norm.source_path = key.clone();
-                                if let Some((_, old_id)) = &previous {
-                                    if *old_id != parsed.norm.id {
-                                        batch.delete_norm(old_id);
-                                        self.registry.forget_norm(old_id).await?;
+                                if let Some(old) = &previous {
+                                    if old.norm_id != parsed.norm.id {
+                                        batch.delete_norm(&old.norm_id);
+                                        if let Some(d) = &self.dense {
+                                            d.store.delete_norm(&old.norm_id).await?;
+                                        }
+                                        self.registry.forget_norm(&old.norm_id).await?;
                                     }
+                                }
+                                if let Some(d) = &self.dense {
+                                    let t = Instant::now();
+                                    embedded +=
+                                        embed_norm(d, &parsed.norm.id, &parsed.passages, progress)
+                                            .await?;
+                                    embed_seconds += t.elapsed().as_secs_f64();
                                 }
                                 batch.delete_norm(&parsed.norm.id);
                                 for p in &parsed.passages {
@@ -203,14 +241,22 @@ impl Engine {
             progress.file_done(path, size, &outcome);
             if pending_passages >= COMMIT_EVERY_PASSAGES {
                 batch.commit()?;
-                self.registry.record(&pending).await?;
+                self.registry.record(&pending, embedder.as_deref()).await?;
                 pending.clear();
                 pending_passages = 0;
                 batch = self.index.batch()?;
             }
         }
         batch.commit()?;
-        self.registry.record(&pending).await?;
+        self.registry.record(&pending, embedder.as_deref()).await?;
+        if let Some(d) = &self.dense {
+            if embedded > 0 {
+                // Builds the HNSW graph over what was added, so queries need not scan.
+                let t = Instant::now();
+                d.store.optimize().await?;
+                embed_seconds += t.elapsed().as_secs_f64();
+            }
+        }
         summary.seconds = started.elapsed().as_secs_f64();
         self.registry.finish_job(job, &summary, "done").await?;
         Ok(IngestReport {
@@ -219,6 +265,29 @@ impl Engine {
             bytes: bytes_read,
             skipped,
             failed,
+            embedded,
+            embed_seconds,
+            embedder,
         })
     }
+}
+
+/// Replaces a norm's vectors: deletes the old ones, embeds its passages in batches and
+/// writes them. Returns the number embedded.
+async fn embed_norm(
+    dense: &Dense,
+    norm_id: &str,
+    passages: &[Passage],
+    progress: &mut dyn Progress,
+) -> Result<u64> {
+    dense.store.delete_norm(norm_id).await?;
+    for chunk in passages.chunks(EMBED_BATCH) {
+        let texts: Vec<String> = chunk.iter().map(dense_text).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let vectors = dense.embedder.embed_passages(&refs)?;
+        let chunk_refs: Vec<&Passage> = chunk.iter().collect();
+        dense.store.upsert(&chunk_refs, &vectors).await?;
+        progress.embedded(chunk.len());
+    }
+    Ok(passages.len() as u64)
 }

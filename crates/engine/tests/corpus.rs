@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use cabildo_core::SearchHit;
 use cabildo_core::{Filters, NormKind};
 use cabildo_engine::ingest::NoProgress;
+use cabildo_engine::retrieve::{HybridParams, Method};
 use cabildo_engine::{Engine, IngestDefaults};
 
 fn corpus() -> Option<PathBuf> {
@@ -33,14 +35,19 @@ async fn ingest(
     (data, engine, report)
 }
 
+async fn lexical(engine: &Engine, query: &str, filters: &Filters, k: usize) -> Vec<SearchHit> {
+    engine
+        .search(query, filters, k, Method::Lexical, &HybridParams::default())
+        .await
+        .expect("search")
+}
+
 #[tokio::test]
 async fn chilean_constitution_article_19_answers_derecho_de_propiedad() {
     let Some(c) = corpus() else { return };
     let (_d, engine, report) = ingest(&[c.join("cl/leychile-md/constitucion")]).await;
     assert_eq!(report.summary.failures, 0);
-    let hits = engine
-        .search("derecho de propiedad", &Filters::operator(), 5)
-        .expect("search");
+    let hits = lexical(&engine, "derecho de propiedad", &Filters::operator(), 5).await;
     let hit = hits
         .iter()
         .find(|h| h.passage.provision.starts_with("Artículo 19, N° 24"))
@@ -74,13 +81,13 @@ async fn chilean_constitution_article_19_answers_derecho_de_propiedad() {
 async fn bcn_xml_cites_the_article_by_id_parte() {
     let Some(c) = corpus() else { return };
     let (_d, engine, _) = ingest(&[c.join("cl/bcn-xml/bcn-constitucion-242302.xml")]).await;
-    let hits = engine
-        .search(
-            "Son chilenos los nacidos en el territorio de Chile",
-            &Filters::operator(),
-            3,
-        )
-        .expect("search");
+    let hits = lexical(
+        &engine,
+        "Son chilenos los nacidos en el territorio de Chile",
+        &Filters::operator(),
+        3,
+    )
+    .await;
     let p = &hits[0].passage;
     assert!(p.provision.starts_with("Artículo 10"), "{}", p.label);
     assert_eq!(p.anchor.as_deref(), Some("8563477"));
@@ -101,9 +108,13 @@ async fn brazilian_constitution_inciso_cites_its_lexml_anchor() {
     let Some(c) = corpus() else { return };
     let (_d, engine, _) = ingest(&[c.join("br/lexml/constitution-1988")]).await;
     // The corpus has the 1988 text up to inciso LXXVIII (LXXIX came with EC 115/2022).
-    let hits = engine
-        .search("razoável duração do processo", &Filters::operator(), 3)
-        .expect("search");
+    let hits = lexical(
+        &engine,
+        "razoável duração do processo",
+        &Filters::operator(),
+        3,
+    )
+    .await;
     let p = &hits[0].passage;
     assert_eq!(p.anchor.as_deref(), Some("art5_cpt_inc78"));
     assert_eq!(p.provision, "Art. 5º, inciso LXXVIII");
@@ -226,9 +237,7 @@ async fn reingest_is_a_no_op_and_a_changed_file_replaces_its_version() {
         .await
         .expect("ingest");
     assert_eq!(changed.summary.norms, 1);
-    let hits = engine
-        .search("xilófono", &Filters::operator(), 5)
-        .expect("search");
+    let hits = lexical(&engine, "xilófono", &Filters::operator(), 5).await;
     assert_eq!(hits.len(), 1, "the new version is searchable once");
     let total = engine.index().passage_ids_of(norm_id).expect("ids").len();
     assert_eq!(
@@ -260,9 +269,7 @@ async fn the_whole_corpus_ingests_with_only_the_word_file_failing() {
         kinds: vec![NormKind::Constitucion],
         ..Filters::operator()
     };
-    let hits = engine
-        .search("soberanía nación", &filters, 5)
-        .expect("search");
+    let hits = lexical(&engine, "soberanía nación", &filters, 5).await;
     assert!(!hits.is_empty());
     assert!(hits.iter().all(
         |h| h.passage.jurisdiction.country == "UY" && h.passage.kind == NormKind::Constitucion

@@ -183,6 +183,64 @@ impl LexicalIndex {
         Ok(hits)
     }
 
+    /// Hits for passages ranked elsewhere (dense or fused retrieval): the passages with these
+    /// ids, in the given order and with the given scores, each with a snippet for `text`
+    /// when `options.snippets` is set. Ids the index does not hold are skipped.
+    pub fn hits_for(
+        &self,
+        text: &str,
+        ranked: &[(String, f32)],
+        options: &QueryOptions,
+    ) -> Result<Vec<SearchHit>> {
+        if ranked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let searcher = self.reader.searcher();
+        let by_id = tantivy::query::BooleanQuery::new(
+            ranked
+                .iter()
+                .map(|(id, _)| {
+                    let q: Box<dyn tantivy::query::Query> =
+                        Box::new(tantivy::query::TermQuery::new(
+                            Term::from_field_text(self.fields.id, id),
+                            tantivy::schema::IndexRecordOption::Basic,
+                        ));
+                    (tantivy::query::Occur::Should, q)
+                })
+                .collect(),
+        );
+        let mut found = std::collections::HashMap::new();
+        for addr in searcher.search(&by_id, &tantivy::collector::DocSetCollector)? {
+            let p = self.passage_at(&searcher.doc(addr)?)?;
+            found.insert(p.id.clone(), p);
+        }
+        let mut snippets = if options.snippets {
+            let languages = self.languages_present(&searcher)?;
+            let ctx = query::QueryContext::new(&self.fields, self.analysis, languages, text);
+            Some(query::Snippets::new(&searcher, &ctx, options)?)
+        } else {
+            None
+        };
+        let mut hits = Vec::with_capacity(ranked.len());
+        for (id, score) in ranked {
+            let Some(passage) = found.remove(id) else {
+                continue;
+            };
+            let (snippet, highlights) = match snippets.as_mut() {
+                Some(s) => s.make(&passage),
+                None => (String::new(), Vec::new()),
+            };
+            hits.push(SearchHit {
+                rank: hits.len() + 1,
+                score: *score,
+                passage,
+                snippet,
+                highlights,
+            });
+        }
+        Ok(hits)
+    }
+
     /// Which languages have passages: a question is analysed and matched only in those.
     fn languages_present(&self, searcher: &tantivy::Searcher) -> Result<[bool; 3]> {
         let mut present = [false; 3];

@@ -47,6 +47,17 @@ pub struct JobSummary {
     pub seconds: f64,
 }
 
+/// What was last ingested from a source file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRecord {
+    /// The file's content hash then.
+    pub content_hash: String,
+    /// The norm it yielded.
+    pub norm_id: String,
+    /// The model its passages were embedded with, if they were.
+    pub embedder: Option<String>,
+}
+
 /// The registry.
 #[derive(Clone)]
 pub struct Registry {
@@ -74,18 +85,23 @@ impl Registry {
         Ok(Registry { pool })
     }
 
-    /// The content hash and norm id last ingested from a source file.
-    pub async fn source(&self, path: &str) -> Result<Option<(String, String)>> {
-        let row = sqlx::query("SELECT content_hash, norm_id FROM sources WHERE path = ?")
+    /// What was last ingested from a source file.
+    pub async fn source(&self, path: &str) -> Result<Option<SourceRecord>> {
+        let row = sqlx::query("SELECT content_hash, norm_id, embedder FROM sources WHERE path = ?")
             .bind(path)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| (r.get(0), r.get(1))))
+        Ok(row.map(|r| SourceRecord {
+            content_hash: r.get(0),
+            norm_id: r.get(1),
+            embedder: r.get(2),
+        }))
     }
 
-    /// Records norms (with their passage counts) and their source files in one transaction.
-    /// Called after the index commit that made their passages visible.
-    pub async fn record(&self, norms: &[(Norm, usize)]) -> Result<()> {
+    /// Records norms (with their passage counts) and their source files in one transaction,
+    /// with the model their passages were embedded with (`None`: not embedded). Called
+    /// after the index commit that made their passages visible.
+    pub async fn record(&self, norms: &[(Norm, usize)], embedder: Option<&str>) -> Result<()> {
         let now = Utc::now().to_rfc3339();
         let mut tx = self.pool.begin().await?;
         for (n, passages) in norms {
@@ -128,14 +144,17 @@ impl Registry {
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "INSERT INTO sources (path, content_hash, norm_id, ingested_at) VALUES (?,?,?,?)
+                "INSERT INTO sources (path, content_hash, norm_id, ingested_at, embedder)
+                 VALUES (?,?,?,?,?)
                  ON CONFLICT (path) DO UPDATE SET content_hash = excluded.content_hash,
-                    norm_id = excluded.norm_id, ingested_at = excluded.ingested_at",
+                    norm_id = excluded.norm_id, ingested_at = excluded.ingested_at,
+                    embedder = excluded.embedder",
             )
             .bind(&n.source_path)
             .bind(&n.content_hash)
             .bind(&n.id)
             .bind(&now)
+            .bind(embedder)
             .execute(&mut *tx)
             .await?;
         }
