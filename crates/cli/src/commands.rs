@@ -1,6 +1,6 @@
 //! Commands over the model files: listing them and measuring them.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::Instant;
 
@@ -176,5 +176,199 @@ pub fn bench_generate(
     } else {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
+    Ok(())
+}
+
+/// A copy of a passage vector, nudged so copies are distinct neighbours rather than
+/// exact duplicates (deterministic per copy and dimension), renormalised.
+fn nudged(v: &[f32], copy: usize) -> Vec<f32> {
+    if copy == 0 {
+        return v.to_vec();
+    }
+    let mut out: Vec<f32> = v
+        .iter()
+        .enumerate()
+        .map(|(d, x)| {
+            let h = (copy as u64)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(d as u64)
+                .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let noise = ((h >> 40) as f32 / (1u64 << 24) as f32) - 0.5;
+            x + 0.02 * noise
+        })
+        .collect();
+    let n = out.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    out.iter_mut().for_each(|x| *x /= n);
+    out
+}
+
+/// `cabildo bench search`: hybrid query latency (question embedding included) with 1..n
+/// concurrent clients over a set's corpus repeated to each size, and the vector index's
+/// recall@10 against exact search on the same vectors.
+pub async fn bench_search(
+    models: &Path,
+    embedder_name: &str,
+    set_dir: &Path,
+    sizes: &[usize],
+    clients: &[usize],
+    json: bool,
+) -> Result<()> {
+    use cabildo_core::{Filters, Passage};
+    use cabildo_engine::eval::{default_cache_dir, passage_vectors, EvalDense, EvalSet};
+    use cabildo_engine::retrieve::{HybridParams, Method, Retriever};
+    use cabildo_engine::{Dense, EdgeStore, SearchOptions, VectorStore};
+
+    let set = EvalSet::load(set_dir).with_context(|| format!("loading {}", set_dir.display()))?;
+    let embedder = crate::retrieval::load_embedder(models, embedder_name)?;
+    let eval_dense = EvalDense {
+        embedder: embedder.clone(),
+        cache_dir: default_cache_dir(),
+    };
+    let mut progress = crate::output::StepProgress::new(std::io::stderr().is_terminal());
+    let base_vectors = passage_vectors(&set, &eval_dense, &mut progress.callback())?;
+    progress.finish();
+    let questions: Vec<&str> = set.questions().iter().map(|(_, q)| q.as_str()).collect();
+    let filters = Filters::operator();
+    let params = HybridParams::default();
+    for &size in sizes {
+        let t0 = Instant::now();
+        let base = set.passage_list();
+        let index = cabildo_engine::LexicalIndex::in_memory(cabildo_engine::Analysis::Legal)?;
+        let dir = tempfile::tempdir()?;
+        let store = EdgeStore::open(dir.path(), embedder.dimension())?;
+        let mut batch = index.batch()?;
+        let mut chunk: Vec<Passage> = Vec::new();
+        let mut chunk_vectors = Vec::new();
+        for i in 0..size {
+            let copy = i / base.len();
+            let mut p = base[i % base.len()].clone();
+            if copy > 0 {
+                p.id = format!("{}#{copy}", p.id);
+                p.norm_id = format!("{}#{copy}", p.norm_id);
+            }
+            batch.add(&p)?;
+            chunk_vectors.push(nudged(&base_vectors[i % base.len()], copy));
+            chunk.push(p);
+            if chunk.len() == 1_000 || i + 1 == size {
+                let refs: Vec<&Passage> = chunk.iter().collect();
+                store.upsert(&refs, &chunk_vectors).await?;
+                chunk.clear();
+                chunk_vectors.clear();
+            }
+        }
+        batch.commit()?;
+        store.optimize().await?;
+        let build_seconds = t0.elapsed().as_secs_f64();
+
+        let mut overlap = 0usize;
+        let mut total = 0usize;
+        for q in &questions {
+            let v = embedder.embed_query(q)?;
+            let ids = |hits: Vec<cabildo_engine::VectorHit>| {
+                hits.into_iter()
+                    .map(|h| h.passage_id)
+                    .collect::<std::collections::HashSet<_>>()
+            };
+            let exact = ids(store
+                .search(&v, &filters, 10, SearchOptions { exact: true })
+                .await?);
+            let approx = ids(store
+                .search(&v, &filters, 10, SearchOptions::default())
+                .await?);
+            overlap += exact.intersection(&approx).count();
+            total += exact.len();
+        }
+        let recall = overlap as f64 / total.max(1) as f64;
+
+        let store: std::sync::Arc<dyn VectorStore> = std::sync::Arc::new(store);
+        let dense = Dense {
+            embedder: embedder.clone(),
+            store,
+        };
+        let retriever = Retriever {
+            index: &index,
+            dense: Some(&dense),
+            reranker: None,
+        };
+        let mut runs = Vec::new();
+        for &n in clients {
+            let started = Instant::now();
+            let per_client: Vec<Result<Vec<f64>>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..n)
+                    .map(|c| {
+                        let retriever = &retriever;
+                        let questions = &questions;
+                        let filters = &filters;
+                        let params = &params;
+                        scope.spawn(move || -> Result<Vec<f64>> {
+                            let rt = tokio::runtime::Builder::new_current_thread().build()?;
+                            let mut times = Vec::with_capacity(questions.len());
+                            for i in 0..questions.len() {
+                                let q = questions[(i + c * 7) % questions.len()];
+                                let t = Instant::now();
+                                rt.block_on(retriever.search(
+                                    q,
+                                    filters,
+                                    10,
+                                    Method::Hybrid,
+                                    params,
+                                ))?;
+                                times.push(t.elapsed().as_secs_f64() * 1000.0);
+                            }
+                            Ok(times)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| bail!("a client thread panicked"))
+                    })
+                    .collect()
+            });
+            let wall = started.elapsed().as_secs_f64();
+            let mut times: Vec<f64> = Vec::new();
+            for t in per_client {
+                times.extend(t?);
+            }
+            times.sort_by(|a, b| a.total_cmp(b));
+            let pct = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
+            runs.push(serde_json::json!({
+                "clients": n,
+                "queries": times.len(),
+                "qps": times.len() as f64 / wall,
+                "p50_ms": pct(0.5),
+                "p99_ms": pct(0.99),
+            }));
+        }
+        if json {
+            let r = serde_json::json!({
+                "passages": size,
+                "build_seconds": build_seconds,
+                "recall_at_10_vs_exact": recall,
+                "runs": runs,
+            });
+            println!("{r}");
+        } else {
+            println!(
+                "{size} passages (built in {build_seconds:.1} s): HNSW recall@10 vs exact {recall:.3}"
+            );
+            for run in &runs {
+                println!(
+                    "  hybrid, {} client(s): {} queries, {:.1} q/s, p50 {:.1} ms, p99 {:.1} ms",
+                    run["clients"],
+                    run["queries"],
+                    run["qps"].as_f64().unwrap_or(0.0),
+                    run["p50_ms"].as_f64().unwrap_or(0.0),
+                    run["p99_ms"].as_f64().unwrap_or(0.0)
+                );
+            }
+        }
+    }
+    println!(
+        "peak RSS {:.0} MB",
+        peak_rss_kb().map_or(0.0, |k| k as f64 / 1024.0)
+    );
     Ok(())
 }

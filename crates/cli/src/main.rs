@@ -2,15 +2,18 @@
 
 mod commands;
 mod output;
+mod retrieval;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use cabildo_core::{AccessLevel, Filters, NormKind};
-use cabildo_engine::eval::{evaluate, EvalSet, Method};
+use cabildo_engine::eval::{EvalDense, EvalMethod, EvalSet, PreparedSet};
+use cabildo_engine::retrieve::{Fusion, HybridParams, Method};
 use cabildo_engine::{Engine, IngestDefaults, QueryOptions};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+use retrieval::DenseOptions;
 
 /// Cabildo answers questions about laws and regulations with citations to the exact articles.
 #[derive(Parser)]
@@ -22,6 +25,8 @@ struct Cli {
     /// Folder with the model files (installed by scripts/setup-models.sh).
     #[arg(long, global = true, env = "CABILDO_MODELS", default_value = "models")]
     models: PathBuf,
+    #[command(flatten)]
+    dense: DenseOptions,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,6 +47,10 @@ enum Command {
         /// Owning tenant (agency) of the ingested norms.
         #[arg(long)]
         tenant: Option<String>,
+        /// Index for lexical search only, without embedding passages (only for a data folder
+        /// that has no vectors yet).
+        #[arg(long)]
+        no_dense: bool,
         /// Print a machine-readable summary instead of text.
         #[arg(long)]
         json: bool,
@@ -62,6 +71,12 @@ enum Command {
         /// Only norms in force on this date (YYYY-MM-DD).
         #[arg(long)]
         in_force_on: Option<chrono::NaiveDate>,
+        /// lexical, dense, hybrid or rerank [default: hybrid when the data folder has
+        /// vectors, else lexical].
+        #[arg(long)]
+        method: Option<Method>,
+        #[command(flatten)]
+        fusion: FusionArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -87,9 +102,18 @@ enum Command {
         /// Set folders, e.g. ../shared/eval/lgpd-pt.
         #[arg(required = true)]
         sets: Vec<PathBuf>,
-        /// Retrieval method.
-        #[arg(long, value_enum, default_value_t = EvalMethod::Lexical)]
-        method: EvalMethod,
+        /// Methods to score, comma-separated: lexical, dense, hybrid, rerank, bm25-plain.
+        #[arg(long, value_delimiter = ',', default_value = "lexical")]
+        method: Vec<EvalMethod>,
+        /// Try a grid of fusion settings on hybrid and report the best (mean nDCG@10 over
+        /// the sets given).
+        #[arg(long)]
+        sweep: bool,
+        #[command(flatten)]
+        fusion: FusionArgs,
+        /// Re-embed the passages instead of reading vectors cached by an earlier run.
+        #[arg(long)]
+        no_cache: bool,
         /// Weight of heading matches (norm title, breadcrumb) relative to text matches.
         #[arg(long, default_value_t = QueryOptions::default().head_boost)]
         head_boost: f32,
@@ -128,6 +152,21 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Hybrid search latency and the vector index's recall, over a set's corpus repeated to
+    /// each size (passage vectors cached like `cabildo eval`'s).
+    Search {
+        /// Set folder (its corpus is repeated with perturbed ids; its questions are asked).
+        set: PathBuf,
+        /// Corpus sizes in passages, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        passages: Vec<usize>,
+        /// Concurrent clients, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,8")]
+        clients: Vec<usize>,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Generation speed on a RAG-style prompt built from a set's passages.
     Generate {
         /// Set folder (its corpus.jsonl and queries.jsonl make the prompt).
@@ -150,12 +189,40 @@ enum BenchCommand {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum EvalMethod {
-    /// BM25 over the legal analysers with heading and phrase boosts.
-    Lexical,
-    /// Baseline: plain tokenizer, lower-case, Snowball stemmer, text only.
-    Bm25Plain,
+/// Hybrid retrieval's knobs; defaults are the best of `cabildo eval --sweep`.
+#[derive(Args)]
+struct FusionArgs {
+    /// rrf (weighted reciprocal-rank fusion) or score (min-max-normalised scores).
+    #[arg(long, default_value = "score")]
+    fusion: Fusion,
+    /// Weight of the dense ranking, 0..1.
+    #[arg(long, default_value_t = HybridParams::default().dense_weight)]
+    dense_weight: f32,
+    /// RRF's k.
+    #[arg(long, default_value_t = HybridParams::default().rrf_k)]
+    rrf_k: f32,
+    /// Candidates taken from each retriever.
+    #[arg(long, default_value_t = HybridParams::default().lexical_depth)]
+    depth: usize,
+    /// Fused candidates the reranker re-scores.
+    #[arg(long, default_value_t = HybridParams::default().rerank_depth)]
+    rerank_depth: usize,
+}
+
+impl FusionArgs {
+    fn params(&self) -> Result<HybridParams> {
+        if !(0.0..=1.0).contains(&self.dense_weight) {
+            bail!("--dense-weight must be between 0 and 1");
+        }
+        Ok(HybridParams {
+            fusion: self.fusion,
+            rrf_k: self.rrf_k,
+            dense_weight: self.dense_weight,
+            lexical_depth: self.depth,
+            dense_depth: self.depth,
+            rerank_depth: self.rerank_depth,
+        })
+    }
 }
 
 fn init_logging() {
@@ -178,14 +245,26 @@ async fn main() -> Result<()> {
             jurisdiction,
             access,
             tenant,
+            no_dense,
             json,
         } => {
+            if no_dense && cli.dense.vectors == retrieval::Backend::Edge {
+                let dir = Engine::vectors_dir(&cli.data);
+                if dir.is_dir() {
+                    bail!(
+                        "{} has passage vectors ({}): an ingest must keep them in step, so \
+                         --no-dense is refused; drop it, or delete that folder to go lexical-only",
+                        cli.data.display(),
+                        dir.display()
+                    );
+                }
+            }
             if let Some(j) = &jurisdiction {
                 if j.len() != 2 || !j.chars().all(|c| c.is_ascii_alphabetic()) {
                     bail!("--jurisdiction must be an ISO 3166-1 alpha-2 code such as CL or BR, got {j:?}");
                 }
             }
-            let engine = open(&cli.data).await?;
+            let engine = retrieval::open(&cli.data, &cli.models, &cli.dense, !no_dense).await?;
             let defaults = IngestDefaults {
                 jurisdiction,
                 access,
@@ -203,12 +282,28 @@ async fn main() -> Result<()> {
             jurisdiction,
             kind,
             in_force_on,
+            method,
+            fusion,
             json,
         } => {
             if query.trim().is_empty() {
                 bail!("the query is empty");
             }
-            let engine = open(&cli.data).await?;
+            let has_vectors = cli.dense.has_vectors(&cli.data);
+            let method = method.unwrap_or(if has_vectors {
+                Method::Hybrid
+            } else {
+                Method::Lexical
+            });
+            if method.needs_vectors() && !has_vectors {
+                bail!(
+                    "the {} method needs passage vectors and {} has none: ingest without --no-dense",
+                    method.name(),
+                    cli.data.display()
+                );
+            }
+            let engine =
+                retrieval::open(&cli.data, &cli.models, &cli.dense, method.needs_vectors()).await?;
             if engine.index().is_empty() {
                 bail!(
                     "the index in {} is empty: run `cabildo ingest PATH --data {}` first",
@@ -222,7 +317,9 @@ async fn main() -> Result<()> {
                 in_force_on,
                 ..Filters::operator()
             };
-            let hits = engine.search(&query, &filters, k)?;
+            let hits = engine
+                .search(&query, &filters, k, method, &fusion.params()?)
+                .await?;
             output::search_hits(&hits, json)?;
         }
         Command::Models {
@@ -231,6 +328,28 @@ async fn main() -> Result<()> {
         Command::Bench {
             command: BenchCommand::Embed { set, limit, json },
         } => commands::bench_embed(&cli.models, &set, limit, json)?,
+        Command::Bench {
+            command:
+                BenchCommand::Search {
+                    set,
+                    passages,
+                    clients,
+                    json,
+                },
+        } => {
+            if passages.contains(&0) || clients.contains(&0) {
+                bail!("--passages and --clients must be positive");
+            }
+            commands::bench_search(
+                &cli.models,
+                &cli.dense.embedder,
+                &set,
+                &passages,
+                &clients,
+                json,
+            )
+            .await?
+        }
         Command::Bench {
             command:
                 BenchCommand::Generate {
@@ -250,28 +369,38 @@ async fn main() -> Result<()> {
             json,
         )?,
         Command::Status { json } => {
-            let engine = open(&cli.data).await?;
+            let has_vectors = cli.dense.has_vectors(&cli.data);
+            let engine = retrieval::open(&cli.data, &cli.models, &cli.dense, has_vectors).await?;
+            let vectors = match engine.dense() {
+                Some(d) => Some(d.store.count().await?),
+                None => None,
+            };
             let status = serde_json::json!({
                 "data": cli.data.display().to_string(),
                 "norms": engine.registry().norm_count().await?,
                 "passages_registered": engine.registry().passage_count().await?,
                 "passages_indexed": engine.index().len(),
+                "passages_embedded": vectors,
             });
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 println!(
-                    "{}: {} norms, {} passages registered, {} passages indexed",
+                    "{}: {} norms, {} passages registered, {} passages indexed, {} embedded",
                     cli.data.display(),
                     status["norms"],
                     status["passages_registered"],
-                    status["passages_indexed"]
+                    status["passages_indexed"],
+                    vectors.map_or("none".to_string(), |v| v.to_string())
                 );
             }
         }
         Command::Eval {
             sets,
             method,
+            sweep,
+            fusion,
+            no_cache,
             head_boost,
             phrase_boost,
             json,
@@ -281,24 +410,64 @@ async fn main() -> Result<()> {
                 phrase_boost,
                 ..Default::default()
             };
-            let method = match method {
-                EvalMethod::Lexical => Method::Lexical,
-                EvalMethod::Bm25Plain => Method::Bm25Plain,
+            let params = fusion.params()?;
+            let needs_vectors = sweep
+                || method
+                    .iter()
+                    .any(|m| matches!(m, EvalMethod::Retrieval(r) if r.needs_vectors()));
+            let dense = if needs_vectors {
+                Some(EvalDense {
+                    embedder: retrieval::load_embedder(&cli.models, &cli.dense.embedder)?,
+                    cache_dir: if no_cache {
+                        None
+                    } else {
+                        cabildo_engine::eval::default_cache_dir()
+                    },
+                })
+            } else {
+                None
             };
+            let reranker = retrieval::load_reranker(&cli.models, cli.dense.reranker.as_deref())?;
+            let mut progress = output::StepProgress::new(std::io::stderr().is_terminal());
             let mut reports = Vec::new();
+            let mut sweeps = Vec::new();
             for dir in &sets {
                 let set =
                     EvalSet::load(dir).with_context(|| format!("loading {}", dir.display()))?;
-                reports.push(evaluate(&set, method, &options)?);
+                if method.contains(&EvalMethod::Bm25Plain) {
+                    let plain =
+                        PreparedSet::new(&set, &options, true, None, &mut progress.callback())
+                            .await?;
+                    reports.push(plain.score(Method::Lexical, &params, None)?);
+                }
+                let prepared = PreparedSet::new(
+                    &set,
+                    &options,
+                    false,
+                    dense.as_ref(),
+                    &mut progress.callback(),
+                )
+                .await?;
+                progress.finish();
+                for m in &method {
+                    if let EvalMethod::Retrieval(m) = m {
+                        reports.push(prepared.score(*m, &params, reranker.as_deref())?);
+                    }
+                }
+                if sweep {
+                    let grid = cabildo_engine::eval::sweep_grid();
+                    let mut scored = Vec::with_capacity(grid.len());
+                    for p in &grid {
+                        scored.push(prepared.score(Method::Hybrid, p, None)?);
+                    }
+                    sweeps.push(scored);
+                }
             }
             output::eval_reports(&reports, json)?;
+            if sweep {
+                output::sweep_report(&sweeps, json)?;
+            }
         }
     }
     Ok(())
-}
-
-async fn open(data: &std::path::Path) -> Result<Engine> {
-    Engine::open(data)
-        .await
-        .with_context(|| format!("opening data folder {}", data.display()))
 }

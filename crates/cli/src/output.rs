@@ -7,17 +7,20 @@ use anyhow::Result;
 use cabildo_core::SearchHit;
 use cabildo_engine::eval::EvalReport;
 use cabildo_engine::ingest::{FileOutcome, IngestReport, Progress};
+use cabildo_engine::retrieve::Fusion;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A progress bar on a terminal; one log line per file otherwise.
 pub struct IngestProgress {
     bar: Option<ProgressBar>,
+    embedded: usize,
 }
 
 impl IngestProgress {
     pub fn new(terminal: bool) -> Self {
         IngestProgress {
             bar: terminal.then(ProgressBar::hidden),
+            embedded: 0,
         }
     }
 
@@ -50,7 +53,11 @@ impl Progress for IngestProgress {
                     .file_name()
                     .map(|n| n.to_string_lossy().to_string())
                     .unwrap_or_default();
-                bar.set_message(name);
+                if self.embedded > 0 {
+                    bar.set_message(format!("{name} · {} passages embedded", self.embedded));
+                } else {
+                    bar.set_message(name);
+                }
                 if let FileOutcome::Failed { reason } = outcome {
                     bar.println(format!("failed: {}: {reason}", path.display()));
                 }
@@ -63,6 +70,59 @@ impl Progress for IngestProgress {
                 FileOutcome::Failed { .. } => {} // logged by the engine
             },
         }
+    }
+
+    fn embedded(&mut self, passages: usize) {
+        self.embedded += passages;
+        if self.bar.is_none() && self.embedded % 1024 < passages {
+            tracing::info!(passages = self.embedded, "embedded");
+        }
+    }
+}
+
+/// A progress bar for the long steps of an evaluation (embedding, questions).
+pub struct StepProgress {
+    bar: Option<ProgressBar>,
+    step: String,
+}
+
+impl StepProgress {
+    pub fn new(terminal: bool) -> Self {
+        StepProgress {
+            bar: terminal.then(ProgressBar::hidden),
+            step: String::new(),
+        }
+    }
+
+    /// The callback the engine reports to: (step, done, total).
+    pub fn callback(&mut self) -> impl FnMut(&str, usize, usize) + '_ {
+        move |step, done, total| {
+            let Some(bar) = &mut self.bar else {
+                if done == total {
+                    tracing::info!(step, total, "done");
+                }
+                return;
+            };
+            if step != self.step {
+                bar.finish_and_clear();
+                *bar = ProgressBar::new(total as u64).with_style(
+                    ProgressStyle::with_template(
+                        "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} (eta {eta})",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                bar.set_message(step.to_string());
+                self.step = step.to_string();
+            }
+            bar.set_position(done as u64);
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        self.step.clear();
     }
 }
 
@@ -88,6 +148,15 @@ pub fn ingest_report(r: &IngestReport, json: bool) -> Result<()> {
         mb / s.seconds.max(1e-9),
         s.passages as f64 / s.seconds.max(1e-9)
     )?;
+    if let Some(model) = &r.embedder {
+        writeln!(
+            out,
+            "embedded {} passages with {model} in {:.1} s ({:.1} passages/s)",
+            r.embedded,
+            r.embed_seconds,
+            r.embedded as f64 / r.embed_seconds.max(1e-9)
+        )?;
+    }
     for f in &r.failed {
         writeln!(out, "failed: {}: {}", f.path, f.reason)?;
     }
@@ -156,6 +225,81 @@ pub fn search_hits(hits: &[SearchHit], json: bool) -> Result<()> {
     Ok(())
 }
 
+/// A method's name with its fusion settings (`hybrid (score, w=0.3, depth 100)`).
+fn method_label(r: &EvalReport) -> String {
+    match &r.params {
+        None => r.method.name().to_string(),
+        Some(p) => match p.fusion {
+            Fusion::Rrf => format!(
+                "{} (rrf k={}, w={}, depth {})",
+                r.method.name(),
+                p.rrf_k,
+                p.dense_weight,
+                p.lexical_depth
+            ),
+            Fusion::Score => format!(
+                "{} (score, w={}, depth {})",
+                r.method.name(),
+                p.dense_weight,
+                p.lexical_depth
+            ),
+        },
+    }
+}
+
+/// The sweep's best settings by mean nDCG@10 over the sets (each inner list is one set's
+/// scores over the same grid).
+pub fn sweep_report(sweeps: &[Vec<EvalReport>], json: bool) -> Result<()> {
+    let Some(first) = sweeps.first() else {
+        return Ok(());
+    };
+    let mut rows: Vec<(f64, usize)> = (0..first.len())
+        .map(|i| {
+            let mean = sweeps.iter().map(|s| s[i].ndcg_10).sum::<f64>() / sweeps.len() as f64;
+            (mean, i)
+        })
+        .collect();
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut out = std::io::stdout().lock();
+    if json {
+        for (mean, i) in rows.iter().take(10) {
+            let per_set: Vec<_> = sweeps
+                .iter()
+                .map(|s| serde_json::json!({"set": s[*i].set, "ndcg_10": s[*i].ndcg_10}))
+                .collect();
+            serde_json::to_writer(
+                &mut out,
+                &serde_json::json!({"sweep": first[*i].params, "mean_ndcg_10": mean, "sets": per_set}),
+            )?;
+            writeln!(out)?;
+        }
+        return Ok(());
+    }
+    let names: Vec<&str> = sweeps.iter().map(|s| s[0].set.as_str()).collect();
+    writeln!(
+        out,
+        "\nsweep: {} settings; best by mean nDCG@10 over {}",
+        first.len(),
+        names.join(", ")
+    )?;
+    writeln!(out, "| fusion | mean nDCG@10 | {} |", names.join(" | "))?;
+    writeln!(out, "|---|---|{}", "---|".repeat(names.len()))?;
+    for (mean, i) in rows.iter().take(10) {
+        let per_set: Vec<String> = sweeps
+            .iter()
+            .map(|s| format!("{:.3}", s[*i].ndcg_10))
+            .collect();
+        writeln!(
+            out,
+            "| {} | {:.3} | {} |",
+            method_label(&first[*i]),
+            mean,
+            per_set.join(" | ")
+        )?;
+    }
+    Ok(())
+}
+
 pub fn eval_reports(reports: &[EvalReport], json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
@@ -175,7 +319,7 @@ pub fn eval_reports(reports: &[EvalReport], json: bool) -> Result<()> {
             out,
             "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} |",
             r.set,
-            r.method.name(),
+            method_label(r),
             r.queries,
             r.passages,
             r.recall_5,

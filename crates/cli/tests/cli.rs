@@ -5,10 +5,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+/// The model files `scripts/setup-models.sh` installed in the workspace.
+fn models() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
+}
+
 fn cabildo(data: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cabildo"))
         .arg("--data")
         .arg(data)
+        .arg("--models")
+        .arg(models())
         .args(args)
         .output()
         .expect("run cabildo")
@@ -78,6 +85,21 @@ fn sample_corpus_ingests_and_searches_with_json_output() {
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(report["failures"], 0);
     assert!(report["passages"].as_u64().unwrap_or(0) > 100);
+    assert_eq!(
+        report["embedded"], report["passages"],
+        "embedded by default"
+    );
+    assert_eq!(status(data.path())["passages_embedded"], report["passages"]);
+    let o = cabildo(
+        data.path(),
+        &["ingest", samples.to_str().expect("path"), "--no-dense"],
+    );
+    assert!(!o.status.success(), "--no-dense on a folder with vectors");
+    assert!(
+        stderr(&o).contains("--no-dense is refused"),
+        "{}",
+        stderr(&o)
+    );
 
     let o = cabildo(
         data.path(),
@@ -98,6 +120,35 @@ fn sample_corpus_ingests_and_searches_with_json_output() {
     assert!(hits
         .iter()
         .any(|h| h["passage"]["label"] == "Constitución Política del Perú 1993, Artículo 2"));
+
+    // Every method runs from the command line; rerank needs a reranker model.
+    for method in ["lexical", "dense", "hybrid"] {
+        let o = cabildo(
+            data.path(),
+            &["search", "¿puedo votar?", "--method", method, "--json"],
+        );
+        assert!(o.status.success(), "{method}: {}", stderr(&o));
+    }
+    let o = cabildo(data.path(), &["search", "votar", "--method", "rerank"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("cross-encoder"), "{}", stderr(&o));
+}
+
+#[test]
+fn dense_search_without_vectors_says_how_to_get_them() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples");
+    let o = cabildo(
+        data.path(),
+        &["ingest", samples.to_str().expect("path"), "--no-dense"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cabildo(data.path(), &["search", "vida", "--method", "dense"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("has none"), "{}", stderr(&o));
+    // The default method is lexical on such a folder.
+    let o = cabildo(data.path(), &["search", "vida", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 #[test]
@@ -107,7 +158,7 @@ fn an_ingest_killed_half_way_is_completed_by_the_next_run() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cabildo"))
         .arg("--data")
         .arg(killed.path())
-        .args(["ingest", c.to_str().expect("path")])
+        .args(["ingest", c.to_str().expect("path"), "--no-dense"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -141,13 +192,16 @@ fn an_ingest_killed_half_way_is_completed_by_the_next_run() {
 
     let o = cabildo(
         killed.path(),
-        &["ingest", c.to_str().expect("path"), "--json"],
+        &["ingest", c.to_str().expect("path"), "--json", "--no-dense"],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let after = status(killed.path());
 
     let clean = tempfile::tempdir().expect("tempdir");
-    let o = cabildo(clean.path(), &["ingest", c.to_str().expect("path")]);
+    let o = cabildo(
+        clean.path(),
+        &["ingest", c.to_str().expect("path"), "--no-dense"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let reference = status(clean.path());
     assert_eq!(after["norms"], reference["norms"]);
