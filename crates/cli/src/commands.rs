@@ -211,6 +211,7 @@ pub async fn bench_search(
     set_dir: &Path,
     sizes: &[usize],
     clients: &[usize],
+    queries: usize,
     json: bool,
 ) -> Result<()> {
     use cabildo_core::{Filters, Passage};
@@ -227,7 +228,12 @@ pub async fn bench_search(
     let mut progress = crate::output::StepProgress::new(std::io::stderr().is_terminal());
     let base_vectors = passage_vectors(&set, &eval_dense, &mut progress.callback())?;
     progress.finish();
-    let questions: Vec<&str> = set.questions().iter().map(|(_, q)| q.as_str()).collect();
+    let questions: Vec<&str> = set
+        .questions()
+        .iter()
+        .take(queries)
+        .map(|(_, q)| q.as_str())
+        .collect();
     let filters = Filters::operator();
     let params = HybridParams::default();
     for &size in sizes {
@@ -356,7 +362,7 @@ pub async fn bench_search(
             );
             for run in &runs {
                 println!(
-                    "  hybrid, {} client(s): {} queries, {:.1} q/s, p50 {:.1} ms, p99 {:.1} ms",
+                    "  hybrid, {} client(s): {} searches, {:.1} q/s, p50 {:.1} ms, p99 {:.1} ms",
                     run["clients"],
                     run["queries"],
                     run["qps"].as_f64().unwrap_or(0.0),

@@ -163,6 +163,9 @@ enum BenchCommand {
         /// Concurrent clients, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1,8")]
         clients: Vec<usize>,
+        /// Questions each client asks (the set's first ones).
+        #[arg(long, default_value_t = 100)]
+        queries: usize,
         /// Print JSON lines.
         #[arg(long)]
         json: bool,
@@ -227,7 +230,7 @@ impl FusionArgs {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,qdrant_edge=error"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -334,11 +337,12 @@ async fn main() -> Result<()> {
                     set,
                     passages,
                     clients,
+                    queries,
                     json,
                 },
         } => {
-            if passages.contains(&0) || clients.contains(&0) {
-                bail!("--passages and --clients must be positive");
+            if passages.contains(&0) || clients.contains(&0) || queries == 0 {
+                bail!("--passages, --clients and --queries must be positive");
             }
             commands::bench_search(
                 &cli.models,
@@ -346,6 +350,7 @@ async fn main() -> Result<()> {
                 &set,
                 &passages,
                 &clients,
+                queries,
                 json,
             )
             .await?
