@@ -10,10 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-models.sh
-cabildo() { cargo run --locked -q -p cabildo-cli -- "$@"; }
+# The same build as scripts/test.sh (every target of the workspace), so the two share one
+# compilation instead of resolving features twice.
+cargo build --locked -q --workspace --all-targets
+cabildo() { "${CARGO_TARGET_DIR:-target}/debug/cabildo" "$@"; }
 paths=(samples)
 chile=../shared/corpus/cl/leychile-md/constitucion
 [ -d "$chile" ] && paths+=("$chile")
 cabildo ingest "${paths[@]}" --data data
-cabildo search "¿desde qué edad se puede votar?" --k 3 --data data
+cabildo search "¿desde qué edad se puede votar en Chile?" --k 3 --data data
 cabildo status --data data

@@ -202,18 +202,45 @@ fn nudged(v: &[f32], copy: usize) -> Vec<f32> {
     out
 }
 
+/// Options of `cabildo bench search`.
+#[derive(clap::Args)]
+pub struct SearchBench {
+    /// Set folder (its corpus is repeated with perturbed ids; its questions are asked).
+    set: std::path::PathBuf,
+    /// Corpus sizes in passages, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+    passages: Vec<usize>,
+    /// Concurrent clients, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    clients: Vec<usize>,
+    /// Questions each client asks (the set's first ones).
+    #[arg(long, default_value_t = 100)]
+    queries: usize,
+    /// Use only the passages whose vectors an earlier (possibly interrupted) eval cached,
+    /// instead of embedding the rest of the set first.
+    #[arg(long)]
+    cached_only: bool,
+    /// Print JSON lines.
+    #[arg(long)]
+    json: bool,
+}
+
 /// `cabildo bench search`: hybrid query latency (question embedding included) with 1..n
 /// concurrent clients over a set's corpus repeated to each size, and the vector index's
 /// recall@10 against exact search on the same vectors.
-pub async fn bench_search(
-    models: &Path,
-    embedder_name: &str,
-    set_dir: &Path,
-    sizes: &[usize],
-    clients: &[usize],
-    queries: usize,
-    json: bool,
-) -> Result<()> {
+pub async fn bench_search(models: &Path, embedder_name: &str, args: &SearchBench) -> Result<()> {
+    let SearchBench {
+        set: set_dir,
+        passages: sizes,
+        clients,
+        queries,
+        cached_only,
+        json,
+    } = args;
+    let (queries, cached_only, json) = (*queries, *cached_only, *json);
+    if sizes.contains(&0) || clients.contains(&0) || queries == 0 {
+        bail!("--passages, --clients and --queries must be positive");
+    }
     use cabildo_core::{Filters, Passage};
     use cabildo_engine::eval::{default_cache_dir, passage_vectors, EvalDense, EvalSet};
     use cabildo_engine::retrieve::{HybridParams, Method, Retriever};
@@ -226,8 +253,16 @@ pub async fn bench_search(
         cache_dir: default_cache_dir(),
     };
     let mut progress = crate::output::StepProgress::new(std::io::stderr().is_terminal());
-    let base_vectors = passage_vectors(&set, &eval_dense, &mut progress.callback())?;
+    let base_vectors = passage_vectors(&set, &eval_dense, !cached_only, &mut progress.callback())?;
     progress.finish();
+    if base_vectors.is_empty() {
+        bail!(
+            "no cached vectors for {}: run without --cached-only",
+            set.name
+        );
+    }
+    // With --cached-only the base corpus is the passages that have vectors (a prefix).
+    let base = &set.passage_list()[..base_vectors.len()];
     let questions: Vec<&str> = set
         .questions()
         .iter()
@@ -236,9 +271,16 @@ pub async fn bench_search(
         .collect();
     let filters = Filters::operator();
     let params = HybridParams::default();
-    for &size in sizes {
+    if !json {
+        println!(
+            "base corpus: {} passages of {} ({} questions)",
+            base.len(),
+            set.name,
+            questions.len()
+        );
+    }
+    for &size in sizes.iter() {
         let t0 = Instant::now();
-        let base = set.passage_list();
         let index = cabildo_engine::LexicalIndex::in_memory(cabildo_engine::Analysis::Legal)?;
         let dir = tempfile::tempdir()?;
         let store = EdgeStore::open(dir.path(), embedder.dimension())?;
@@ -266,25 +308,39 @@ pub async fn bench_search(
         store.optimize().await?;
         let build_seconds = t0.elapsed().as_secs_f64();
 
-        let mut overlap = 0usize;
-        let mut total = 0usize;
+        // The index's recall@10 against exact search, at several HNSW breadths.
+        let ids = |hits: Vec<cabildo_engine::VectorHit>| {
+            hits.into_iter()
+                .map(|h| h.passage_id)
+                .collect::<std::collections::HashSet<_>>()
+        };
+        let mut query_vectors = Vec::with_capacity(questions.len());
+        let mut exact = Vec::with_capacity(questions.len());
         for q in &questions {
             let v = embedder.embed_query(q)?;
-            let ids = |hits: Vec<cabildo_engine::VectorHit>| {
-                hits.into_iter()
-                    .map(|h| h.passage_id)
-                    .collect::<std::collections::HashSet<_>>()
+            let all = SearchOptions {
+                exact: true,
+                ..SearchOptions::default()
             };
-            let exact = ids(store
-                .search(&v, &filters, 10, SearchOptions { exact: true })
-                .await?);
-            let approx = ids(store
-                .search(&v, &filters, 10, SearchOptions::default())
-                .await?);
-            overlap += exact.intersection(&approx).count();
-            total += exact.len();
+            exact.push(ids(store.search(&v, &filters, 10, all).await?));
+            query_vectors.push(v);
         }
-        let recall = overlap as f64 / total.max(1) as f64;
+        let mut recalls = Vec::new();
+        for ef in [None, Some(64), Some(128), Some(256)] {
+            let options = SearchOptions {
+                exact: false,
+                hnsw_ef: ef,
+            };
+            let (mut overlap, mut total) = (0usize, 0usize);
+            for (v, truth) in query_vectors.iter().zip(&exact) {
+                let found = ids(store.search(v, &filters, 10, options).await?);
+                overlap += truth.intersection(&found).count();
+                total += truth.len();
+            }
+            let ef = ef.unwrap_or(cabildo_engine::DEFAULT_HNSW_EF);
+            recalls.push((ef, overlap as f64 / total.max(1) as f64));
+        }
+        let recall = recalls[0].1;
 
         let store: std::sync::Arc<dyn VectorStore> = std::sync::Arc::new(store);
         let dense = Dense {
@@ -297,7 +353,13 @@ pub async fn bench_search(
             reranker: None,
         };
         let mut runs = Vec::new();
-        for &n in clients {
+        // Dense and lexical alone, one client, show where hybrid's time goes; lexical is the
+        // baseline beside it.
+        let plan = clients
+            .iter()
+            .map(|&n| (Method::Hybrid, n))
+            .chain([(Method::Dense, 1), (Method::Lexical, 1)]);
+        for (method, n) in plan {
             let started = Instant::now();
             let per_client: Vec<Result<Vec<f64>>> = std::thread::scope(|scope| {
                 let handles: Vec<_> = (0..n)
@@ -312,13 +374,7 @@ pub async fn bench_search(
                             for i in 0..questions.len() {
                                 let q = questions[(i + c * 7) % questions.len()];
                                 let t = Instant::now();
-                                rt.block_on(retriever.search(
-                                    q,
-                                    filters,
-                                    10,
-                                    Method::Hybrid,
-                                    params,
-                                ))?;
+                                rt.block_on(retriever.search(q, filters, 10, method, params))?;
                                 times.push(t.elapsed().as_secs_f64() * 1000.0);
                             }
                             Ok(times)
@@ -341,6 +397,7 @@ pub async fn bench_search(
             times.sort_by(|a, b| a.total_cmp(b));
             let pct = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
             runs.push(serde_json::json!({
+                "method": method.name(),
                 "clients": n,
                 "queries": times.len(),
                 "qps": times.len() as f64 / wall,
@@ -353,6 +410,7 @@ pub async fn bench_search(
                 "passages": size,
                 "build_seconds": build_seconds,
                 "recall_at_10_vs_exact": recall,
+                "recall_by_hnsw_ef": recalls,
                 "runs": runs,
             });
             println!("{r}");
@@ -360,9 +418,13 @@ pub async fn bench_search(
             println!(
                 "{size} passages (built in {build_seconds:.1} s): HNSW recall@10 vs exact {recall:.3}"
             );
+            for (ef, r) in &recalls {
+                println!("  recall@10 with hnsw_ef {ef}: {r:.3}");
+            }
             for run in &runs {
                 println!(
-                    "  hybrid, {} client(s): {} searches, {:.1} q/s, p50 {:.1} ms, p99 {:.1} ms",
+                    "  {}, {} client(s): {} searches, {:.1} q/s, p50 {:.1} ms, p99 {:.1} ms",
+                    run["method"].as_str().unwrap_or(""),
                     run["clients"],
                     run["queries"],
                     run["qps"].as_f64().unwrap_or(0.0),

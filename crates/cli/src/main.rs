@@ -154,22 +154,7 @@ enum BenchCommand {
     },
     /// Hybrid search latency and the vector index's recall, over a set's corpus repeated to
     /// each size (passage vectors cached like `cabildo eval`'s).
-    Search {
-        /// Set folder (its corpus is repeated with perturbed ids; its questions are asked).
-        set: PathBuf,
-        /// Corpus sizes in passages, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
-        passages: Vec<usize>,
-        /// Concurrent clients, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "1,8")]
-        clients: Vec<usize>,
-        /// Questions each client asks (the set's first ones).
-        #[arg(long, default_value_t = 100)]
-        queries: usize,
-        /// Print JSON lines.
-        #[arg(long)]
-        json: bool,
-    },
+    Search(commands::SearchBench),
     /// Generation speed on a RAG-style prompt built from a set's passages.
     Generate {
         /// Set folder (its corpus.jsonl and queries.jsonl make the prompt).
@@ -332,29 +317,8 @@ async fn main() -> Result<()> {
             command: BenchCommand::Embed { set, limit, json },
         } => commands::bench_embed(&cli.models, &set, limit, json)?,
         Command::Bench {
-            command:
-                BenchCommand::Search {
-                    set,
-                    passages,
-                    clients,
-                    queries,
-                    json,
-                },
-        } => {
-            if passages.contains(&0) || clients.contains(&0) || queries == 0 {
-                bail!("--passages, --clients and --queries must be positive");
-            }
-            commands::bench_search(
-                &cli.models,
-                &cli.dense.embedder,
-                &set,
-                &passages,
-                &clients,
-                queries,
-                json,
-            )
-            .await?
-        }
+            command: BenchCommand::Search(args),
+        } => commands::bench_search(&cli.models, &cli.dense.embedder, &args).await?,
         Command::Bench {
             command:
                 BenchCommand::Generate {

@@ -295,7 +295,7 @@ impl<'a> PreparedSet<'a> {
         let mut store = None;
         if let Some(d) = dense {
             let t = Instant::now();
-            let vectors = passage_vectors(set, d, progress)?;
+            let vectors = passage_vectors(set, d, true, progress)?;
             embed_seconds = t.elapsed().as_secs_f64();
             let t = Instant::now();
             let dir = tempfile::tempdir().map_err(|e| EngineError::Io {
@@ -489,9 +489,12 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 
 /// The set's passage vectors: read from the cache when present, else embedded in chunks,
 /// each appended to a partial cache file so an interrupted run resumes where it stopped.
+/// With `embed_missing` false, only what the cache holds (the first passages' vectors, all
+/// of them once a run has finished) is returned and nothing is embedded.
 pub fn passage_vectors(
     set: &EvalSet,
     d: &EvalDense,
+    embed_missing: bool,
     progress: EvalProgress<'_>,
 ) -> Result<Vec<Vec<f32>>> {
     let texts: Vec<String> = set.passages.iter().map(dense_text).collect();
@@ -527,6 +530,9 @@ pub fn passage_vectors(
             .map_err(|e| io(done, e))?;
     }
     flat.truncate(texts.len() * dim);
+    if !embed_missing {
+        return Ok(flat.chunks(dim).map(<[f32]>::to_vec).collect());
+    }
     let mut start = flat.len() / dim;
     progress("embedding passages", start, texts.len());
     while start < texts.len() {

@@ -19,7 +19,7 @@ pub use cabildo_index::{Analysis, LexicalIndex, QueryOptions};
 pub use cabildo_ingestors::IngestDefaults;
 pub use cabildo_store::JobSummary;
 pub use cabildo_vectors::{
-    EdgeStore, QdrantStore, SearchOptions, VectorError, VectorHit, VectorStore,
+    EdgeStore, QdrantStore, SearchOptions, VectorError, VectorHit, VectorStore, DEFAULT_HNSW_EF,
 };
 
 /// Errors of the engine; each names what failed.

@@ -15,7 +15,7 @@ use qdrant_edge::{
 use crate::filter::{conditions, to_json};
 use crate::{
     check_input, check_query, keys, payload, point_uuid, Result, SearchOptions, VectorError,
-    VectorHit, VectorStore,
+    VectorHit, VectorStore, DEFAULT_HNSW_EF,
 };
 
 /// The file `qdrant-edge` keeps its configuration in; its presence means a shard exists.
@@ -189,6 +189,7 @@ impl VectorStore for EdgeStore {
             offset: 0,
             params: Some(SearchParams {
                 exact: options.exact,
+                hnsw_ef: Some(options.hnsw_ef.unwrap_or(DEFAULT_HNSW_EF).max(k)),
                 ..SearchParams::default()
             }),
             with_vector: WithVector::Bool(false),

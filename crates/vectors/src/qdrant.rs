@@ -19,7 +19,7 @@ use qdrant_client::{Payload, Qdrant};
 use crate::filter::{conditions, Cond};
 use crate::{
     check_input, check_query, keys, payload, point_uuid, Result, SearchOptions, VectorError,
-    VectorHit, VectorStore,
+    VectorHit, VectorStore, DEFAULT_HNSW_EF,
 };
 
 /// Points per upsert request: large enough to amortise round trips, small enough to stay
@@ -213,7 +213,11 @@ impl VectorStore for QdrantStore {
                     .filter(filter)
                     .limit(k.max(1) as u64)
                     .with_payload(true)
-                    .params(SearchParamsBuilder::default().exact(options.exact)),
+                    .params(
+                        SearchParamsBuilder::default()
+                            .exact(options.exact)
+                            .hnsw_ef(options.hnsw_ef.unwrap_or(DEFAULT_HNSW_EF).max(k) as u64),
+                    ),
             )
             .await
             .map_err(|e| self.err(e))?;

@@ -43,7 +43,10 @@ async fn vectors_survive_a_restart_and_another_dimension_is_refused() {
             &vs[7],
             &Filters::operator(),
             1,
-            SearchOptions { exact: true },
+            SearchOptions {
+                exact: true,
+                ..SearchOptions::default()
+            },
         )
         .await
         .expect("search")[0];
@@ -115,7 +118,10 @@ async fn a_kill_9_keeps_every_acknowledged_vector() {
                 &unit(3, (batch % 97) as f32 / 97.0),
                 &f,
                 1_000_000,
-                SearchOptions { exact: true },
+                SearchOptions {
+                    exact: true,
+                    ..SearchOptions::default()
+                },
             )
             .await
             .expect("search");
