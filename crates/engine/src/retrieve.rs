@@ -6,7 +6,7 @@
 //! strong lexical one (on `lgpd-pt`, e5-small + BM25 with RRF k=60 scored below BM25 alone),
 //! so both fusions here are weighted: RRF with a weight per list, and a convex combination
 //! of min-max-normalised scores. The defaults are the best of `cabildo eval --sweep` on the
-//! development sets (docs/evaluation.md).
+//! lgpd-pt development set (docs/evaluation.md; bcn-es's vectors were not all embedded yet).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -106,7 +106,7 @@ pub struct HybridParams {
 }
 
 impl Default for HybridParams {
-    /// The best parameters of `cabildo eval --sweep` on the development sets.
+    /// The best parameters of `cabildo eval --sweep` on lgpd-pt (docs/evaluation.md).
     fn default() -> Self {
         HybridParams {
             fusion: Fusion::Score,
