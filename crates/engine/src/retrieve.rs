@@ -5,8 +5,8 @@
 //! Plain reciprocal-rank fusion with equal weights lets a weak dense ranking pull down a
 //! strong lexical one (on `lgpd-pt`, e5-small + BM25 with RRF k=60 scored below BM25 alone),
 //! so both fusions here are weighted: RRF with a weight per list, and a convex combination
-//! of min-max-normalised scores. The defaults are the best of `cabildo eval --sweep` on the
-//! lgpd-pt development set (docs/evaluation.md; bcn-es's vectors were not all embedded yet).
+//! of min-max-normalised scores. The defaults are the best of `cabildo eval --sweep` by mean
+//! nDCG@10 over the two development sets (docs/evaluation.md).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -106,12 +106,13 @@ pub struct HybridParams {
 }
 
 impl Default for HybridParams {
-    /// The best parameters of `cabildo eval --sweep` on lgpd-pt (docs/evaluation.md).
+    /// The best parameters of `cabildo eval --sweep` by mean nDCG@10 over lgpd-pt and
+    /// bcn-es (docs/evaluation.md).
     fn default() -> Self {
         HybridParams {
             fusion: Fusion::Score,
             rrf_k: 60.0,
-            dense_weight: 0.3,
+            dense_weight: 0.4,
             lexical_depth: 100,
             dense_depth: 100,
             rerank_depth: 30,
