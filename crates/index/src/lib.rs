@@ -160,27 +160,16 @@ impl LexicalIndex {
             return Ok(Vec::new());
         };
         let top = searcher.search(&query, &TopDocs::with_limit(k.max(1)).order_by_score())?;
-        let mut hits = Vec::with_capacity(top.len());
-        let mut snippets = if options.snippets {
+        let snippets = if options.snippets {
             Some(query::Snippets::new(&searcher, &query_ctx, options)?)
         } else {
             None
         };
-        for (rank, (score, addr)) in top.into_iter().enumerate() {
-            let passage = self.passage_at(&searcher.doc(addr)?)?;
-            let (snippet, highlights) = match snippets.as_mut() {
-                Some(s) => s.make(&passage),
-                None => (String::new(), Vec::new()),
-            };
-            hits.push(SearchHit {
-                rank: rank + 1,
-                score,
-                passage,
-                snippet,
-                highlights,
-            });
+        let mut scored = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            scored.push((score, self.passage_at(&searcher.doc(addr)?)?));
         }
-        Ok(hits)
+        Ok(ranked_hits(scored, snippets))
     }
 
     /// Hits for passages ranked elsewhere (dense or fused retrieval): the passages with these
@@ -196,49 +185,24 @@ impl LexicalIndex {
             return Ok(Vec::new());
         }
         let searcher = self.reader.searcher();
-        let by_id = tantivy::query::BooleanQuery::new(
-            ranked
-                .iter()
-                .map(|(id, _)| {
-                    let q: Box<dyn tantivy::query::Query> =
-                        Box::new(tantivy::query::TermQuery::new(
-                            Term::from_field_text(self.fields.id, id),
-                            tantivy::schema::IndexRecordOption::Basic,
-                        ));
-                    (tantivy::query::Occur::Should, q)
-                })
-                .collect(),
-        );
+        let by_id = query::any_of(self.fields.id, ranked.iter().map(|(id, _)| id.clone()));
         let mut found = std::collections::HashMap::new();
         for addr in searcher.search(&by_id, &tantivy::collector::DocSetCollector)? {
             let p = self.passage_at(&searcher.doc(addr)?)?;
             found.insert(p.id.clone(), p);
         }
-        let mut snippets = if options.snippets {
+        let snippets = if options.snippets {
             let languages = self.languages_present(&searcher)?;
             let ctx = query::QueryContext::new(&self.fields, self.analysis, languages, text);
             Some(query::Snippets::new(&searcher, &ctx, options)?)
         } else {
             None
         };
-        let mut hits = Vec::with_capacity(ranked.len());
-        for (id, score) in ranked {
-            let Some(passage) = found.remove(id) else {
-                continue;
-            };
-            let (snippet, highlights) = match snippets.as_mut() {
-                Some(s) => s.make(&passage),
-                None => (String::new(), Vec::new()),
-            };
-            hits.push(SearchHit {
-                rank: hits.len() + 1,
-                score: *score,
-                passage,
-                snippet,
-                highlights,
-            });
-        }
-        Ok(hits)
+        let scored = ranked
+            .iter()
+            .filter_map(|(id, score)| Some((*score, found.remove(id)?)))
+            .collect();
+        Ok(ranked_hits(scored, snippets))
     }
 
     /// Which languages have passages: a question is analysed and matched only in those.
@@ -262,6 +226,30 @@ impl LexicalIndex {
             .ok_or_else(|| IndexError::Corrupt("no stored passage".into()))?;
         serde_json::from_str(json).map_err(|e| IndexError::Corrupt(e.to_string()))
     }
+}
+
+/// Scored passages, best first, as hits ranked from 1, with snippets when a maker is given.
+fn ranked_hits(
+    scored: Vec<(f32, Passage)>,
+    mut snippets: Option<query::Snippets>,
+) -> Vec<SearchHit> {
+    scored
+        .into_iter()
+        .enumerate()
+        .map(|(i, (score, passage))| {
+            let (snippet, highlights) = match snippets.as_mut() {
+                Some(s) => s.make(&passage),
+                None => (String::new(), Vec::new()),
+            };
+            SearchHit {
+                rank: i + 1,
+                score,
+                passage,
+                snippet,
+                highlights,
+            }
+        })
+        .collect()
 }
 
 /// Pending changes to the index; atomic on commit.

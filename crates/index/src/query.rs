@@ -107,7 +107,11 @@ fn filter(q: impl Query) -> (Occur, Box<dyn Query>) {
     )
 }
 
-fn any_of(field: tantivy::schema::Field, values: impl Iterator<Item = String>) -> BooleanQuery {
+/// Documents whose keyword `field` equals one of `values`.
+pub(crate) fn any_of(
+    field: tantivy::schema::Field,
+    values: impl Iterator<Item = String>,
+) -> BooleanQuery {
     BooleanQuery::new(
         values
             .map(|v| {
