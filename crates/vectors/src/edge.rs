@@ -12,10 +12,10 @@ use qdrant_edge::{
     DEFAULT_VECTOR_NAME,
 };
 
-use crate::filter::{conditions, to_json};
+use crate::filter::{conditions, of_norm, to_json, Cond};
 use crate::{
     check_input, check_query, keys, payload, point_uuid, Result, SearchOptions, VectorError,
-    VectorHit, VectorStore, DEFAULT_HNSW_EF,
+    VectorHit, VectorStore,
 };
 
 /// The file `qdrant-edge` keeps its configuration in; its presence means a shard exists.
@@ -121,8 +121,9 @@ impl EdgeStore {
         Ok(())
     }
 
-    fn filter(&self, filters: &Filters) -> Result<Filter> {
-        let must: Vec<_> = conditions(filters).iter().map(to_json).collect();
+    /// The engine's filter requiring all of `conds`.
+    fn filter(&self, conds: &[Cond]) -> Result<Filter> {
+        let must: Vec<_> = conds.iter().map(to_json).collect();
         serde_json::from_value(serde_json::json!({ "must": must }))
             .map_err(|e| self.err(format!("filter not understood: {e}")))
     }
@@ -161,10 +162,7 @@ impl VectorStore for EdgeStore {
     }
 
     async fn delete_norm(&self, norm_id: &str) -> Result<()> {
-        let filter: Filter = serde_json::from_value(serde_json::json!({
-            "must": [{ "key": keys::NORM_ID, "match": { "value": norm_id } }]
-        }))
-        .map_err(|e| self.err(e))?;
+        let filter = self.filter(&of_norm(norm_id))?;
         self.write(UpdateOperation::PointOperation(
             PointOperations::DeletePointsByFilter(filter),
         ))
@@ -183,13 +181,13 @@ impl VectorStore for EdgeStore {
             query: Some(ScoringQuery::Vector(QueryEnum::Nearest(
                 NamedQuery::default_dense(query.to_vec()),
             ))),
-            filter: Some(self.filter(filters)?),
+            filter: Some(self.filter(&conditions(filters))?),
             score_threshold: None,
             limit: k.max(1),
             offset: 0,
             params: Some(SearchParams {
                 exact: options.exact,
-                hnsw_ef: Some(options.hnsw_ef.unwrap_or(DEFAULT_HNSW_EF).max(k)),
+                hnsw_ef: Some(options.breadth(k)),
                 ..SearchParams::default()
             }),
             with_vector: WithVector::Bool(false),
@@ -200,17 +198,8 @@ impl VectorStore for EdgeStore {
             .into_iter()
             .filter_map(|p| {
                 let payload = p.payload?;
-                let text = |key: &str| {
-                    payload
-                        .0
-                        .get(key)
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string)
-                };
-                Some(VectorHit {
-                    passage_id: text(keys::PASSAGE_ID)?,
-                    norm_id: text(keys::NORM_ID)?,
-                    score: p.score,
+                VectorHit::from_payload(p.score, |key| {
+                    payload.0.get(key)?.as_str().map(str::to_string)
                 })
             })
             .collect())

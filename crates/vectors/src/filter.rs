@@ -78,6 +78,11 @@ pub(crate) fn conditions(filters: &Filters) -> Vec<Cond> {
     all
 }
 
+/// The condition that selects every vector of one norm.
+pub(crate) fn of_norm(norm_id: &str) -> Vec<Cond> {
+    vec![Cond::AnyOf(keys::NORM_ID, vec![norm_id.to_string()])]
+}
+
 /// A condition in Qdrant's JSON filter language (what the embedded engine deserialises).
 pub(crate) fn to_json(cond: &Cond) -> serde_json::Value {
     use serde_json::json;

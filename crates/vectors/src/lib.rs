@@ -61,6 +61,18 @@ pub struct VectorHit {
     pub score: f32,
 }
 
+impl VectorHit {
+    /// A hit from a point's score and its payload's text fields (`field` looks one up);
+    /// `None` when the point lacks the passage or norm id.
+    pub(crate) fn from_payload(score: f32, field: impl Fn(&str) -> Option<String>) -> Option<Self> {
+        Some(VectorHit {
+            passage_id: field(keys::PASSAGE_ID)?,
+            norm_id: field(keys::NORM_ID)?,
+            score,
+        })
+    }
+}
+
 /// How a search runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SearchOptions {
@@ -70,6 +82,14 @@ pub struct SearchOptions {
     /// Candidates the HNSW walk keeps (higher: better recall, slower); `None` is
     /// [`DEFAULT_HNSW_EF`].
     pub hnsw_ef: Option<usize>,
+}
+
+impl SearchOptions {
+    /// The HNSW breadth for a top-`k` search: the one asked for, else the default, and never
+    /// less than `k`.
+    pub fn breadth(&self, k: usize) -> usize {
+        self.hnsw_ef.unwrap_or(DEFAULT_HNSW_EF).max(k)
+    }
 }
 
 /// The HNSW search breadth used unless a search asks otherwise: at 100k passages it keeps

@@ -16,10 +16,10 @@ use qdrant_client::qdrant::{
 };
 use qdrant_client::{Payload, Qdrant};
 
-use crate::filter::{conditions, Cond};
+use crate::filter::{conditions, of_norm, Cond};
 use crate::{
     check_input, check_query, keys, payload, point_uuid, Result, SearchOptions, VectorError,
-    VectorHit, VectorStore, DEFAULT_HNSW_EF,
+    VectorHit, VectorStore,
 };
 
 /// Points per upsert request: large enough to amortise round trips, small enough to stay
@@ -132,6 +132,11 @@ impl QdrantStore {
     }
 }
 
+/// The gRPC filter requiring all of `conds`.
+fn must(conds: &[Cond]) -> Filter {
+    Filter::must(conds.iter().map(condition))
+}
+
 /// A neutral condition as a gRPC condition.
 fn condition(cond: &Cond) -> Condition {
     match cond {
@@ -182,7 +187,7 @@ impl VectorStore for QdrantStore {
     }
 
     async fn delete_norm(&self, norm_id: &str) -> Result<()> {
-        let filter = Filter::must([Condition::matches(keys::NORM_ID, vec![norm_id.to_string()])]);
+        let filter = must(&of_norm(norm_id));
         (|| {
             self.client.delete_points(
                 DeletePointsBuilder::new(&self.collection)
@@ -204,7 +209,7 @@ impl VectorStore for QdrantStore {
         options: SearchOptions,
     ) -> Result<Vec<VectorHit>> {
         check_query(self.dimension, query)?;
-        let filter = Filter::must(conditions(filters).iter().map(condition));
+        let filter = must(&conditions(filters));
         let response = self
             .client
             .query(
@@ -216,7 +221,7 @@ impl VectorStore for QdrantStore {
                     .params(
                         SearchParamsBuilder::default()
                             .exact(options.exact)
-                            .hnsw_ef(options.hnsw_ef.unwrap_or(DEFAULT_HNSW_EF).max(k) as u64),
+                            .hnsw_ef(options.breadth(k) as u64),
                     ),
             )
             .await
@@ -225,16 +230,8 @@ impl VectorStore for QdrantStore {
             .result
             .into_iter()
             .filter_map(|p| {
-                let text = |key: &str| {
-                    p.payload
-                        .get(key)
-                        .and_then(|v| v.as_str())
-                        .map(|s| s.to_string())
-                };
-                Some(VectorHit {
-                    passage_id: text(keys::PASSAGE_ID)?,
-                    norm_id: text(keys::NORM_ID)?,
-                    score: p.score,
+                VectorHit::from_payload(p.score, |key| {
+                    p.payload.get(key)?.as_str().map(|s| s.to_string())
                 })
             })
             .collect())
