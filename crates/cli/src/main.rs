@@ -236,16 +236,16 @@ async fn main() -> Result<()> {
             no_dense,
             json,
         } => {
-            if no_dense && cli.dense.vectors == retrieval::Backend::Edge {
-                let dir = Engine::vectors_dir(&cli.data);
-                if dir.is_dir() {
-                    bail!(
-                        "{} has passage vectors ({}): an ingest must keep them in step, so \
-                         --no-dense is refused; drop it, or delete that folder to go lexical-only",
-                        cli.data.display(),
-                        dir.display()
-                    );
-                }
+            if no_dense
+                && cli.dense.vectors == retrieval::Backend::Edge
+                && cli.dense.has_vectors(&cli.data)
+            {
+                bail!(
+                    "{} has passage vectors ({}): an ingest must keep them in step, so \
+                     --no-dense is refused; drop it, or delete that folder to go lexical-only",
+                    cli.data.display(),
+                    Engine::vectors_dir(&cli.data).display()
+                );
             }
             if let Some(j) = &jurisdiction {
                 if j.len() != 2 || !j.chars().all(|c| c.is_ascii_alphabetic()) {

@@ -14,7 +14,7 @@ use cabildo_vectors::{EdgeStore, SearchOptions, VectorStore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::retrieve::{dense_text, fuse, Fusion, HybridParams, Method, Ranking};
+use crate::retrieve::{dense_text, fuse, rerank_scores, Fusion, HybridParams, Method, Ranking};
 use crate::{EngineError, Result};
 
 #[derive(Deserialize)]
@@ -386,13 +386,11 @@ impl<'a> PreparedSet<'a> {
                             )
                         })?;
                         fused.truncate(params.rerank_depth);
-                        let texts: Vec<String> = fused
+                        let passages: Vec<&Passage> = fused
                             .iter()
-                            .filter_map(|(id, _)| self.by_id.get(id.as_str()))
-                            .map(|p| dense_text(p))
+                            .filter_map(|(id, _)| self.by_id.get(id.as_str()).copied())
                             .collect();
-                        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                        let scores = reranker.score(&run.text, &refs)?;
+                        let scores = rerank_scores(reranker, &run.text, &passages)?;
                         for (entry, s) in fused.iter_mut().zip(scores) {
                             entry.1 = s;
                         }

@@ -248,6 +248,17 @@ fn normalised(list: &[(String, f32)]) -> Vec<f32> {
         .collect()
 }
 
+/// A cross-encoder's scores for passages, read as their vectors are: heading, then text.
+pub fn rerank_scores(
+    reranker: &dyn Reranker,
+    query: &str,
+    passages: &[&Passage],
+) -> crate::Result<Vec<f32>> {
+    let texts: Vec<String> = passages.iter().map(|p| dense_text(p)).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    Ok(reranker.score(query, &refs)?)
+}
+
 /// Re-scores `candidates` with a cross-encoder and keeps the best `k`.
 pub fn rerank(
     reranker: &dyn Reranker,
@@ -255,9 +266,8 @@ pub fn rerank(
     candidates: Vec<SearchHit>,
     k: usize,
 ) -> crate::Result<Vec<SearchHit>> {
-    let texts: Vec<String> = candidates.iter().map(|h| dense_text(&h.passage)).collect();
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let scores = reranker.score(query, &refs)?;
+    let passages: Vec<&Passage> = candidates.iter().map(|h| &h.passage).collect();
+    let scores = rerank_scores(reranker, query, &passages)?;
     let mut scored: Vec<(f32, SearchHit)> = scores.into_iter().zip(candidates).collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
     Ok(scored
