@@ -1,5 +1,6 @@
 //! `cabildo`: ingest official documents, search them, evaluate retrieval.
 
+mod answer;
 mod commands;
 mod output;
 mod retrieval;
@@ -81,6 +82,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the HTTP API (search, cited answers, OpenAI-compatible chat, documents).
+    Serve(answer::ServeArgs),
+    /// Answer a question with citations, from the command line.
+    Ask(answer::AskArgs),
+    /// Print the OpenAPI document of the HTTP API.
+    Openapi,
     /// Show what the data folder holds: norms and passages in the registry and the index.
     Status {
         /// Print JSON.
@@ -213,21 +220,42 @@ impl FusionArgs {
     }
 }
 
-fn init_logging() {
+/// Logs to stderr: JSON lines for the server (one object per event, with the request's
+/// id), readable text for the other commands.
+fn init_logging(json: bool) {
+    let default = if json {
+        "info,qdrant_edge=error"
+    } else {
+        "warn,qdrant_edge=error"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,qdrant_edge=error"));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().with_current_span(true).init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> Result<()> {
-    init_logging();
     let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Serve(_)));
     match cli.command {
+        Command::Serve(args) => {
+            let has_vectors = cli.dense.has_vectors(&cli.data);
+            let engine = retrieval::open(&cli.data, &cli.models, &cli.dense, has_vectors).await?;
+            answer::serve(engine, &cli.models, &args).await?;
+        }
+        Command::Ask(args) => {
+            let has_vectors = cli.dense.has_vectors(&cli.data);
+            let engine = retrieval::open(&cli.data, &cli.models, &cli.dense, has_vectors).await?;
+            answer::ask(&engine, &cli.models, &args).await?;
+        }
+        Command::Openapi => println!("{}", cabildo_server::openapi::json()),
         Command::Ingest {
             paths,
             jurisdiction,

@@ -11,6 +11,7 @@ use crate::{AccessLevel, Error};
 
 /// The language a norm is written in; it selects the analyser and the answer language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Language {
     /// Spanish.

@@ -137,6 +137,36 @@ impl Engine {
         defaults: &IngestDefaults,
         progress: &mut dyn Progress,
     ) -> Result<IngestReport> {
+        let job = self.registry.start_job().await?;
+        self.ingest_job(job, paths, defaults, progress).await
+    }
+
+    /// Runs an ingest job already opened with [`cabildo_store::Registry::start_job`] (the
+    /// server hands out the job id before the work starts). A job that fails as a whole is
+    /// marked failed in the registry with the reason; what it committed before stays.
+    pub async fn ingest_job(
+        &self,
+        job: i64,
+        paths: &[PathBuf],
+        defaults: &IngestDefaults,
+        progress: &mut dyn Progress,
+    ) -> Result<IngestReport> {
+        let result = self.run_job(job, paths, defaults, progress).await;
+        if let Err(e) = &result {
+            if let Err(record) = self.registry.fail_job(job, &e.to_string()).await {
+                tracing::error!(job, error = %record, "could not mark the ingest job failed");
+            }
+        }
+        result
+    }
+
+    async fn run_job(
+        &self,
+        job: i64,
+        paths: &[PathBuf],
+        defaults: &IngestDefaults,
+        progress: &mut dyn Progress,
+    ) -> Result<IngestReport> {
         let started = Instant::now();
         let (files, skipped) = collect_files(paths)?;
         let sizes: Vec<u64> = files
@@ -144,7 +174,6 @@ impl Engine {
             .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
             .collect();
         progress.start(files.len(), sizes.iter().sum());
-        let job = self.registry.start_job().await?;
         let mut summary = JobSummary {
             files: files.len() as u64,
             ..JobSummary::default()
@@ -269,6 +298,22 @@ impl Engine {
             embed_seconds,
             embedder,
         })
+    }
+}
+
+impl Engine {
+    /// Deletes a norm from the lexical index, the vector store and the registry. Returns
+    /// whether the registry knew it. The index commit comes first, so a crash part-way
+    /// leaves at worst a registry row whose passages are gone, which the next delete or
+    /// re-ingest of its file clears.
+    pub async fn delete_norm(&self, norm_id: &str) -> Result<bool> {
+        let mut batch = self.index.batch()?;
+        batch.delete_norm(norm_id);
+        batch.commit()?;
+        if let Some(d) = &self.dense {
+            d.store.delete_norm(norm_id).await?;
+        }
+        Ok(self.registry.delete_norm(norm_id).await?)
     }
 }
 

@@ -3,6 +3,7 @@
 //! server) are thin layers over it.
 #![deny(missing_docs)]
 
+pub mod answer;
 pub mod eval;
 pub mod ingest;
 pub mod retrieve;

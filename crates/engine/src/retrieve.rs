@@ -135,6 +135,31 @@ pub struct Retriever<'a> {
     pub reranker: Option<&'a dyn Reranker>,
 }
 
+/// Hits of a search and the evidence behind them.
+#[derive(Debug, Clone, Default)]
+pub struct Retrieved {
+    /// The passages, best first, with snippets.
+    pub hits: Vec<SearchHit>,
+    /// The dense ranking the hits came from (passage id, cosine similarity to the question),
+    /// empty for the lexical method: an absolute measure of closeness, unlike fused scores.
+    pub dense: Ranking,
+}
+
+impl Retrieved {
+    /// The question's cosine similarity to the closest of the hits, when dense retrieval ran.
+    pub fn best_cosine(&self) -> Option<f32> {
+        self.hits
+            .iter()
+            .filter_map(|h| {
+                self.dense
+                    .iter()
+                    .find(|(id, _)| *id == h.passage.id)
+                    .map(|(_, s)| *s)
+            })
+            .reduce(f32::max)
+    }
+}
+
 impl Retriever<'_> {
     /// Searches with `method` under `filters`, returning at most `k` hits with snippets.
     pub async fn search(
@@ -145,12 +170,28 @@ impl Retriever<'_> {
         method: Method,
         params: &HybridParams,
     ) -> crate::Result<Vec<SearchHit>> {
+        Ok(self.retrieve(query, filters, k, method, params).await?.hits)
+    }
+
+    /// Like [`Retriever::search`], and also returns the dense ranking behind the hits.
+    pub async fn retrieve(
+        &self,
+        query: &str,
+        filters: &Filters,
+        k: usize,
+        method: Method,
+        params: &HybridParams,
+    ) -> crate::Result<Retrieved> {
         let options = QueryOptions::default();
         match method {
-            Method::Lexical => Ok(self.index.search(query, filters, k, &options)?),
+            Method::Lexical => Ok(Retrieved {
+                hits: self.index.search(query, filters, k, &options)?,
+                dense: Vec::new(),
+            }),
             Method::Dense => {
-                let ranking = self.dense_ranking(query, filters, k).await?;
-                Ok(self.index.hits_for(query, &ranking, &options)?)
+                let dense = self.dense_ranking(query, filters, k).await?;
+                let hits = self.index.hits_for(query, &dense, &options)?;
+                Ok(Retrieved { hits, dense })
             }
             Method::Hybrid | Method::Rerank => {
                 let unsnipped = QueryOptions {
@@ -169,7 +210,8 @@ impl Retriever<'_> {
                 let mut fused = fuse(&lexical, &dense, params);
                 if method == Method::Hybrid {
                     fused.truncate(k);
-                    return Ok(self.index.hits_for(query, &fused, &options)?);
+                    let hits = self.index.hits_for(query, &fused, &options)?;
+                    return Ok(Retrieved { hits, dense });
                 }
                 let reranker = self.reranker.ok_or_else(|| {
                     crate::EngineError::Unavailable(
@@ -178,7 +220,8 @@ impl Retriever<'_> {
                 })?;
                 fused.truncate(params.rerank_depth.max(k));
                 let candidates = self.index.hits_for(query, &fused, &options)?;
-                rerank(reranker, query, candidates, k)
+                let hits = rerank(reranker, query, candidates, k)?;
+                Ok(Retrieved { hits, dense })
             }
         }
     }

@@ -129,6 +129,15 @@ impl LexicalIndex {
 
     /// Ids of the passages stored for a norm, in document order.
     pub fn passage_ids_of(&self, norm_id: &str) -> Result<Vec<String>> {
+        Ok(self
+            .passages_of(norm_id)?
+            .into_iter()
+            .map(|p| p.id)
+            .collect())
+    }
+
+    /// A norm's passages, in document order.
+    pub fn passages_of(&self, norm_id: &str) -> Result<Vec<Passage>> {
         let searcher = self.reader.searcher();
         let q = tantivy::query::TermQuery::new(
             Term::from_field_text(self.fields.norm_id, norm_id),
@@ -142,7 +151,7 @@ impl LexicalIndex {
             passages.push(self.passage_at(&searcher.doc(addr)?)?);
         }
         passages.sort_by_key(|p| p.ordinal);
-        Ok(passages.into_iter().map(|p| p.id).collect())
+        Ok(passages)
     }
 
     /// Searches `text` under `filters`, returning at most `k` hits with snippets.

@@ -10,6 +10,8 @@
 //! - [`LocalGenerator`]: Qwen2, Llama and Gemma 3 GGUF models behind
 //!   [`cabildo_core::Generator`], with the model's chat template, sampling, stop sequences,
 //!   streaming and a context budget; tokenizer from tokenizer.json or the GGUF vocabulary.
+//! - [`OpenAiGenerator`]: any OpenAI-compatible server (vLLM, TGI, llama.cpp server) behind
+//!   the same trait, streaming over HTTP.
 //! - [`CrossEncoder`]: an optional BERT cross-encoder behind [`cabildo_core::Reranker`].
 //! - [`catalog`]: which model files are installed, read from `config/models.lock`.
 //!
@@ -24,6 +26,7 @@ mod e5s1;
 mod embedder;
 mod generate;
 mod gguf_tokenizer;
+mod remote;
 mod rerank;
 mod stream;
 
@@ -31,6 +34,7 @@ pub use cabildo_core::{Embedder, Generator, ModelError, Reranker};
 pub use cache::CachedEmbedder;
 pub use embedder::TextEmbedder;
 pub use generate::LocalGenerator;
+pub use remote::OpenAiGenerator;
 pub use rerank::CrossEncoder;
 pub use stream::{generate_stream, StreamEvent};
 

@@ -13,6 +13,15 @@ use chrono::{NaiveDate, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+/// The columns `norm_from_row` reads, in its order (a macro so queries stay `&'static str`).
+macro_rules! norm_columns {
+    () => {
+        "id, jurisdiction, subdivision, kind, number, title, issuing_body, language,
+         official_url, publication_date, version_date, valid_from, valid_to, access, tenant,
+         content_hash, format, source_path"
+    };
+}
+
 /// Errors of the registry.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -56,6 +65,35 @@ pub struct SourceRecord {
     pub norm_id: String,
     /// The model its passages were embedded with, if they were.
     pub embedder: Option<String>,
+}
+
+/// An ingest job as the registry keeps it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobRecord {
+    /// The job's id.
+    pub id: i64,
+    /// `running`, `done` or `failed`.
+    pub status: String,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// When it ended (RFC 3339).
+    pub finished_at: Option<String>,
+    /// Totals so far (filled in when the job ends).
+    #[serde(flatten)]
+    pub summary: JobSummary,
+    /// Why the job failed as a whole.
+    pub error: Option<String>,
+    /// Files that could not be ingested, with reasons.
+    pub failures: Vec<FailureRecord>,
+}
+
+/// A file an ingest job could not ingest.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FailureRecord {
+    /// The file.
+    pub path: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// The registry.
@@ -213,14 +251,102 @@ impl Registry {
         Ok(())
     }
 
+    /// Marks a job failed as a whole, with the reason.
+    pub async fn fail_job(&self, job: i64, error: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE ingest_jobs SET finished_at = ?, status = 'failed', error = ? WHERE id = ?",
+        )
+        .bind(Utc::now().to_rfc3339())
+        .bind(error)
+        .bind(job)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// An ingest job with its per-file failures.
+    pub async fn job(&self, id: i64) -> Result<Option<JobRecord>> {
+        let Some(r) = sqlx::query(
+            "SELECT id, status, started_at, finished_at, files, unchanged, norms, passages,
+                failures, COALESCE(seconds, 0), error
+             FROM ingest_jobs WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let failures = sqlx::query("SELECT path, reason FROM ingest_failures WHERE job_id = ?")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|f| FailureRecord {
+                path: f.get(0),
+                reason: f.get(1),
+            })
+            .collect();
+        let count = |i: usize| r.get::<i64, _>(i) as u64;
+        Ok(Some(JobRecord {
+            id: r.get(0),
+            status: r.get(1),
+            started_at: r.get(2),
+            finished_at: r.get(3),
+            summary: JobSummary {
+                files: count(4),
+                unchanged: count(5),
+                norms: count(6),
+                passages: count(7),
+                failures: count(8),
+                seconds: r.get(9),
+            },
+            error: r.get(10),
+            failures,
+        }))
+    }
+
+    /// One norm, with its passage count.
+    pub async fn norm(&self, id: &str) -> Result<Option<(Norm, i64)>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            norm_columns!(),
+            ", passages FROM norms WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let passages = r.get(18);
+            norm_from_row(r).map(|n| (n, passages))
+        })
+        .transpose()
+    }
+
+    /// Deletes a norm and the source records that yielded it, so re-ingesting its file
+    /// brings it back. Returns whether it existed.
+    pub async fn delete_norm(&self, id: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM sources WHERE norm_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let gone = sqlx::query("DELETE FROM norms WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(gone > 0)
+    }
+
     /// All norms, by jurisdiction and title.
     pub async fn norms(&self) -> Result<Vec<Norm>> {
-        let rows = sqlx::query(
-            "SELECT id, jurisdiction, subdivision, kind, number, title, issuing_body, language,
-                official_url, publication_date, version_date, valid_from, valid_to, access, tenant,
-                content_hash, format, source_path
-             FROM norms ORDER BY jurisdiction, title",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            norm_columns!(),
+            " FROM norms ORDER BY jurisdiction, title"
+        ))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(norm_from_row).collect()

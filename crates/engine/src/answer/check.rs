@@ -1,0 +1,253 @@
+//! Citation checks: every sentence of an answer must cite a source that exists, and its
+//! content words must overlap the cited passages. Sentences are checked as they complete, so
+//! a stream never shows a claim that the check would drop.
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use cabildo_core::{Language, SearchHit};
+use cabildo_index::analysis::analyze;
+use regex::Regex;
+
+/// Share of a sentence's content terms that must appear in the passages it cites.
+pub const MIN_OVERLAP: f32 = 0.5;
+
+/// `[1]`, `[1, 3]`, `[2][3]`.
+static MARKER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]").expect("valid regex"));
+
+/// What the check made of one sentence.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Cites existing sources whose text supports it.
+    Supported {
+        /// The source numbers it cites (1-based), in order of appearance.
+        cited: Vec<usize>,
+    },
+    /// Cites nothing.
+    Uncited,
+    /// Cites a number that is not among the sources.
+    UnknownSource(usize),
+    /// Its content words do not appear in the passages it cites.
+    Unsupported {
+        /// Share of its content terms found in them.
+        overlap: f32,
+    },
+}
+
+/// Checks sentences against numbered sources.
+pub struct Checker {
+    language: Language,
+    terms: Vec<HashSet<String>>,
+}
+
+impl Checker {
+    /// A checker for answers in `language` over `sources` (source `n` is `sources[n - 1]`).
+    pub fn new(sources: &[SearchHit], language: Language) -> Self {
+        let terms = sources
+            .iter()
+            .map(|h| {
+                let text = format!("{} {}", h.passage.label, h.passage.text);
+                analyze(language, &text).into_iter().collect()
+            })
+            .collect();
+        Checker { language, terms }
+    }
+
+    /// Checks one sentence.
+    pub fn check(&self, sentence: &str) -> Verdict {
+        let cited = citations(sentence);
+        if cited.is_empty() {
+            return Verdict::Uncited;
+        }
+        if let Some(&bad) = cited.iter().find(|&&n| n == 0 || n > self.terms.len()) {
+            return Verdict::UnknownSource(bad);
+        }
+        let claim: HashSet<String> = analyze(self.language, &MARKER.replace_all(sentence, " "))
+            .into_iter()
+            .collect();
+        if claim.is_empty() {
+            return Verdict::Supported { cited };
+        }
+        let found = claim
+            .iter()
+            .filter(|t| cited.iter().any(|&n| self.terms[n - 1].contains(*t)))
+            .count();
+        let overlap = found as f32 / claim.len() as f32;
+        if overlap >= MIN_OVERLAP {
+            Verdict::Supported { cited }
+        } else {
+            Verdict::Unsupported { overlap }
+        }
+    }
+}
+
+/// The source numbers a sentence cites, in order, without repeats.
+pub fn citations(sentence: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    for m in MARKER.captures_iter(sentence) {
+        for n in m[1].split([',', ';']) {
+            if let Ok(n) = n.trim().parse::<usize>() {
+                if !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Cuts streamed text into sentences. A sentence ends at `.`, `?`, `!` or a line break; the
+/// citation markers right after its end belong to it ("… 18 años. [1]"), so a sentence is
+/// only released once the next one has begun (or the text has ended).
+#[derive(Debug, Default)]
+pub struct SentenceSplitter {
+    buf: String,
+}
+
+impl SentenceSplitter {
+    /// Adds text; returns the sentences it completed.
+    pub fn push(&mut self, text: &str) -> Vec<String> {
+        self.buf.push_str(text);
+        let mut out = Vec::new();
+        while let Some(end) = complete_sentence_end(&self.buf) {
+            let rest = self.buf.split_off(end);
+            let sentence = std::mem::replace(&mut self.buf, rest);
+            if !sentence.trim().is_empty() {
+                out.push(sentence);
+            }
+        }
+        out
+    }
+
+    /// The text left when generation ends.
+    pub fn finish(&mut self) -> Option<String> {
+        let rest = std::mem::take(&mut self.buf);
+        (!rest.trim().is_empty()).then_some(rest)
+    }
+}
+
+/// Byte offset where the first sentence of `s` ends, if the following sentence has begun.
+fn complete_sentence_end(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let terminal = matches!(c, b'.' | b'?' | b'!' | b'\n');
+        if terminal && !(c == b'.' && is_abbreviation_or_number(s, i)) {
+            // Swallow trailing spaces, closing quotes/brackets and citation markers.
+            let mut j = i + 1;
+            loop {
+                let rest = &s[j..];
+                let trimmed = rest.trim_start_matches([' ', '\t', '"', '»', ')', '”']);
+                let skipped = rest.len() - trimmed.len();
+                if let Some(m) = MARKER.find(trimmed).filter(|m| m.start() == 0) {
+                    j += skipped + m.end();
+                    continue;
+                }
+                if trimmed.starts_with('.') && skipped == 0 {
+                    j += 1;
+                    continue;
+                }
+                j += skipped;
+                break;
+            }
+            let rest = &s[j..];
+            if rest.is_empty() || rest.starts_with('[') && !rest.contains(']') {
+                return None; // a marker may still follow, or is half-written
+            }
+            return Some(j);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A period that does not end a sentence: "art. 5", "N° 19.628", "Sr.".
+fn is_abbreviation_or_number(s: &str, dot: usize) -> bool {
+    let next = s[dot + 1..].chars().next();
+    if next.is_some_and(|c| c.is_ascii_digit()) {
+        return true;
+    }
+    let word: String = s[..dot]
+        .chars()
+        .rev()
+        .take_while(|c| c.is_alphanumeric())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let word = word.to_lowercase();
+    const SHORT: &[&str] = &[
+        "art", "arts", "inc", "núm", "num", "n", "nº", "no", "sr", "sra", "dr", "dra", "etc",
+        "pág", "pag", "lit", "cfr", "ej", "ee", "uu",
+    ];
+    SHORT.contains(&word.as_str()) || (word.chars().count() == 1 && next == Some(' '))
+}
+
+/// Longest quote, in characters: a definition list's caput can run to pages.
+const MAX_QUOTE_CHARS: usize = 400;
+
+/// The words of `passage` worth quoting for `question`: its sentence sharing the most content
+/// terms with the question (the first sentence when none does), without a leading list
+/// dash, cut at a word boundary when very long.
+pub fn best_quote(passage: &str, question: &str, language: Language) -> String {
+    let wanted: HashSet<String> = analyze(language, question).into_iter().collect();
+    let mut splitter = SentenceSplitter::default();
+    let mut sentences = splitter.push(passage);
+    sentences.extend(splitter.finish());
+    let mut best = (0usize, String::new());
+    for s in sentences {
+        // List dashes and bullets that open a provision's text are not part of the quote.
+        let s = s
+            .trim()
+            .trim_start_matches(['-', '–', '—', '•', ' '])
+            .to_string();
+        let shared = analyze(language, &s)
+            .into_iter()
+            .collect::<HashSet<_>>()
+            .intersection(&wanted)
+            .count();
+        if best.1.is_empty() || shared > best.0 {
+            best = (shared, s);
+        }
+    }
+    super::prompt::cut(&best.1, MAX_QUOTE_CHARS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_after_the_period_stay_with_their_sentence() {
+        let mut s = SentenceSplitter::default();
+        let mut out = s.push("Pueden votar los mayores de 18 años. [1]");
+        assert!(out.is_empty(), "a marker or sentence may still follow");
+        out.extend(s.push(" El voto es personal [2]. Fin"));
+        assert_eq!(
+            out,
+            vec![
+                "Pueden votar los mayores de 18 años. [1] ".to_string(),
+                "El voto es personal [2]. ".to_string()
+            ]
+        );
+        assert_eq!(s.finish().as_deref(), Some("Fin"));
+    }
+
+    #[test]
+    fn abbreviations_and_numbers_do_not_end_sentences() {
+        let mut s = SentenceSplitter::default();
+        let out = s.push("Según el art. 13 de la Ley N° 19.628, sí [1]. Otra");
+        assert_eq!(
+            out,
+            vec!["Según el art. 13 de la Ley N° 19.628, sí [1]. ".to_string()]
+        );
+    }
+
+    #[test]
+    fn citations_parse_lists_and_repeats() {
+        assert_eq!(citations("a [1] b [2, 3][1]"), vec![1, 2, 3]);
+        assert!(citations("sin fuente").is_empty());
+    }
+}

@@ -1,0 +1,469 @@
+//! Answering: retrieve sources under the asker's filters, decide whether they are relevant
+//! at all, write an answer with numbered citations (a generator, or extractively), and check
+//! every sentence before it is released.
+//!
+//! Principle: every sentence of an answer is backed by a cited passage, or it is not said.
+//! Sentences are checked as the generator completes them ([`check`]); a sentence that cites
+//! nothing, cites a source that does not exist, or shares too few content words with what
+//! it cites is dropped. When nothing survives, the answer is replaced by an extractive one:
+//! the best sentence of each top passage, quoted and cited. When retrieval finds nothing
+//! relevant, the answer abstains in the asker's language and lists the closest passages.
+
+pub mod check;
+pub mod prompt;
+mod shape;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use cabildo_core::{
+    Filters, FinishReason, GenerationRequest, Generator, Language, ModelError, SearchHit,
+};
+use cabildo_index::analysis::analyze;
+use serde::Serialize;
+
+use crate::retrieve::{HybridParams, Method};
+use crate::{Engine, Result};
+use check::{best_quote, Checker, SentenceSplitter, Verdict};
+pub use prompt::Register;
+
+/// A question and who asks it.
+#[derive(Debug, Clone)]
+pub struct Question {
+    /// The question, as asked.
+    pub text: String,
+    /// Where to look: the asker's clearance and tenant, jurisdictions, kinds, date.
+    pub filters: Filters,
+    /// The answer's language; guessed from the question when absent.
+    pub language: Option<Language>,
+    /// How the answer addresses the asker.
+    pub register: Register,
+}
+
+/// How answers are made.
+#[derive(Debug, Clone)]
+pub struct AskOptions {
+    /// Passages given to the writer as numbered sources.
+    pub sources: usize,
+    /// Characters of each source passage shown to the model.
+    pub source_chars: usize,
+    /// At most this many generated tokens.
+    pub max_tokens: usize,
+    /// Sampling temperature (0: greedy, reproducible).
+    pub temperature: f64,
+    /// Retrieval method; hybrid when the engine has vectors, else lexical.
+    pub method: Option<Method>,
+    /// Fusion parameters.
+    pub params: HybridParams,
+    /// Relevance: the closest passage's cosine similarity to the question at or above this
+    /// counts as relevant (e5-small; calibrated in docs/evaluation.md).
+    pub min_cosine: f32,
+    /// Relevance: a passage holding at least this share of the question's content terms
+    /// (and at least two of them) counts as relevant.
+    pub min_coverage: f32,
+}
+
+impl Default for AskOptions {
+    fn default() -> Self {
+        AskOptions {
+            sources: 4,
+            source_chars: 700,
+            max_tokens: 200,
+            temperature: 0.0,
+            method: None,
+            params: HybridParams::default(),
+            min_cosine: 0.85,
+            min_coverage: 0.5,
+        }
+    }
+}
+
+/// The passages found for a question, and whether they answer it at all.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// The question.
+    pub question: String,
+    /// The answer's language.
+    pub language: Language,
+    /// The answer's register.
+    pub register: Register,
+    /// The passages, best first; source `n` is `hits[n - 1]`.
+    pub hits: Vec<SearchHit>,
+    /// The issuing body of each hit's norm, when the registry knows it.
+    pub bodies: Vec<Option<String>>,
+    /// Whether any passage is relevant enough to answer from.
+    pub relevant: bool,
+    /// The question's cosine similarity to the closest passage (dense retrieval only).
+    pub best_cosine: Option<f32>,
+    /// Largest share of the question's content terms found in one passage.
+    pub coverage: f32,
+    /// Seconds spent retrieving.
+    pub retrieval_seconds: f64,
+}
+
+/// Who writes the answer.
+#[derive(Clone)]
+pub enum Writer {
+    /// A language model (in-process candle, or an OpenAI-compatible server).
+    Model(Arc<dyn Generator>),
+    /// No model: the best sentences of the top passages, quoted and cited. Never invents.
+    Extractive,
+}
+
+impl Writer {
+    /// The name answers report as their model.
+    pub fn name(&self) -> String {
+        match self {
+            Writer::Model(g) => g.name().to_string(),
+            Writer::Extractive => "extractive".into(),
+        }
+    }
+}
+
+/// A source an answer cites.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Citation {
+    /// Its number in the answer (`[n]`).
+    pub n: usize,
+    /// The passage.
+    pub passage_id: String,
+    /// Its norm.
+    pub norm_id: String,
+    /// How a lawyer cites it.
+    pub label: String,
+    /// The official URL.
+    pub url: Option<String>,
+    /// The words of the passage the answer rests on, verbatim.
+    pub quote: String,
+    /// Page in the source PDF.
+    pub page: Option<u32>,
+}
+
+/// What the citation check did.
+#[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CheckReport {
+    /// Generated sentences kept.
+    pub kept: usize,
+    /// Generated sentences dropped (uncited, unknown source, unsupported).
+    pub dropped: usize,
+    /// Whether the answer was replaced by an extractive one.
+    pub fallback: bool,
+}
+
+/// Where the time went, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Timings {
+    /// Retrieval.
+    pub retrieval_ms: f64,
+    /// From the start of writing to the first released text.
+    pub first_text_ms: Option<f64>,
+    /// Writing (prompt processing and generation) and checking.
+    pub generation_ms: f64,
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+    /// Tokens generated.
+    pub completion_tokens: usize,
+}
+
+/// A checked answer.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Answer {
+    /// The answer, each sentence ending with its citations.
+    pub answer: String,
+    /// The cited sources (for an abstention: the closest passages).
+    pub citations: Vec<Citation>,
+    /// Whether the answer says the sources do not answer the question.
+    pub abstained: bool,
+    /// Who wrote it (`extractive` for quoted answers).
+    pub model: String,
+    /// The answer's language.
+    pub language: Language,
+    /// What the citation check did.
+    pub checks: CheckReport,
+    /// Why generation ended (absent when no model ran).
+    pub finish: Option<FinishReason>,
+    /// Where the time went.
+    pub timings: Timings,
+}
+
+impl Engine {
+    /// Retrieves the sources for a question and judges their relevance.
+    pub async fn gather(&self, question: &Question, options: &AskOptions) -> Result<Sources> {
+        let started = Instant::now();
+        let language = question
+            .language
+            .unwrap_or_else(|| guess_question_language(&question.text));
+        let method = options.method.unwrap_or(if self.dense().is_some() {
+            Method::Hybrid
+        } else {
+            Method::Lexical
+        });
+        // Twice the sources: the same words often come at several levels of a norm's tree
+        // (article, caput, chapter), and repeats are dropped below.
+        let retrieved = self
+            .retriever()
+            .retrieve(
+                &question.text,
+                &question.filters,
+                options.sources.max(1) * 2,
+                method,
+                &options.params,
+            )
+            .await?;
+        let best_cosine = retrieved.best_cosine();
+        let mut hits = retrieved.hits;
+        let mut defines = false;
+        if let Some(term) = shape::definition_term(&question.text) {
+            let mut definitions = shape::defining_passages(self.index(), &term, &question.filters)?;
+            definitions.truncate(2);
+            defines = !definitions.is_empty();
+            definitions.append(&mut hits);
+            hits = definitions;
+        }
+        let hits = distinct(hits, options.sources.max(1));
+        let coverage = best_coverage(&question.text, language, &hits);
+        let relevant = !hits.is_empty()
+            && (defines
+                || coverage.0 >= options.min_coverage && coverage.1 >= 2
+                || best_cosine.is_some_and(|c| c >= options.min_cosine));
+        tracing::debug!(
+            ?best_cosine,
+            coverage = coverage.0,
+            terms = coverage.1,
+            defines,
+            relevant,
+            "relevance"
+        );
+        let mut bodies = Vec::with_capacity(hits.len());
+        for h in &hits {
+            let body = self
+                .registry()
+                .norm(&h.passage.norm_id)
+                .await?
+                .and_then(|(n, _)| n.issuing_body);
+            bodies.push(body);
+        }
+        Ok(Sources {
+            question: question.text.clone(),
+            language,
+            register: question.register,
+            hits,
+            bodies,
+            relevant,
+            best_cosine,
+            coverage: coverage.0,
+            retrieval_seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// Writes and checks the answer to `sources`. Blocking (it runs the generator): call it from
+/// a thread of its own. Checked text goes to `on_text` as each sentence passes; returning
+/// `false` from it cancels generation.
+pub fn compose(
+    sources: &Sources,
+    writer: &Writer,
+    options: &AskOptions,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> std::result::Result<Answer, ModelError> {
+    let started = Instant::now();
+    let mut first_text: Option<f64> = None;
+    let mut emit = |text: &str, first_text: &mut Option<f64>| {
+        first_text.get_or_insert_with(|| started.elapsed().as_secs_f64() * 1000.0);
+        on_text(text)
+    };
+    let mut answer = Answer {
+        answer: String::new(),
+        citations: Vec::new(),
+        abstained: false,
+        model: writer.name(),
+        language: sources.language,
+        checks: CheckReport::default(),
+        finish: None,
+        timings: Timings {
+            retrieval_ms: sources.retrieval_seconds * 1000.0,
+            ..Timings::default()
+        },
+    };
+    let question = &sources.question;
+    if !sources.relevant {
+        let closest: Vec<&SearchHit> = sources.hits.iter().take(3).collect();
+        let body = sources.bodies.iter().flatten().next().map(String::as_str);
+        answer.answer = prompt::abstention(sources.language, sources.register, &closest, body);
+        answer.abstained = true;
+        answer.model = "extractive".into();
+        answer.citations = cite(sources, &(1..=closest.len()).collect::<Vec<_>>(), question);
+        emit(&answer.answer, &mut first_text);
+    } else {
+        let mut cited: Vec<usize> = Vec::new();
+        if let Writer::Model(generator) = writer {
+            let checker = Checker::new(&sources.hits, sources.language);
+            let mut splitter = SentenceSplitter::default();
+            let mut cancelled = false;
+            let mut release =
+                |sentence: String, answer: &mut Answer, cited: &mut Vec<usize>| match checker
+                    .check(&sentence)
+                {
+                    Verdict::Supported { cited: numbers } => {
+                        let text = if answer.answer.is_empty() {
+                            sentence.trim_start().to_string()
+                        } else {
+                            sentence
+                        };
+                        answer.checks.kept += 1;
+                        answer.answer.push_str(&text);
+                        for n in numbers {
+                            if !cited.contains(&n) {
+                                cited.push(n);
+                            }
+                        }
+                        emit(&text, &mut first_text)
+                    }
+                    verdict => {
+                        tracing::debug!(?verdict, sentence = sentence.trim(), "sentence dropped");
+                        answer.checks.dropped += 1;
+                        true
+                    }
+                };
+            let request = GenerationRequest {
+                messages: prompt::messages(
+                    sources.language,
+                    sources.register,
+                    question,
+                    &sources.hits,
+                    options.source_chars,
+                ),
+                max_tokens: options.max_tokens,
+                temperature: options.temperature,
+                top_p: None,
+                seed: 0,
+                stop: Vec::new(),
+            };
+            let generated = generator.generate(&request, &mut |piece| {
+                for sentence in splitter.push(piece) {
+                    if !release(sentence, &mut answer, &mut cited) {
+                        cancelled = true;
+                    }
+                }
+                !cancelled
+            });
+            match generated {
+                Ok(g) => {
+                    answer.finish = Some(g.finish);
+                    answer.timings.prompt_tokens = g.prompt_tokens;
+                    answer.timings.completion_tokens = g.completion_tokens;
+                    if let Some(rest) = splitter.finish() {
+                        release(rest, &mut answer, &mut cited);
+                    }
+                }
+                // Over the context budget or a model failure: the quoted answer still serves.
+                Err(e) => tracing::warn!(error = %e, "generation failed; answering extractively"),
+            }
+            if answer.finish == Some(FinishReason::Cancelled) {
+                answer.timings.generation_ms = started.elapsed().as_secs_f64() * 1000.0;
+                return Ok(answer);
+            }
+        }
+        if answer.checks.kept == 0 {
+            answer.checks.fallback = matches!(writer, Writer::Model(_));
+            let (text, numbers) = extractive(sources);
+            answer.answer = text;
+            cited = numbers;
+            emit(&answer.answer, &mut first_text);
+        }
+        cited.sort_unstable();
+        answer.citations = cite(sources, &cited, &answer.answer);
+    }
+    answer.timings.first_text_ms = first_text;
+    answer.timings.generation_ms = started.elapsed().as_secs_f64() * 1000.0;
+    Ok(answer)
+}
+
+/// The extractive answer: for each of the top three relevant passages, its label and its
+/// sentence closest to the question, quoted, with its number.
+fn extractive(sources: &Sources) -> (String, Vec<usize>) {
+    let mut lines = Vec::new();
+    let mut numbers = Vec::new();
+    for (i, h) in sources.hits.iter().enumerate().take(3) {
+        let quote = best_quote(&h.passage.text, &sources.question, sources.language);
+        if quote.is_empty() {
+            continue;
+        }
+        lines.push(format!("{}: «{}» [{}]", h.passage.label, quote, i + 1));
+        numbers.push(i + 1);
+    }
+    (lines.join("\n"), numbers)
+}
+
+/// Citations for source numbers `numbers`, each quoting the passage's sentence closest to
+/// `context` (the answer text, or the question).
+fn cite(sources: &Sources, numbers: &[usize], context: &str) -> Vec<Citation> {
+    numbers
+        .iter()
+        .filter_map(|&n| {
+            let h = sources.hits.get(n.checked_sub(1)?)?;
+            let p = &h.passage;
+            Some(Citation {
+                n,
+                passage_id: p.id.clone(),
+                norm_id: p.norm_id.clone(),
+                label: p.label.clone(),
+                url: p.url.clone(),
+                quote: best_quote(&p.text, context, sources.language),
+                page: p.page,
+            })
+        })
+        .collect()
+}
+
+/// The first `n` hits whose text neither repeats nor contains an earlier one's, re-ranked.
+fn distinct(hits: Vec<SearchHit>, n: usize) -> Vec<SearchHit> {
+    let mut out: Vec<SearchHit> = Vec::with_capacity(n);
+    for h in hits {
+        let text = h.passage.text.trim();
+        let repeats = out.iter().any(|o| {
+            let earlier = o.passage.text.trim();
+            o.passage.id == h.passage.id
+                || !text.is_empty() && (earlier.contains(text) || text.contains(earlier))
+        });
+        if !repeats {
+            out.push(h);
+        }
+        if out.len() == n {
+            break;
+        }
+    }
+    for (i, h) in out.iter_mut().enumerate() {
+        h.rank = i + 1;
+    }
+    out
+}
+
+/// The largest share of the question's content terms that one passage holds, and how many.
+fn best_coverage(question: &str, language: Language, hits: &[SearchHit]) -> (f32, usize) {
+    let wanted: HashSet<String> = analyze(language, question).into_iter().collect();
+    if wanted.is_empty() {
+        return (0.0, 0);
+    }
+    hits.iter()
+        .map(|h| {
+            let text = format!("{} {}", h.passage.label, h.passage.text);
+            let have: HashSet<String> = analyze(language, &text).into_iter().collect();
+            let n = wanted.intersection(&have).count();
+            (n as f32 / wanted.len() as f32, n)
+        })
+        .fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a })
+}
+
+/// The language of a question: an opening `¿` or `¡` is Spanish; otherwise function words.
+pub fn guess_question_language(text: &str) -> Language {
+    if text.contains('¿') || text.contains('¡') {
+        return Language::Es;
+    }
+    cabildo_text::guess_language(text)
+}

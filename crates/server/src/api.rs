@@ -1,0 +1,412 @@
+//! The shapes of requests and responses: what partners code against, kept apart from the
+//! engine's internal types so that those can change without breaking the API.
+
+use cabildo_core::{Filters, Language, Norm, NormKind, Passage, SearchHit};
+use cabildo_engine::answer::{Answer, Register};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Filters a caller may set. Who may read what (access level, tenant) comes from the
+/// caller's identity, never from the request.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestFilters {
+    /// Countries (ISO 3166-1 alpha-2), any of.
+    #[serde(default)]
+    pub jurisdiction: Vec<String>,
+    /// Kinds of norm (constitucion, codigo, ley, decreto…), any of.
+    #[serde(default)]
+    pub kind: Vec<String>,
+    /// Only norms in force on this date.
+    #[serde(default)]
+    pub in_force_on: Option<NaiveDate>,
+}
+
+impl RequestFilters {
+    /// The engine's filters for an anonymous citizen (public documents only) with these
+    /// restrictions; an unknown kind is an error naming it.
+    pub fn for_public(&self) -> Result<Filters, String> {
+        let kinds = self
+            .kind
+            .iter()
+            .map(|k| k.parse::<NormKind>().map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        for j in &self.jurisdiction {
+            if j.len() != 2 || !j.chars().all(|c| c.is_ascii_alphabetic()) {
+                return Err(format!(
+                    "jurisdiction {j:?} is not an ISO 3166-1 alpha-2 code (e.g. CL, BR)"
+                ));
+            }
+        }
+        Ok(Filters {
+            jurisdictions: self.jurisdiction.iter().map(|j| j.to_uppercase()).collect(),
+            kinds,
+            in_force_on: self.in_force_on,
+            ..Filters::default()
+        })
+    }
+}
+
+/// `POST /v1/search`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    /// The question or keywords.
+    pub query: String,
+    /// Passages to return (1–50, default 10).
+    #[serde(default)]
+    pub k: Option<usize>,
+    /// Restrictions.
+    #[serde(default)]
+    pub filters: Option<RequestFilters>,
+    /// lexical, dense or hybrid (default: hybrid when the server has vectors).
+    #[serde(default)]
+    pub method: Option<String>,
+}
+
+/// One passage found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Hit {
+    /// 1-based rank.
+    pub rank: usize,
+    /// Retrieval score (scale depends on the method).
+    pub score: f32,
+    /// The passage's id.
+    pub passage_id: String,
+    /// Its norm's id.
+    pub norm_id: String,
+    /// How a lawyer cites it.
+    pub label: String,
+    /// Norm › título › artículo.
+    pub breadcrumb: Vec<String>,
+    /// The most precise official URL.
+    pub url: Option<String>,
+    /// Page in the source PDF.
+    pub page: Option<u32>,
+    /// An excerpt around the matched terms.
+    pub snippet: String,
+}
+
+impl From<SearchHit> for Hit {
+    fn from(h: SearchHit) -> Self {
+        Hit {
+            rank: h.rank,
+            score: h.score,
+            passage_id: h.passage.id,
+            norm_id: h.passage.norm_id,
+            label: h.passage.label,
+            breadcrumb: h.passage.breadcrumb,
+            url: h.passage.url,
+            page: h.passage.page,
+            snippet: h.snippet,
+        }
+    }
+}
+
+/// The passages found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResponse {
+    /// The method used.
+    pub method: String,
+    /// Best first.
+    pub hits: Vec<Hit>,
+    /// Milliseconds spent searching.
+    pub took_ms: f64,
+}
+
+/// `POST /v1/ask`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AskRequest {
+    /// The question, in Spanish, Portuguese or English.
+    pub question: String,
+    /// Restrictions.
+    #[serde(default)]
+    pub filters: Option<RequestFilters>,
+    /// Answer language (es, pt, en); guessed from the question when absent.
+    #[serde(default)]
+    pub language: Option<Language>,
+    /// usted (default), tu or vos.
+    #[serde(default)]
+    pub register: Option<Register>,
+    /// Stream as server-sent events (same as `Accept: text/event-stream`).
+    #[serde(default)]
+    pub stream: Option<bool>,
+}
+
+/// A checked answer.
+pub type AskResponse = Answer;
+
+/// A message of an OpenAI-style conversation.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChatMessageIn {
+    /// system, user, assistant (others are ignored).
+    pub role: String,
+    /// Text, or a list of parts of which the `text` ones are read.
+    #[serde(default)]
+    pub content: Option<ChatContent>,
+}
+
+/// OpenAI message content: a string or typed parts.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ChatContent {
+    /// Plain text.
+    Text(String),
+    /// Parts; those with `text` are joined.
+    Parts(Vec<ChatPart>),
+}
+
+/// One part of a message.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChatPart {
+    /// Its text, for `type: text`.
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+impl ChatContent {
+    /// The text of the content.
+    pub fn text(&self) -> String {
+        match self {
+            ChatContent::Text(t) => t.clone(),
+            ChatContent::Parts(parts) => parts
+                .iter()
+                .filter_map(|p| p.text.as_deref())
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
+/// `POST /v1/chat/completions`, as OpenAI clients send it. The last user message is the
+/// question; fields Cabildo does not use (n, tools, user…) are accepted and ignored.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChatCompletionRequest {
+    /// Ignored: Cabildo answers with its configured model.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The conversation.
+    pub messages: Vec<ChatMessageIn>,
+    /// Stream chunks as server-sent events.
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// At most this many tokens (capped by the server's limit).
+    #[serde(default)]
+    pub max_tokens: Option<usize>,
+    /// The newer name of `max_tokens`.
+    #[serde(default)]
+    pub max_completion_tokens: Option<usize>,
+    /// Sampling temperature (0: greedy).
+    #[serde(default)]
+    pub temperature: Option<f64>,
+}
+
+/// The assistant's message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatMessageOut {
+    /// Always `assistant`.
+    pub role: &'static str,
+    /// The checked answer.
+    pub content: String,
+}
+
+/// One choice (Cabildo returns one).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatChoice {
+    /// 0.
+    pub index: usize,
+    /// The answer.
+    pub message: ChatMessageOut,
+    /// `stop` or `length`.
+    pub finish_reason: &'static str,
+}
+
+/// Token counts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatUsage {
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// Generated tokens.
+    pub completion_tokens: usize,
+    /// Both.
+    pub total_tokens: usize,
+}
+
+/// An OpenAI-style completion, with Cabildo's citations beside the usual fields.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatCompletion {
+    /// `chatcmpl-…`.
+    pub id: String,
+    /// `chat.completion`.
+    pub object: &'static str,
+    /// Unix seconds.
+    pub created: i64,
+    /// Who wrote the answer.
+    pub model: String,
+    /// The answer.
+    pub choices: Vec<ChatChoice>,
+    /// Token counts.
+    pub usage: ChatUsage,
+    /// The sources the answer cites (`[n]` in the content).
+    pub citations: Vec<cabildo_engine::answer::Citation>,
+    /// Whether the answer says the sources do not answer the question.
+    pub abstained: bool,
+}
+
+/// A norm as the API shows it (no server paths, no hashes).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NormInfo {
+    /// Its id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Country (ISO 3166-1 alpha-2).
+    pub jurisdiction: String,
+    /// Kind (ley, decreto…).
+    pub kind: String,
+    /// Number, when it has one.
+    pub number: Option<String>,
+    /// Who issued it.
+    pub issuing_body: Option<String>,
+    /// Language.
+    pub language: Language,
+    /// Official URL.
+    pub official_url: Option<String>,
+    /// Published on.
+    pub publication_date: Option<NaiveDate>,
+    /// In force from.
+    pub valid_from: Option<NaiveDate>,
+    /// In force until (exclusive).
+    pub valid_to: Option<NaiveDate>,
+}
+
+impl From<Norm> for NormInfo {
+    fn from(n: Norm) -> Self {
+        NormInfo {
+            id: n.id,
+            title: n.title,
+            jurisdiction: n.jurisdiction.country,
+            kind: n.kind.as_str().to_string(),
+            number: n.number,
+            issuing_body: n.issuing_body,
+            language: n.language,
+            official_url: n.official_url,
+            publication_date: n.publication_date,
+            valid_from: n.valid_from,
+            valid_to: n.valid_to,
+        }
+    }
+}
+
+/// `GET /v1/norms`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NormList {
+    /// By jurisdiction and title.
+    pub norms: Vec<NormInfo>,
+}
+
+/// A passage of a norm, for its table of contents.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PassageInfo {
+    /// Its id.
+    pub id: String,
+    /// How a lawyer cites it.
+    pub label: String,
+    /// Norm › título › artículo.
+    pub breadcrumb: Vec<String>,
+    /// The most precise official URL.
+    pub url: Option<String>,
+    /// Page in the source PDF.
+    pub page: Option<u32>,
+    /// Its text.
+    pub text: String,
+}
+
+impl From<Passage> for PassageInfo {
+    fn from(p: Passage) -> Self {
+        PassageInfo {
+            id: p.id,
+            label: p.label,
+            breadcrumb: p.breadcrumb,
+            url: p.url,
+            page: p.page,
+            text: p.text,
+        }
+    }
+}
+
+/// `GET /v1/norms/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NormDetail {
+    /// The norm.
+    #[serde(flatten)]
+    pub norm: NormInfo,
+    /// Its passages in document order.
+    pub passages: Vec<PassageInfo>,
+}
+
+/// `POST /v1/documents` accepted the files; the ingest runs as a job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobAccepted {
+    /// Poll `GET /v1/jobs/{job_id}`.
+    pub job_id: i64,
+    /// `running`.
+    pub status: String,
+    /// The files received.
+    pub files: Vec<String>,
+}
+
+/// A file an ingest job could not ingest.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobFailure {
+    /// The uploaded file's name.
+    pub file: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// `GET /v1/jobs/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobInfo {
+    /// The job's id.
+    pub id: i64,
+    /// running, done or failed.
+    pub status: String,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339.
+    pub finished_at: Option<String>,
+    /// Files looked at.
+    pub files: u64,
+    /// Files already indexed with the same content.
+    pub unchanged: u64,
+    /// Norms written.
+    pub norms: u64,
+    /// Passages written.
+    pub passages: u64,
+    /// Files that failed, with reasons.
+    pub failures: Vec<JobFailure>,
+    /// Why the job failed as a whole.
+    pub error: Option<String>,
+}
+
+/// `GET /healthz`, `GET /readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// ok, ready or not-ready.
+    pub status: &'static str,
+    /// Passages searchable (readyz).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passages: Option<u64>,
+    /// The answer writer (readyz).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The embedding model, when dense retrieval is on (readyz).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedder: Option<String>,
+    /// What is wrong (readyz, when not ready).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}

@@ -1,0 +1,210 @@
+//! The HTTP API: `cabildo serve`. Search, cited answers (JSON, server-sent events and an
+//! OpenAI-compatible endpoint), documents and ingest jobs, health, Prometheus metrics and an
+//! OpenAPI document generated from this code.
+//!
+//! Service behaviour for a public portal: request bodies are capped, requests time out,
+//! answers wait in a bounded queue (503 + Retry-After when full), a client that disconnects
+//! cancels its generation, shutdown finishes in-flight answers, every request gets an id
+//! (`x-request-id`) carried by its log lines, and every error is `application/problem+json`
+//! titled in the caller's language.
+//!
+//! Until authentication lands, every caller is an anonymous citizen: public documents only.
+//! Writing endpoints (upload, delete) need the operator's admin token.
+#![deny(missing_docs)]
+
+pub mod api;
+mod metrics;
+pub mod openapi;
+mod problem;
+mod queue;
+mod routes;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, HeaderName, Request};
+use axum::routing::{get, post};
+use axum::{BoxError, Router};
+use cabildo_engine::answer::{AskOptions, Writer};
+use cabildo_engine::Engine;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use metrics::Metrics;
+pub use problem::{Kind, Lang, Problem};
+pub use queue::GenerationQueue;
+
+/// How the server behaves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Largest JSON body accepted, in bytes.
+    pub body_limit: usize,
+    /// Largest document upload accepted, in bytes.
+    pub upload_limit: usize,
+    /// A request that has not produced its response head by then gets 504.
+    pub request_timeout: Duration,
+    /// Answers generated at once.
+    pub generation_workers: usize,
+    /// Answers that may wait for a slot; more are refused with 503.
+    pub queue_capacity: usize,
+    /// Retry-After, in seconds, of a 503.
+    pub retry_after: u64,
+    /// Bearer token for upload and delete; those endpoints are off without it.
+    pub admin_token: Option<String>,
+    /// How answers are made.
+    pub ask: AskOptions,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            body_limit: 64 * 1024,
+            upload_limit: 50 * 1024 * 1024,
+            request_timeout: Duration::from_secs(180),
+            generation_workers: 1,
+            queue_capacity: 8,
+            retry_after: 30,
+            admin_token: None,
+            ask: AskOptions::default(),
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct AppState {
+    engine: Arc<Engine>,
+    writer: Writer,
+    config: Config,
+    queue: GenerationQueue,
+    metrics: Metrics,
+    /// Ingest jobs and deletions write the index one at a time.
+    writes: Arc<tokio::sync::Mutex<()>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl AppState {
+    /// State over an opened engine and an answer writer. Must be called inside the Tokio
+    /// runtime that will serve (ingest jobs run on its handle from their own threads).
+    pub fn new(engine: Arc<Engine>, writer: Writer, config: Config) -> Self {
+        let queue = GenerationQueue::new(config.generation_workers, config.queue_capacity);
+        AppState {
+            engine,
+            writer,
+            queue,
+            config,
+            metrics: Metrics::default(),
+            writes: Arc::new(tokio::sync::Mutex::new(())),
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    fn uploads_dir(&self) -> PathBuf {
+        self.engine.data_dir().join("uploads")
+    }
+}
+
+/// The API's routes and middleware.
+pub fn router(state: Arc<AppState>) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let timeout = state.config.request_timeout;
+    let api = Router::new()
+        .route("/v1/search", post(routes::search::search))
+        .route("/v1/ask", post(routes::answer::ask))
+        .route("/v1/chat/completions", post(routes::answer::chat))
+        .route(
+            "/v1/documents",
+            post(routes::documents::upload).layer(DefaultBodyLimit::max(state.config.upload_limit)),
+        )
+        .route("/v1/jobs/{id}", get(routes::documents::job))
+        .route("/v1/norms", get(routes::documents::norms))
+        .route(
+            "/v1/norms/{id}",
+            get(routes::documents::norm).delete(routes::documents::delete_norm),
+        )
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/readyz", get(routes::ops::readyz))
+        .route("/metrics", get(routes::ops::metrics))
+        .route("/openapi.json", get(routes::ops::openapi))
+        .route("/docs", get(routes::ops::docs))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .fallback(routes::ops::not_found)
+        .method_not_allowed_fallback(routes::ops::method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .with_state(state);
+    api.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    // The path only: query strings and bodies may carry personal data.
+                    tracing::info_span!("request", id, method = %req.method(), path = req.uri().path())
+                }),
+            )
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(HandleErrorLayer::new(timed_out))
+            .timeout(timeout),
+    )
+}
+
+async fn timed_out(headers: HeaderMap, error: BoxError) -> Problem {
+    let Lang(lang) = Lang::of(&headers);
+    if error.is::<tower::timeout::error::Elapsed>() {
+        Problem::new(Kind::Timeout, lang, "the answer was not ready in time")
+    } else {
+        Problem::internal(lang, &error)
+    }
+}
+
+/// Serves until `shutdown` completes, then stops accepting and finishes the requests in
+/// flight (streams included).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

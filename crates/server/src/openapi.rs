@@ -1,0 +1,78 @@
+//! The OpenAPI document, generated from the handlers and types (utoipa). A copy is checked
+//! in at docs/openapi.json; a test fails when it is stale.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::api;
+use crate::problem::ProblemBody;
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Cabildo API",
+        description = "Answers about laws, regulations and agency documents, each sentence citing the article it rests on."
+    ),
+    paths(
+        routes::search::search,
+        routes::answer::ask,
+        routes::answer::chat,
+        routes::documents::upload,
+        routes::documents::job,
+        routes::documents::norms,
+        routes::documents::norm,
+        routes::documents::delete_norm,
+        routes::ops::healthz,
+        routes::ops::readyz,
+        routes::ops::metrics,
+        routes::ops::openapi,
+    ),
+    components(schemas(
+        ProblemBody,
+        api::RequestFilters,
+        api::SearchRequest,
+        api::SearchResponse,
+        api::Hit,
+        api::AskRequest,
+        api::ChatCompletionRequest,
+        api::ChatCompletion,
+        api::NormList,
+        api::NormDetail,
+        api::JobAccepted,
+        api::JobInfo,
+        api::Health,
+    )),
+    modifiers(&AdminToken),
+    tags(
+        (name = "search", description = "Passages by keywords and meaning"),
+        (name = "answers", description = "Cited answers: JSON, server-sent events, OpenAI-compatible"),
+        (name = "documents", description = "Uploads, ingest jobs, norms"),
+        (name = "operations", description = "Health, readiness, metrics, this document"),
+    )
+)]
+struct ApiDoc;
+
+struct AdminToken;
+
+impl Modify for AdminToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "admin_token",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+/// The OpenAPI document as pretty JSON.
+pub fn json() -> String {
+    let mut doc = ApiDoc::openapi();
+    // The crate's version, not a build-time date: the checked-in copy must be reproducible.
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc.to_pretty_json().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "serialising the OpenAPI document");
+        "{}".into()
+    })
+}

@@ -1,0 +1,244 @@
+//! Errors as RFC 7807 `application/problem+json`, titled in the request's language
+//! (`Accept-Language`: es, pt, en; Spanish when absent), and the JSON extractor that turns
+//! malformed, oversized or unknown-field bodies into such problems.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cabildo_core::Language;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The kinds of problem the API reports. Each has a stable `type` URI
+/// (`/problems/{slug}`, documented in docs/api.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The body is not valid JSON or does not match the schema.
+    BadRequest,
+    /// The body is over the limit.
+    TooLarge,
+    /// Not JSON / not multipart.
+    UnsupportedMedia,
+    /// No such resource (or not visible to the caller).
+    NotFound,
+    /// The route exists, the method does not.
+    MethodNotAllowed,
+    /// Admin endpoints need the admin token.
+    Unauthorized,
+    /// The endpoint is switched off in this deployment.
+    Forbidden,
+    /// The generation queue is full.
+    Busy,
+    /// The request took too long.
+    Timeout,
+    /// Something failed inside.
+    Internal,
+}
+
+impl Kind {
+    fn status(self) -> StatusCode {
+        match self {
+            Kind::BadRequest => StatusCode::BAD_REQUEST,
+            Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Kind::UnsupportedMedia => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Kind::NotFound => StatusCode::NOT_FOUND,
+            Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Kind::Unauthorized => StatusCode::UNAUTHORIZED,
+            Kind::Forbidden => StatusCode::FORBIDDEN,
+            Kind::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn slug(self) -> &'static str {
+        match self {
+            Kind::BadRequest => "bad-request",
+            Kind::TooLarge => "too-large",
+            Kind::UnsupportedMedia => "unsupported-media-type",
+            Kind::NotFound => "not-found",
+            Kind::MethodNotAllowed => "method-not-allowed",
+            Kind::Unauthorized => "unauthorized",
+            Kind::Forbidden => "forbidden",
+            Kind::Busy => "busy",
+            Kind::Timeout => "timeout",
+            Kind::Internal => "internal",
+        }
+    }
+
+    fn title(self, lang: Language) -> &'static str {
+        use Language::*;
+        match (self, lang) {
+            (Kind::BadRequest, Es) => "La solicitud no es válida",
+            (Kind::BadRequest, Pt) => "A requisição não é válida",
+            (Kind::BadRequest, En) => "The request is not valid",
+            (Kind::TooLarge, Es) => "La solicitud es demasiado grande",
+            (Kind::TooLarge, Pt) => "A requisição é grande demais",
+            (Kind::TooLarge, En) => "The request is too large",
+            (Kind::UnsupportedMedia, Es) => "Tipo de contenido no admitido",
+            (Kind::UnsupportedMedia, Pt) => "Tipo de conteúdo não suportado",
+            (Kind::UnsupportedMedia, En) => "Unsupported content type",
+            (Kind::NotFound, Es) => "No encontrado",
+            (Kind::NotFound, Pt) => "Não encontrado",
+            (Kind::NotFound, En) => "Not found",
+            (Kind::MethodNotAllowed, Es) => "Método no permitido",
+            (Kind::MethodNotAllowed, Pt) => "Método não permitido",
+            (Kind::MethodNotAllowed, En) => "Method not allowed",
+            (Kind::Unauthorized, Es) => "Se requiere autenticación",
+            (Kind::Unauthorized, Pt) => "Autenticação necessária",
+            (Kind::Unauthorized, En) => "Authentication required",
+            (Kind::Forbidden, Es) => "Acceso denegado",
+            (Kind::Forbidden, Pt) => "Acesso negado",
+            (Kind::Forbidden, En) => "Access denied",
+            (Kind::Busy, Es) => "El servicio está ocupado; intente de nuevo en unos segundos",
+            (Kind::Busy, Pt) => "O serviço está ocupado; tente novamente em alguns segundos",
+            (Kind::Busy, En) => "The service is busy; try again in a few seconds",
+            (Kind::Timeout, Es) => "La solicitud tardó demasiado",
+            (Kind::Timeout, Pt) => "A requisição demorou demais",
+            (Kind::Timeout, En) => "The request took too long",
+            (Kind::Internal, Es) => "Error interno del servicio",
+            (Kind::Internal, Pt) => "Erro interno do serviço",
+            (Kind::Internal, En) => "Internal service error",
+        }
+    }
+}
+
+/// An RFC 7807 problem.
+#[derive(Debug)]
+pub struct Problem {
+    /// What kind.
+    pub kind: Kind,
+    /// The language of the title.
+    pub lang: Language,
+    /// What exactly (technical, English: a field name, a limit).
+    pub detail: String,
+    /// Seconds after which to retry (503 only).
+    pub retry_after: Option<u64>,
+}
+
+/// The body of a problem response.
+#[derive(Serialize, ToSchema)]
+pub struct ProblemBody {
+    /// A URI reference naming the kind of problem (`/problems/bad-request`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary in the request's language.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What exactly went wrong.
+    pub detail: String,
+}
+
+impl Problem {
+    /// A problem of `kind` with a detail.
+    pub fn new(kind: Kind, lang: Language, detail: impl Into<String>) -> Self {
+        Problem {
+            kind,
+            lang,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    /// An internal error: logged in full, reported without internals.
+    pub fn internal(lang: Language, error: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%error, "request failed");
+        Problem::new(
+            Kind::Internal,
+            lang,
+            "the error was logged with this request's id",
+        )
+    }
+
+    /// The problem's status code.
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.kind.status();
+        let body = ProblemBody {
+            kind: format!("/problems/{}", self.kind.slug()),
+            title: self.kind.title(self.lang).to_string(),
+            status: status.as_u16(),
+            detail: self.detail,
+        };
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = (status, json).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        headers.insert(
+            header::CONTENT_LANGUAGE,
+            HeaderValue::from_static(self.lang.code()),
+        );
+        if let Some(s) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        response
+    }
+}
+
+/// The language the caller reads: the first of es, pt, en in `Accept-Language`.
+#[derive(Debug, Clone, Copy)]
+pub struct Lang(pub Language);
+
+impl Lang {
+    /// From request headers.
+    pub fn of(headers: &HeaderMap) -> Self {
+        let accept = headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let lang = accept
+            .split(',')
+            .filter_map(|part| {
+                let tag = part.split(';').next()?.trim();
+                tag.split('-').next()?.parse::<Language>().ok()
+            })
+            .next()
+            .unwrap_or(Language::Es);
+        Lang(lang)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Lang {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Lang::of(&parts.headers))
+    }
+}
+
+/// `Json<T>` whose rejections are problems in the request's language.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Lang(lang) = Lang::of(req.headers());
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(json_problem(rejection, lang)),
+        }
+    }
+}
+
+fn json_problem(rejection: JsonRejection, lang: Language) -> Problem {
+    let kind = match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Kind::TooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Kind::UnsupportedMedia,
+        _ => Kind::BadRequest,
+    };
+    Problem::new(kind, lang, rejection.body_text())
+}

@@ -1,0 +1,321 @@
+//! `POST /v1/ask` and `POST /v1/chat/completions`: retrieve, then write and check the answer
+//! on a thread of its own, delivering checked text as it passes. A client that goes away
+//! drops the receiving end, which cancels generation at the next token.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cabildo_core::{FinishReason, Language, ModelError};
+use cabildo_engine::answer::{compose, Answer, AskOptions, Question, Register, Sources, Writer};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{check_question, engine_problem};
+use crate::api::{
+    AskRequest, ChatChoice, ChatCompletion, ChatCompletionRequest, ChatMessageOut, ChatUsage,
+};
+use crate::problem::{ApiJson, ProblemBody};
+use crate::{AppState, Kind, Lang, Problem};
+
+/// What the writing thread sends.
+enum Piece {
+    /// Checked text.
+    Text(String),
+    /// The end.
+    Done(Box<Result<Answer, ModelError>>),
+}
+
+/// A cited answer to a question. JSON by default; with `Accept: text/event-stream` (or
+/// `stream: true`) server-sent events: `token` events with checked text as it is written,
+/// then `citations` (the final answer and its sources), then `done` (model, timings).
+#[utoipa::path(post, path = "/v1/ask", tag = "answers",
+    request_body = AskRequest,
+    responses(
+        (status = 200, description = "The checked answer (JSON), or its event stream: `token`, `citations`, `done`",
+            content((Answer = "application/json"), (String = "text/event-stream"))),
+        (status = 400, description = "Bad JSON, unknown field or filter", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Generation queue full; see Retry-After", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn ask(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<AskRequest>,
+) -> Result<Response, Problem> {
+    let Lang(lang) = Lang::of(&headers);
+    check_question(lang, &request.question, "question")?;
+    let filters = request
+        .filters
+        .unwrap_or_default()
+        .for_public()
+        .map_err(|e| Problem::new(Kind::BadRequest, lang, e))?;
+    let question = Question {
+        text: request.question,
+        filters,
+        language: request.language,
+        register: request.register.unwrap_or_default(),
+    };
+    let options = state.config.ask.clone();
+    let sources = gather(&state, &question, &options, lang).await?;
+    let mut pieces = start(&state, sources, options, lang).await?;
+    if !wants_stream(&headers, request.stream) {
+        let answer = collect(&mut pieces, lang).await?;
+        return Ok(Json(answer).into_response());
+    }
+    let (events, stream) = mpsc::channel::<Result<Event, Infallible>>(64);
+    tokio::spawn(async move {
+        while let Some(piece) = pieces.recv().await {
+            let sent = match piece {
+                Piece::Text(text) => {
+                    events
+                        .send(Ok(event("token", &json!({ "text": text }))))
+                        .await
+                }
+                Piece::Done(result) => match *result {
+                    Ok(a) => {
+                        let citations = json!({
+                            "answer": a.answer, "citations": a.citations,
+                            "abstained": a.abstained, "checks": a.checks,
+                        });
+                        let done = json!({
+                            "model": a.model, "language": a.language,
+                            "finish": a.finish, "timings": a.timings,
+                        });
+                        let _ = events.send(Ok(event("citations", &citations))).await;
+                        events.send(Ok(event("done", &done))).await
+                    }
+                    Err(e) => {
+                        let p = Problem::internal(lang, &e);
+                        events
+                            .send(Ok(event("error", &json!({"detail": p.detail}))))
+                            .await
+                    }
+                },
+            };
+            if sent.is_err() {
+                break; // the client left: dropping `pieces` stops the writer
+            }
+        }
+    });
+    Ok(Sse::new(ReceiverStream::new(stream))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// OpenAI-compatible chat completions: the last user message is the question; the reply is
+/// the checked answer, with its `citations` beside the usual fields (and in the final chunk
+/// of a stream), so OpenAI SDKs and chat UIs work unchanged.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "answers",
+    request_body = ChatCompletionRequest,
+    responses(
+        (status = 200, description = "A completion (JSON), or `chat.completion.chunk` events ending in `[DONE]`",
+            content((ChatCompletion = "application/json"), (String = "text/event-stream"))),
+        (status = 400, description = "Bad JSON or no user message", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Generation queue full; see Retry-After", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn chat(
+    State(state): State<Arc<AppState>>,
+    Lang(lang): Lang,
+    ApiJson(request): ApiJson<ChatCompletionRequest>,
+) -> Result<Response, Problem> {
+    let text = request
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .and_then(|m| m.content.as_ref())
+        .map(|c| c.text())
+        .unwrap_or_default();
+    check_question(lang, &text, "the last user message")?;
+    let mut options = state.config.ask.clone();
+    if let Some(max) = request.max_completion_tokens.or(request.max_tokens) {
+        options.max_tokens = max.clamp(1, options.max_tokens);
+    }
+    if let Some(t) = request.temperature {
+        options.temperature = t.clamp(0.0, 2.0);
+    }
+    let question = Question {
+        text,
+        filters: Default::default(),
+        language: None,
+        register: Register::default(),
+    };
+    let sources = gather(&state, &question, &options, lang).await?;
+    let mut pieces = start(&state, sources, options, lang).await?;
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = chrono::Utc::now().timestamp();
+    let model = format!("cabildo/{}", state.writer.name());
+    if !request.stream.unwrap_or(false) {
+        let a = collect(&mut pieces, lang).await?;
+        let usage = ChatUsage {
+            prompt_tokens: a.timings.prompt_tokens,
+            completion_tokens: a.timings.completion_tokens,
+            total_tokens: a.timings.prompt_tokens + a.timings.completion_tokens,
+        };
+        return Ok(Json(ChatCompletion {
+            id,
+            object: "chat.completion",
+            created,
+            model,
+            choices: vec![ChatChoice {
+                index: 0,
+                message: ChatMessageOut {
+                    role: "assistant",
+                    content: a.answer,
+                },
+                finish_reason: finish_reason(a.finish),
+            }],
+            usage,
+            citations: a.citations,
+            abstained: a.abstained,
+        })
+        .into_response());
+    }
+    let (events, stream) = mpsc::channel::<Result<Event, Infallible>>(64);
+    tokio::spawn(async move {
+        let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+            json!({
+                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            })
+        };
+        let first = chunk(json!({"role": "assistant", "content": ""}), None);
+        if events.send(Ok(data(&first))).await.is_err() {
+            return;
+        }
+        while let Some(piece) = pieces.recv().await {
+            let sent = match piece {
+                Piece::Text(text) => {
+                    events
+                        .send(Ok(data(&chunk(json!({ "content": text }), None))))
+                        .await
+                }
+                Piece::Done(result) => {
+                    let mut last = chunk(json!({}), Some("stop"));
+                    match *result {
+                        Ok(a) => {
+                            last["choices"][0]["finish_reason"] = json!(finish_reason(a.finish));
+                            last["citations"] = json!(a.citations);
+                            last["abstained"] = json!(a.abstained);
+                            last["usage"] = json!({
+                                "prompt_tokens": a.timings.prompt_tokens,
+                                "completion_tokens": a.timings.completion_tokens,
+                                "total_tokens": a.timings.prompt_tokens + a.timings.completion_tokens,
+                            });
+                        }
+                        Err(e) => {
+                            let p = Problem::internal(lang, &e);
+                            last["error"] = json!({"message": p.detail});
+                        }
+                    }
+                    let _ = events.send(Ok(data(&last))).await;
+                    events.send(Ok(Event::default().data("[DONE]"))).await
+                }
+            };
+            if sent.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(Sse::new(ReceiverStream::new(stream)).into_response())
+}
+
+fn finish_reason(finish: Option<FinishReason>) -> &'static str {
+    match finish {
+        Some(FinishReason::Length) => "length",
+        _ => "stop",
+    }
+}
+
+fn wants_stream(headers: &HeaderMap, asked: Option<bool>) -> bool {
+    asked.unwrap_or_else(|| {
+        headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/event-stream"))
+    })
+}
+
+fn event(name: &str, value: &serde_json::Value) -> Event {
+    Event::default().event(name).data(value.to_string())
+}
+
+fn data(value: &serde_json::Value) -> Event {
+    Event::default().data(value.to_string())
+}
+
+async fn gather(
+    state: &AppState,
+    question: &Question,
+    options: &AskOptions,
+    lang: Language,
+) -> Result<Sources, Problem> {
+    let sources = state
+        .engine
+        .gather(question, options)
+        .await
+        .map_err(|e| engine_problem(lang, e))?;
+    state.metrics.retrieval.observe(sources.retrieval_seconds);
+    Ok(sources)
+}
+
+/// Starts writing the answer on its own thread. Answers that need the model wait for a
+/// generation slot first (refused with 503 when the queue is full); abstentions and
+/// extractive answers do not.
+async fn start(
+    state: &Arc<AppState>,
+    sources: Sources,
+    options: AskOptions,
+    lang: Language,
+) -> Result<mpsc::Receiver<Piece>, Problem> {
+    let running = if sources.relevant && matches!(state.writer, Writer::Model(_)) {
+        let Some(ticket) = state.queue.enter() else {
+            state.metrics.rejected.inc();
+            let mut p = Problem::new(Kind::Busy, lang, "the generation queue is full");
+            p.retry_after = Some(state.config.retry_after);
+            return Err(p);
+        };
+        state.metrics.queue_depth.set(state.queue.waiting() as i64);
+        let running = ticket.start().await;
+        state.metrics.queue_depth.set(state.queue.waiting() as i64);
+        Some(running.ok_or_else(|| Problem::internal(lang, &"generation queue closed"))?)
+    } else {
+        None
+    };
+    let (tx, rx) = mpsc::channel(64);
+    let writer = state.writer.clone();
+    let state = state.clone();
+    std::thread::spawn(move || {
+        let _slot = running;
+        let result = compose(&sources, &writer, &options, &mut |text| {
+            tx.blocking_send(Piece::Text(text.to_string())).is_ok()
+        });
+        if let Ok(a) = &result {
+            state
+                .metrics
+                .tokens
+                .inc_by(a.timings.completion_tokens as u64);
+        }
+        let _ = tx.blocking_send(Piece::Done(Box::new(result)));
+    });
+    Ok(rx)
+}
+
+/// Waits for the whole answer.
+async fn collect(pieces: &mut mpsc::Receiver<Piece>, lang: Language) -> Result<Answer, Problem> {
+    while let Some(piece) = pieces.recv().await {
+        if let Piece::Done(result) = piece {
+            return (*result).map_err(|e| Problem::internal(lang, &e));
+        }
+    }
+    Err(Problem::internal(
+        lang,
+        &"the answer writer stopped without an answer",
+    ))
+}

@@ -1,0 +1,370 @@
+//! Documents: upload (an ingest job), jobs, norms. Uploading and deleting need the admin
+//! token; reading norms shows public ones to everyone.
+
+use std::io::Write;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cabildo_core::{AccessLevel, Language};
+use cabildo_engine::ingest::NoProgress;
+use cabildo_engine::IngestDefaults;
+use serde::Deserialize;
+
+use super::engine_problem;
+use crate::api::{JobAccepted, JobFailure, JobInfo, NormDetail, NormInfo, NormList, PassageInfo};
+use crate::problem::ProblemBody;
+use crate::{AppState, Kind, Lang, Problem};
+
+/// Checks the admin bearer token (compared in constant time).
+fn require_admin(state: &AppState, headers: &HeaderMap, lang: Language) -> Result<(), Problem> {
+    let Some(expected) = &state.config.admin_token else {
+        return Err(Problem::new(
+            Kind::Forbidden,
+            lang,
+            "this endpoint is off: start the server with --admin-token (CABILDO_ADMIN_TOKEN)",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            Kind::Unauthorized,
+            lang,
+            "a valid admin bearer token is required",
+        ))
+    }
+}
+
+/// A safe file name from an uploaded one: its last path component, odd characters replaced.
+fn safe_name(name: &str) -> Option<String> {
+    let base = name.rsplit(['/', '\\']).next()?.trim();
+    let cleaned: String = base
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    (!cleaned.is_empty() && !cleaned.starts_with('.')).then_some(cleaned)
+}
+
+/// Upload files (multipart field `file`, repeatable; optional fields `jurisdiction`,
+/// `access`, `tenant`) and ingest them as a job. Answers 202 with the job's id at once.
+#[utoipa::path(post, path = "/v1/documents", tag = "documents",
+    request_body(content_type = "multipart/form-data", description = "`file` parts (repeatable); optional `jurisdiction` (ISO alpha-2), `access` (public|internal|restricted), `tenant`"),
+    security(("admin_token" = [])),
+    responses(
+        (status = 202, description = "Ingest job started", body = JobAccepted),
+        (status = 400, description = "No files, or a bad field", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong admin token", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Uploads are off (no admin token configured)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "Upload over the limit", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn upload(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, Problem> {
+    let Lang(lang) = Lang::of(&headers);
+    require_admin(&state, &headers, lang)?;
+    let mut multipart =
+        multipart.map_err(|e| Problem::new(Kind::UnsupportedMedia, lang, e.body_text()))?;
+    let dir = state
+        .uploads_dir()
+        .join(uuid::Uuid::new_v4().simple().to_string());
+    std::fs::create_dir_all(&dir).map_err(|e| Problem::internal(lang, &e))?;
+    let received = receive(&mut multipart, &dir, lang).await;
+    let (files, defaults) = match received {
+        Ok(r) if !r.0.is_empty() => r,
+        other => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(other.err().unwrap_or_else(|| {
+                Problem::new(Kind::BadRequest, lang, "no `file` part in the upload")
+            }));
+        }
+    };
+    let job = state
+        .engine
+        .registry()
+        .start_job()
+        .await
+        .map_err(|e| Problem::internal(lang, &e))?;
+    spawn_ingest(&state, job, dir, defaults);
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(JobAccepted {
+            job_id: job,
+            status: "running".into(),
+            files,
+        }),
+    )
+        .into_response();
+    if let Ok(location) = format!("/v1/jobs/{job}").parse() {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// Reads the multipart fields: files into `dir`, the rest into ingest defaults.
+async fn receive(
+    multipart: &mut Multipart,
+    dir: &FsPath,
+    lang: Language,
+) -> Result<(Vec<String>, IngestDefaults), Problem> {
+    let field_problem = |e: axum::extract::multipart::MultipartError| {
+        let kind = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Kind::TooLarge
+        } else {
+            Kind::BadRequest
+        };
+        Problem::new(kind, lang, e.body_text())
+    };
+    let bad = |detail: String| Problem::new(Kind::BadRequest, lang, detail);
+    let mut files = Vec::new();
+    let mut defaults = IngestDefaults::default();
+    while let Some(mut field) = multipart.next_field().await.map_err(field_problem)? {
+        match field.name().unwrap_or("") {
+            "file" => {
+                let name = field
+                    .file_name()
+                    .and_then(safe_name)
+                    .ok_or_else(|| bad("a `file` part has no usable file name".into()))?;
+                let name = if files.contains(&name) {
+                    format!("{}-{name}", files.len())
+                } else {
+                    name
+                };
+                let mut out = std::fs::File::create(dir.join(&name))
+                    .map_err(|e| Problem::internal(lang, &e))?;
+                while let Some(chunk) = field.chunk().await.map_err(field_problem)? {
+                    out.write_all(&chunk)
+                        .map_err(|e| Problem::internal(lang, &e))?;
+                }
+                files.push(name);
+            }
+            "jurisdiction" => {
+                let j = field
+                    .text()
+                    .await
+                    .map_err(field_problem)?
+                    .trim()
+                    .to_uppercase();
+                if j.len() != 2 || !j.chars().all(|c| c.is_ascii_alphabetic()) {
+                    return Err(bad(format!(
+                        "jurisdiction {j:?} is not an ISO 3166-1 alpha-2 code"
+                    )));
+                }
+                defaults.jurisdiction = Some(j);
+            }
+            "access" => {
+                let a = field.text().await.map_err(field_problem)?;
+                defaults.access = a.parse::<AccessLevel>().map_err(|e| bad(e.to_string()))?;
+            }
+            "tenant" => {
+                let t = field
+                    .text()
+                    .await
+                    .map_err(field_problem)?
+                    .trim()
+                    .to_string();
+                defaults.tenant = (!t.is_empty()).then_some(t);
+            }
+            other => return Err(bad(format!("unknown multipart field {other:?}"))),
+        }
+    }
+    Ok((files, defaults))
+}
+
+/// Runs the ingest job on a thread of its own (parsing and embedding are CPU work), one
+/// job at a time.
+fn spawn_ingest(state: &Arc<AppState>, job: i64, dir: PathBuf, defaults: IngestDefaults) {
+    let engine = state.engine.clone();
+    let writes = state.writes.clone();
+    let runtime = state.runtime.clone();
+    std::thread::spawn(move || {
+        runtime.block_on(async move {
+            let _one_at_a_time = writes.lock().await;
+            match engine
+                .ingest_job(job, &[dir], &defaults, &mut NoProgress)
+                .await
+            {
+                Ok(r) => tracing::info!(
+                    job,
+                    norms = r.summary.norms,
+                    passages = r.summary.passages,
+                    failures = r.summary.failures,
+                    "ingest job done"
+                ),
+                Err(e) => tracing::error!(job, error = %e, "ingest job failed"),
+            }
+        });
+    });
+}
+
+/// An ingest job's state, counts and per-file failures.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "documents",
+    params(("id" = i64, Path, description = "The job's id")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The job", body = JobInfo),
+        (status = 404, description = "No such job", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn job(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<JobInfo>, Problem> {
+    let Lang(lang) = Lang::of(&headers);
+    require_admin(&state, &headers, lang)?;
+    let not_found = || Problem::new(Kind::NotFound, lang, format!("no ingest job {id}"));
+    let n: i64 = id.parse().map_err(|_| not_found())?;
+    let j = state
+        .engine
+        .registry()
+        .job(n)
+        .await
+        .map_err(|e| Problem::internal(lang, &e))?
+        .ok_or_else(not_found)?;
+    Ok(Json(JobInfo {
+        id: j.id,
+        status: j.status,
+        started_at: j.started_at,
+        finished_at: j.finished_at,
+        files: j.summary.files,
+        unchanged: j.summary.unchanged,
+        norms: j.summary.norms,
+        passages: j.summary.passages,
+        failures: j
+            .failures
+            .into_iter()
+            .map(|f| JobFailure {
+                file: f.path.rsplit('/').next().unwrap_or("").to_string(),
+                reason: f.reason,
+            })
+            .collect(),
+        error: j.error,
+    }))
+}
+
+/// Filters of the norm list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct NormQuery {
+    /// Only this country (ISO 3166-1 alpha-2).
+    pub jurisdiction: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+}
+
+/// The public norms indexed.
+#[utoipa::path(get, path = "/v1/norms", tag = "documents", params(NormQuery),
+    responses(
+        (status = 200, description = "Norms by jurisdiction and title", body = NormList),
+        (status = 400, description = "Unknown query parameter", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn norms(
+    State(state): State<Arc<AppState>>,
+    Lang(lang): Lang,
+    query: Result<Query<NormQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<NormList>, Problem> {
+    let Query(q) = query.map_err(|e| Problem::new(Kind::BadRequest, lang, e.body_text()))?;
+    let norms = state
+        .engine
+        .registry()
+        .norms()
+        .await
+        .map_err(|e| Problem::internal(lang, &e))?;
+    let norms = norms
+        .into_iter()
+        .filter(|n| n.access == AccessLevel::Public)
+        .filter(|n| {
+            q.jurisdiction
+                .as_ref()
+                .is_none_or(|j| n.jurisdiction.country.eq_ignore_ascii_case(j))
+        })
+        .filter(|n| q.kind.as_ref().is_none_or(|k| n.kind.as_str() == k))
+        .map(NormInfo::from)
+        .collect();
+    Ok(Json(NormList { norms }))
+}
+
+/// One public norm with its passages in document order.
+#[utoipa::path(get, path = "/v1/norms/{id}", tag = "documents",
+    params(("id" = String, Path, description = "The norm's id")),
+    responses(
+        (status = 200, description = "The norm", body = NormDetail),
+        (status = 404, description = "No such public norm", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn norm(
+    State(state): State<Arc<AppState>>,
+    Lang(lang): Lang,
+    Path(id): Path<String>,
+) -> Result<Json<NormDetail>, Problem> {
+    let found = state
+        .engine
+        .registry()
+        .norm(&id)
+        .await
+        .map_err(|e| Problem::internal(lang, &e))?;
+    // Not public reads as absent: its existence is not the caller's to know.
+    let Some((norm, _)) = found.filter(|(n, _)| n.access == AccessLevel::Public) else {
+        return Err(Problem::new(Kind::NotFound, lang, format!("no norm {id}")));
+    };
+    let passages = state
+        .engine
+        .index()
+        .passages_of(&id)
+        .map_err(|e| engine_problem(lang, e.into()))?;
+    Ok(Json(NormDetail {
+        norm: norm.into(),
+        passages: passages.into_iter().map(PassageInfo::from).collect(),
+    }))
+}
+
+/// Deletes a norm from both indexes and the registry.
+#[utoipa::path(delete, path = "/v1/norms/{id}", tag = "documents",
+    params(("id" = String, Path, description = "The norm's id")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or wrong admin token", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such norm", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_norm(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    let Lang(lang) = Lang::of(&headers);
+    require_admin(&state, &headers, lang)?;
+    let _one_at_a_time = state.writes.lock().await;
+    let existed = state
+        .engine
+        .delete_norm(&id)
+        .await
+        .map_err(|e| engine_problem(lang, e))?;
+    if existed {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Problem::new(Kind::NotFound, lang, format!("no norm {id}")))
+    }
+}

@@ -1,0 +1,71 @@
+//! `POST /v1/search`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::Json;
+use cabildo_engine::retrieve::Method;
+
+use super::{check_question, engine_problem};
+use crate::api::{SearchRequest, SearchResponse};
+use crate::problem::{ApiJson, ProblemBody};
+use crate::{AppState, Kind, Lang, Problem};
+
+/// Most passages one search returns.
+const MAX_K: usize = 50;
+
+/// Hybrid (or lexical, dense) search with filters: passages with label, URL, snippet, score.
+#[utoipa::path(post, path = "/v1/search", tag = "search",
+    request_body = SearchRequest,
+    responses(
+        (status = 200, description = "Passages, best first", body = SearchResponse),
+        (status = 400, description = "Bad JSON, unknown field or filter", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn search(
+    State(state): State<Arc<AppState>>,
+    Lang(lang): Lang,
+    ApiJson(request): ApiJson<SearchRequest>,
+) -> Result<Json<SearchResponse>, Problem> {
+    check_question(lang, &request.query, "query")?;
+    let k = request.k.unwrap_or(10);
+    if !(1..=MAX_K).contains(&k) {
+        return Err(Problem::new(
+            Kind::BadRequest,
+            lang,
+            format!("k must be between 1 and {MAX_K}"),
+        ));
+    }
+    let filters = request
+        .filters
+        .unwrap_or_default()
+        .for_public()
+        .map_err(|e| Problem::new(Kind::BadRequest, lang, e))?;
+    let method = match request.method.as_deref() {
+        Some(m) => m
+            .parse::<Method>()
+            .map_err(|e| Problem::new(Kind::BadRequest, lang, e))?,
+        None if state.engine.dense().is_some() => Method::Hybrid,
+        None => Method::Lexical,
+    };
+    let started = Instant::now();
+    let hits = state
+        .engine
+        .search(
+            &request.query,
+            &filters,
+            k,
+            method,
+            &state.config.ask.params,
+        )
+        .await
+        .map_err(|e| engine_problem(lang, e))?;
+    let took = started.elapsed().as_secs_f64();
+    state.metrics.retrieval.observe(took);
+    Ok(Json(SearchResponse {
+        method: method.name().to_string(),
+        hits: hits.into_iter().map(Into::into).collect(),
+        took_ms: took * 1000.0,
+    }))
+}
