@@ -268,7 +268,7 @@ impl Registry {
     pub async fn job(&self, id: i64) -> Result<Option<JobRecord>> {
         let Some(r) = sqlx::query(
             "SELECT id, status, started_at, finished_at, files, unchanged, norms, passages,
-                failures, COALESCE(seconds, 0), error
+                failures, COALESCE(seconds, 0.0), error
              FROM ingest_jobs WHERE id = ?",
         )
         .bind(id)
@@ -282,26 +282,28 @@ impl Registry {
             .fetch_all(&self.pool)
             .await?
             .into_iter()
-            .map(|f| FailureRecord {
-                path: f.get(0),
-                reason: f.get(1),
+            .map(|f| {
+                Ok(FailureRecord {
+                    path: f.try_get(0)?,
+                    reason: f.try_get(1)?,
+                })
             })
-            .collect();
-        let count = |i: usize| r.get::<i64, _>(i) as u64;
+            .collect::<Result<Vec<_>>>()?;
+        let count = |i: usize| r.try_get::<i64, _>(i).map(|n| n as u64);
         Ok(Some(JobRecord {
-            id: r.get(0),
-            status: r.get(1),
-            started_at: r.get(2),
-            finished_at: r.get(3),
+            id: r.try_get(0)?,
+            status: r.try_get(1)?,
+            started_at: r.try_get(2)?,
+            finished_at: r.try_get(3)?,
             summary: JobSummary {
-                files: count(4),
-                unchanged: count(5),
-                norms: count(6),
-                passages: count(7),
-                failures: count(8),
-                seconds: r.get(9),
+                files: count(4)?,
+                unchanged: count(5)?,
+                norms: count(6)?,
+                passages: count(7)?,
+                failures: count(8)?,
+                seconds: r.try_get(9)?,
             },
-            error: r.get(10),
+            error: r.try_get(10)?,
             failures,
         }))
     }

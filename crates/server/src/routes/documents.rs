@@ -108,7 +108,7 @@ pub async fn upload(
         .start_job()
         .await
         .map_err(|e| Problem::internal(lang, &e))?;
-    spawn_ingest(&state, job, dir, defaults);
+    spawn_ingest(&state, job, dir, files.clone(), defaults);
     let mut response = (
         StatusCode::ACCEPTED,
         Json(JobAccepted {
@@ -196,15 +196,34 @@ async fn receive(
 
 /// Runs the ingest job on a thread of its own (parsing and embedding are CPU work), one
 /// job at a time.
-fn spawn_ingest(state: &Arc<AppState>, job: i64, dir: PathBuf, defaults: IngestDefaults) {
+fn spawn_ingest(
+    state: &Arc<AppState>,
+    job: i64,
+    staging: PathBuf,
+    files: Vec<String>,
+    defaults: IngestDefaults,
+) {
     let engine = state.engine.clone();
     let writes = state.writes.clone();
     let runtime = state.runtime.clone();
+    let uploads = state.uploads_dir();
     std::thread::spawn(move || {
         runtime.block_on(async move {
             let _one_at_a_time = writes.lock().await;
+            let mut paths = Vec::with_capacity(files.len());
+            for name in &files {
+                let to = uploads.join(name);
+                if let Err(e) = std::fs::rename(staging.join(name), &to) {
+                    let why = format!("moving the upload {name} into place: {e}");
+                    tracing::error!(job, error = %why, "ingest job failed");
+                    let _ = engine.registry().fail_job(job, &why).await;
+                    return;
+                }
+                paths.push(to);
+            }
+            let _ = std::fs::remove_dir(&staging);
             match engine
-                .ingest_job(job, &[dir], &defaults, &mut NoProgress)
+                .ingest_job(job, &paths, &defaults, &mut NoProgress)
                 .await
             {
                 Ok(r) => tracing::info!(

@@ -1,0 +1,759 @@
+//! The HTTP API end to end: the real server on loopback over excerpts of real corpus files
+//! (the Chilean Constitution, articles 1–18; the LGPD, articles 1–7), with real e5-small
+//! embeddings in the embedded Qdrant store, called with a plain HTTP client. One server
+//! answers extractively (fast, deterministic); a second runs the default local model
+//! (Qwen2.5 0.5B, installed by `scripts/setup-models.sh`) with a one-slot, no-wait queue.
+//! Skips when `../shared/corpus` is absent.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use cabildo_engine::answer::{AskOptions, Writer};
+use cabildo_engine::ingest::NoProgress;
+use cabildo_engine::{Dense, EdgeStore, Engine, IngestDefaults};
+use cabildo_models::{Embedder, Generator, LocalGenerator, OpenAiGenerator, TextEmbedder};
+use cabildo_server::{AppState, Config};
+use serde_json::{json, Value};
+
+const ADMIN: &str = "test-admin-token";
+
+/// The model server has one slot and no queue: tests that use it take turns.
+static MODEL_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+struct Servers {
+    extractive: String,
+    model: String,
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Articles 1–18 of the Constitution and articles 1–7 of the LGPD, as files in `dir`.
+fn excerpts(dir: &Path) -> Option<()> {
+    let corpus = root().join("../shared/corpus");
+    let constitution = corpus
+        .join("cl/leychile-md/constitucion/constitucion-politica-de-la-republica-de-chile.md");
+    let lgpd = corpus.join("br/legislacao-chunks/lei_13709_20180814.csv");
+    let (Ok(cl), Ok(br)) = (
+        std::fs::read_to_string(&constitution),
+        std::fs::read_to_string(&lgpd),
+    ) else {
+        eprintln!("skipped: ../shared/corpus not found");
+        return None;
+    };
+    let cut = cl
+        .find("\nArtículo 19.-")
+        .expect("the Constitution has an article 19");
+    std::fs::write(
+        dir.join("constitucion-politica-de-la-republica-de-chile.md"),
+        &cl[..cut],
+    )
+    .expect("write");
+    let keep = lgpd_articles_1_to_7(&br);
+    std::fs::write(dir.join("lei_13709_20180814.csv"), keep).expect("write");
+    Some(())
+}
+
+/// The CSV's header and the rows of articles 1–7.
+fn lgpd_articles_1_to_7(csv: &str) -> String {
+    let mut lines = csv.lines();
+    let mut out = vec![lines.next().unwrap_or("").to_string()];
+    for line in lines {
+        let early = (1..=7).any(|n| {
+            line.contains(&format!("!art{n}_")) || line.trim_end().ends_with(&format!("!art{n}"))
+        });
+        if early {
+            out.push(line.to_string());
+        }
+    }
+    out.join("\n")
+}
+
+fn servers() -> Option<&'static Servers> {
+    static SERVERS: OnceLock<Option<Servers>> = OnceLock::new();
+    SERVERS
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async move {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let docs = dir.path().join("docs");
+                    std::fs::create_dir_all(&docs).expect("mkdir");
+                    if excerpts(&docs).is_none() {
+                        let _ = tx.send(None);
+                        return;
+                    }
+                    let models = root().join("models");
+                    let embedder: Arc<dyn Embedder> = Arc::new(
+                        TextEmbedder::e5_small(&models.join("e5-small"))
+                            .expect("e5-small (scripts/setup-models.sh)"),
+                    );
+                    let data = dir.path().join("data");
+                    let store = EdgeStore::open(&Engine::vectors_dir(&data), embedder.dimension())
+                        .expect("vector store");
+                    let engine = Engine::open(&data)
+                        .await
+                        .expect("engine")
+                        .with_dense(Dense {
+                            embedder,
+                            store: Arc::new(store),
+                        });
+                    let report = engine
+                        .ingest(&[docs], &IngestDefaults::default(), &mut NoProgress)
+                        .await
+                        .expect("ingest");
+                    assert_eq!(report.summary.failures, 0, "{:?}", report.failed);
+                    let engine = Arc::new(engine);
+                    let qwen = models.join("qwen2.5-0.5b");
+                    let generator = LocalGenerator::from_gguf(
+                        &qwen.join("model.gguf"),
+                        Some(&qwen.join("tokenizer.json")),
+                    )
+                    .expect("Qwen2.5 0.5B (scripts/setup-models.sh)");
+                    let extractive = start(
+                        engine.clone(),
+                        Writer::Extractive,
+                        Config {
+                            admin_token: Some(ADMIN.into()),
+                            ..Config::default()
+                        },
+                    )
+                    .await;
+                    let model = start(
+                        engine,
+                        Writer::Model(Arc::new(generator)),
+                        Config {
+                            generation_workers: 1,
+                            queue_capacity: 0,
+                            retry_after: 7,
+                            // Short prompts: prefill runs ~35 tokens/s on two cores.
+                            ask: AskOptions {
+                                sources: 2,
+                                source_chars: 300,
+                                max_tokens: 40,
+                                ..AskOptions::default()
+                            },
+                            ..Config::default()
+                        },
+                    )
+                    .await;
+                    let _ = tx.send(Some(Servers { extractive, model }));
+                    let _keep = dir;
+                    std::future::pending::<()>().await;
+                });
+            });
+            rx.recv().expect("server thread")
+        })
+        .as_ref()
+}
+
+async fn start(engine: Arc<Engine>, writer: Writer, config: Config) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let state = Arc::new(AppState::new(engine, writer, config));
+    tokio::spawn(cabildo_server::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    format!("http://{addr}")
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(300)))
+        .build()
+        .into()
+}
+
+/// POSTs JSON; returns status, content type and body.
+fn post(url: &str, body: &Value, headers: &[(&str, &str)]) -> (u16, String, String) {
+    let mut req = agent().post(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut r = req.send_json(body).expect("request");
+    read(&mut r)
+}
+
+fn read(r: &mut ureq::http::Response<ureq::Body>) -> (u16, String, String) {
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = r.body_mut().read_to_string().unwrap_or_default();
+    (r.status().as_u16(), ct, body)
+}
+
+fn get(url: &str) -> (u16, String, String) {
+    let mut r = agent().get(url).call().expect("request");
+    read(&mut r)
+}
+
+fn json_of(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// Server-sent events as (event name, data) pairs.
+fn events(body: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut name = String::from("message");
+    for line in body.lines() {
+        if let Some(n) = line.strip_prefix("event:") {
+            name = n.trim().to_string();
+        } else if let Some(d) = line.strip_prefix("data:") {
+            out.push((name.clone(), d.trim_start().to_string()));
+            name = "message".into();
+        }
+    }
+    out
+}
+
+#[test]
+fn spanish_question_cites_constitution_article_13() {
+    let Some(s) = servers() else { return };
+    let (status, ct, body) = post(
+        &format!("{}/v1/ask", s.extractive),
+        &json!({"question": "¿Desde qué edad se puede votar en Chile?"}),
+        &[],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(ct.starts_with("application/json"));
+    let a = json_of(&body);
+    assert_eq!(a["abstained"], false, "{a}");
+    assert_eq!(a["language"], "es");
+    let cited = a["citations"].as_array().expect("citations");
+    let first = cited
+        .iter()
+        .find(|c| c["label"].as_str().unwrap_or("").ends_with("Artículo 13"))
+        .unwrap_or_else(|| panic!("article 13 cited: {a:#}"));
+    assert!(first["quote"]
+        .as_str()
+        .unwrap_or("")
+        .contains("dieciocho años"));
+    assert!(
+        first["url"].as_str().unwrap_or("").contains("bcn.cl"),
+        "{first}"
+    );
+    assert!(a["answer"].as_str().unwrap_or("").contains("[1]"));
+}
+
+#[test]
+fn portuguese_question_cites_lgpd_article_5_item_vi() {
+    let Some(s) = servers() else { return };
+    let (status, _, body) = post(
+        &format!("{}/v1/ask", s.extractive),
+        &json!({"question": "O que é o controlador segundo a LGPD?"}),
+        &[],
+    );
+    assert_eq!(status, 200, "{body}");
+    let a = json_of(&body);
+    assert_eq!(a["language"], "pt");
+    let first = &a["citations"][0];
+    let label = first["label"].as_str().unwrap_or("");
+    assert!(
+        label.contains("Art. 5º") && label.ends_with("Inciso VI"),
+        "{a:#}"
+    );
+    assert!(first["quote"]
+        .as_str()
+        .unwrap_or("")
+        .contains("controlador: pessoa natural ou jurídica"));
+}
+
+#[test]
+fn absent_topics_abstain_in_the_askers_language() {
+    let Some(s) = servers() else { return };
+    for (q, opening) in [
+        ("¿Cuál es la receta del pisco sour?", "No encontré"),
+        ("Qual é a receita do pão de queijo?", "Não encontrei"),
+    ] {
+        let (status, _, body) = post(
+            &format!("{}/v1/ask", s.extractive),
+            &json!({"question": q}),
+            &[],
+        );
+        assert_eq!(status, 200, "{body}");
+        let a = json_of(&body);
+        assert_eq!(a["abstained"], true, "{q}: {a:#}");
+        assert!(
+            a["answer"].as_str().unwrap_or("").starts_with(opening),
+            "{a:#}"
+        );
+        assert!(
+            !a["citations"].as_array().expect("citations").is_empty(),
+            "closest passages listed"
+        );
+    }
+}
+
+#[test]
+fn model_answer_streams_checked_tokens_then_citations_then_done() {
+    let Some(s) = servers() else { return };
+    let _turn = MODEL_TURN.lock().unwrap_or_else(|p| p.into_inner());
+    let (status, ct, body) = post(
+        &format!("{}/v1/ask", s.model),
+        &json!({"question": "¿Desde qué edad se puede votar en Chile?", "register": "tu"}),
+        &[("Accept", "text/event-stream")],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(ct.starts_with("text/event-stream"), "{ct}");
+    let ev = events(&body);
+    let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+    let first_other = names
+        .iter()
+        .position(|n| *n != "token")
+        .expect("more than tokens");
+    assert!(first_other > 0, "tokens come first: {names:?}");
+    assert_eq!(&names[first_other..], ["citations", "done"], "{names:?}");
+    let streamed: String = ev[..first_other]
+        .iter()
+        .map(|(_, d)| json_of(d)["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    let cited = json_of(&ev[first_other].1);
+    // What was streamed is exactly the checked answer: nothing unchecked reached the client.
+    assert_eq!(
+        streamed,
+        cited["answer"].as_str().unwrap_or(""),
+        "{cited:#}"
+    );
+    let labels: Vec<&str> = cited["citations"]
+        .as_array()
+        .expect("citations")
+        .iter()
+        .filter_map(|c| c["label"].as_str())
+        .collect();
+    assert!(
+        labels.iter().any(|l| l.ends_with("Artículo 13")),
+        "{cited:#}"
+    );
+    let done = json_of(&ev[first_other + 1].1);
+    assert!(
+        done["model"]
+            .as_str()
+            .unwrap_or("")
+            .to_lowercase()
+            .contains("qwen"),
+        "{done}"
+    );
+    assert!(
+        done["timings"]["prompt_tokens"].as_u64().unwrap_or(0) > 0,
+        "{done}"
+    );
+}
+
+#[test]
+fn a_full_queue_answers_503_with_retry_after() {
+    let Some(s) = servers() else { return };
+    let _turn = MODEL_TURN.lock().unwrap_or_else(|p| p.into_inner());
+    let url = format!("{}/v1/ask", s.model);
+    let busy = std::thread::spawn({
+        let url = url.clone();
+        move || {
+            post(
+                &url,
+                &json!({"question": "¿Quiénes son ciudadanos en Chile?"}),
+                &[],
+            )
+        }
+    });
+    // The first answer takes seconds on the CPU; give it time to take the only slot.
+    let mut refused = None;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(250));
+        let mut r = agent()
+            .post(&url)
+            .header("Accept-Language", "en")
+            .send_json(json!({"question": "¿Qué es la nacionalidad chilena?"}))
+            .expect("request");
+        if r.status().as_u16() == 503 {
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(String::from);
+            refused = Some((retry, read(&mut r)));
+            break;
+        }
+    }
+    let (retry, (_, ct, body)) = refused.expect("a second answer while the first runs is refused");
+    assert_eq!(retry.as_deref(), Some("7"));
+    assert_eq!(ct, "application/problem+json");
+    assert!(
+        json_of(&body)["title"]
+            .as_str()
+            .unwrap_or("")
+            .contains("busy"),
+        "{body}"
+    );
+    assert_eq!(busy.join().expect("first answer").0, 200);
+}
+
+#[test]
+fn openai_style_client_gets_an_answer_with_citations() {
+    let Some(s) = servers() else { return };
+    let url = format!("{}/v1/chat/completions", s.extractive);
+    let request = json!({
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "¿Desde qué edad se puede votar en Chile?"}
+        ],
+        "temperature": 0.2, "n": 1, "user": "portal-session-1"
+    });
+    let (status, _, body) = post(&url, &request, &[("Authorization", "Bearer sk-anything")]);
+    assert_eq!(status, 200, "{body}");
+    let c = json_of(&body);
+    assert_eq!(c["object"], "chat.completion");
+    assert_eq!(c["choices"][0]["message"]["role"], "assistant");
+    assert!(c["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or("")
+        .contains("Artículo 13"));
+    assert!(c["citations"]
+        .as_array()
+        .expect("citations")
+        .iter()
+        .any(|c| c["label"].as_str().unwrap_or("").ends_with("Artículo 13")));
+
+    let mut streaming = request.clone();
+    streaming["stream"] = json!(true);
+    let (status, ct, body) = post(&url, &streaming, &[]);
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("text/event-stream"));
+    let chunks: Vec<String> = events(&body).into_iter().map(|(_, d)| d).collect();
+    assert_eq!(chunks.last().map(String::as_str), Some("[DONE]"));
+    let parsed: Vec<Value> = chunks[..chunks.len() - 1]
+        .iter()
+        .map(|d| json_of(d))
+        .collect();
+    assert!(parsed
+        .iter()
+        .all(|p| p["object"] == "chat.completion.chunk"));
+    let text: String = parsed
+        .iter()
+        .filter_map(|p| p["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert!(text.contains("Artículo 13"), "{text}");
+    let last = parsed.last().expect("a final chunk");
+    assert_eq!(last["choices"][0]["finish_reason"], "stop");
+    assert!(!last["citations"]
+        .as_array()
+        .expect("citations in the final chunk")
+        .is_empty());
+}
+
+#[test]
+fn openai_generator_reads_an_openai_compatible_stream() {
+    let Some(s) = servers() else { return };
+    // Cabildo's own endpoint is an OpenAI-compatible server: the remote generator must
+    // stream from it exactly as from vLLM or llama.cpp.
+    let g = OpenAiGenerator::new(
+        &format!("{}/v1", s.extractive),
+        Some("key".into()),
+        "cabildo",
+        8192,
+        Duration::from_secs(60),
+    );
+    let request = cabildo_core::GenerationRequest::greedy(
+        vec![cabildo_core::ChatMessage::new(
+            cabildo_core::Role::User,
+            "¿Desde qué edad se puede votar en Chile?",
+        )],
+        64,
+    );
+    let mut pieces = Vec::new();
+    let out = g
+        .generate(&request, &mut |t| {
+            pieces.push(t.to_string());
+            true
+        })
+        .expect("generation");
+    assert!(!pieces.is_empty());
+    assert_eq!(pieces.concat(), out.text);
+    assert!(out.text.contains("Artículo 13"), "{}", out.text);
+
+    let bad = OpenAiGenerator::new(
+        "http://127.0.0.1:9/v1",
+        None,
+        "m",
+        8192,
+        Duration::from_secs(5),
+    );
+    let err = bad
+        .generate(&request, &mut |_| true)
+        .expect_err("nothing listens there");
+    assert!(
+        err.to_string().contains("OpenAI-compatible server"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_requests_get_problem_json_in_the_callers_language() {
+    let Some(s) = servers() else { return };
+    let ask = format!("{}/v1/ask", s.extractive);
+    let raw = |body: &str, headers: &[(&str, &str)]| {
+        let mut req = agent()
+            .post(&ask)
+            .header("Content-Type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut r = req.send(body).expect("request");
+        read(&mut r)
+    };
+    let (status, ct, body) = raw("{\"question\": ", &[]);
+    assert_eq!(
+        (status, ct.as_str()),
+        (400, "application/problem+json"),
+        "{body}"
+    );
+    let p = json_of(&body);
+    assert_eq!(p["type"], "/problems/bad-request");
+    assert_eq!(p["title"], "La solicitud no es válida");
+    assert_eq!(p["status"], 400);
+
+    let (_, _, body) = raw("{\"question\": ", &[("Accept-Language", "pt-BR,pt;q=0.9")]);
+    assert_eq!(json_of(&body)["title"], "A requisição não é válida");
+
+    let big = json!({"question": "x".repeat(100 * 1024)}).to_string();
+    let (status, ct, _) = raw(&big, &[]);
+    assert_eq!((status, ct.as_str()), (413, "application/problem+json"));
+
+    let (status, _, body) = raw(
+        r#"{"question": "¿votar?", "filters": {"colour": "red"}}"#,
+        &[],
+    );
+    assert_eq!(status, 400);
+    assert!(
+        json_of(&body)["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("colour"),
+        "{body}"
+    );
+
+    let (status, _, body) = raw(
+        r#"{"question": "¿votar?", "filters": {"kind": ["novela"]}}"#,
+        &[],
+    );
+    assert_eq!(status, 400);
+    assert!(body.contains("novela"), "{body}");
+
+    // Clearance comes from identity, never from the request.
+    let (status, _, _) = raw(
+        r#"{"question": "¿votar?", "filters": {"max_access": "restricted"}}"#,
+        &[],
+    );
+    assert_eq!(status, 400);
+
+    let (status, _, _) = raw(r#"{"question": "   "}"#, &[]);
+    assert_eq!(status, 400);
+
+    let (status, ct, _) = get(&format!("{}/v1/nothing-here", s.extractive));
+    assert_eq!((status, ct.as_str()), (404, "application/problem+json"));
+    let (status, ct, _) = get(&ask);
+    assert_eq!((status, ct.as_str()), (405, "application/problem+json"));
+}
+
+#[test]
+fn search_returns_passages_with_labels_urls_and_snippets() {
+    let Some(s) = servers() else { return };
+    let (status, _, body) = post(
+        &format!("{}/v1/search", s.extractive),
+        &json!({"query": "derecho a sufragio", "k": 3, "filters": {"jurisdiction": ["CL"]}}),
+        &[],
+    );
+    assert_eq!(status, 200, "{body}");
+    let r = json_of(&body);
+    assert_eq!(r["method"], "hybrid");
+    let hits = r["hits"].as_array().expect("hits");
+    assert_eq!(hits.len(), 3);
+    for h in hits {
+        assert!(h["label"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Constitución Política"));
+        assert!(h["url"].as_str().is_some());
+        assert!(!h["snippet"].as_str().unwrap_or("").is_empty());
+    }
+    let (status, _, body) = post(
+        &format!("{}/v1/search", s.extractive),
+        &json!({"query": "datos", "filters": {"jurisdiction": ["BR"]}, "k": 5}),
+        &[],
+    );
+    assert_eq!(status, 200);
+    assert!(
+        json_of(&body)["hits"]
+            .as_array()
+            .expect("hits")
+            .iter()
+            .all(|h| h["norm_id"].as_str().unwrap_or("").contains(":br:")),
+        "{body}"
+    );
+}
+
+#[test]
+fn health_readiness_metrics_and_openapi() {
+    let Some(s) = servers() else { return };
+    assert_eq!(get(&format!("{}/healthz", s.extractive)).0, 200);
+    let (status, _, body) = get(&format!("{}/readyz", s.extractive));
+    assert_eq!(status, 200);
+    let r = json_of(&body);
+    assert_eq!(r["status"], "ready");
+    assert!(r["passages"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(r["embedder"], "e5-small");
+    post(
+        &format!("{}/v1/search", s.extractive),
+        &json!({"query": "nacionalidad"}),
+        &[],
+    );
+    let (status, ct, metrics) = get(&format!("{}/metrics", s.extractive));
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("application/openmetrics-text"));
+    assert!(
+        metrics.contains(
+            r#"cabildo_http_requests_total{route="/v1/search",method="POST",status="200"}"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("cabildo_retrieval_duration_seconds_count"));
+    assert!(metrics.contains("cabildo_generation_queue_depth"));
+    let (status, _, doc) = get(&format!("{}/openapi.json", s.extractive));
+    assert_eq!(status, 200);
+    let doc = json_of(&doc);
+    for path in [
+        "/v1/search",
+        "/v1/ask",
+        "/v1/chat/completions",
+        "/v1/documents",
+        "/v1/norms/{id}",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} documented");
+    }
+    let (status, ct, page) = get(&format!("{}/docs", s.extractive));
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("text/html") && page.contains("/openapi.json"));
+}
+
+#[test]
+fn documents_upload_becomes_a_job_then_a_norm_that_can_be_deleted() {
+    let Some(s) = servers() else { return };
+    let upload = |token: Option<&str>| {
+        let boundary = "cabildo-test-boundary";
+        let file = "# Reglamento de prueba del Cabildo\n\nArtículo 1.- Las bibliotecas municipales abrirán los domingos de diez a catorce horas.\n";
+        let body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"jurisdiction\"\r\n\r\nCL\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"../../reglamento-bibliotecas.md\"\r\nContent-Type: text/markdown\r\n\r\n{file}\r\n\
+             --{boundary}--\r\n"
+        );
+        let mut req = agent()
+            .post(format!("{}/v1/documents", s.extractive))
+            .header(
+                "Content-Type",
+                format!("multipart/form-data; boundary={boundary}"),
+            );
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let mut r = req.send(body.as_bytes()).expect("request");
+        read(&mut r)
+    };
+    assert_eq!(upload(None).0, 401);
+    assert_eq!(upload(Some("wrong")).0, 401);
+    let (status, _, body) = upload(Some(ADMIN));
+    assert_eq!(status, 202, "{body}");
+    let accepted = json_of(&body);
+    assert_eq!(
+        accepted["files"],
+        json!(["reglamento-bibliotecas.md"]),
+        "path parts stripped"
+    );
+    let job_url = format!("{}/v1/jobs/{}", s.extractive, accepted["job_id"]);
+    let mut job = Value::Null;
+    for _ in 0..240 {
+        let mut r = agent()
+            .get(&job_url)
+            .header("Authorization", format!("Bearer {ADMIN}"))
+            .call()
+            .expect("request");
+        job = json_of(&read(&mut r).2);
+        if job["status"] != "running" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(job["status"], "done", "{job:#}");
+    assert_eq!(job["norms"], 1);
+
+    let (_, _, list) = get(&format!("{}/v1/norms?jurisdiction=CL", s.extractive));
+    let list = json_of(&list);
+    let norm = list["norms"]
+        .as_array()
+        .expect("norms")
+        .iter()
+        .find(|n| {
+            n["id"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("reglamento-bibliotecas")
+        })
+        .unwrap_or_else(|| panic!("uploaded norm listed: {list:#}"))
+        .clone();
+    let id = norm["id"].as_str().expect("id").to_string();
+    assert!(
+        list.to_string().find("source_path").is_none(),
+        "no server paths leak"
+    );
+    let norm_url = format!("{}/v1/norms/{}", s.extractive, id);
+    let (status, _, detail) = get(&norm_url);
+    assert_eq!(status, 200, "{detail}");
+    assert!(json_of(&detail)["passages"][0]["text"]
+        .as_str()
+        .unwrap_or("")
+        .contains("domingos"));
+
+    let delete = |token: &str| {
+        let r = agent()
+            .delete(&norm_url)
+            .header("Authorization", format!("Bearer {token}"))
+            .call()
+            .expect("request");
+        r.status().as_u16()
+    };
+    assert_eq!(delete("wrong"), 401);
+    assert_eq!(delete(ADMIN), 204);
+    assert_eq!(get(&norm_url).0, 404);
+    assert_eq!(delete(ADMIN), 404);
+    let (_, _, body) = post(
+        &format!("{}/v1/search", s.extractive),
+        &json!({"query": "bibliotecas municipales domingos", "method": "lexical"}),
+        &[],
+    );
+    assert!(!body.contains(&id), "deleted norm still found: {body}");
+}
+
+#[test]
+fn checked_in_openapi_document_is_current() {
+    let path = root().join("docs/openapi.json");
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    let generated = cabildo_server::openapi::json();
+    if checked_in.trim() != generated.trim() {
+        panic!(
+            "{} is stale: regenerate it with `cabildo openapi > docs/openapi.json`",
+            path.display()
+        );
+    }
+}
