@@ -1,6 +1,7 @@
 //! `cabildo`: ingest official documents, search them, evaluate retrieval.
 
 mod answer;
+mod bench_http;
 mod commands;
 mod output;
 mod retrieval;
@@ -162,6 +163,9 @@ enum BenchCommand {
     /// Hybrid search latency and the vector index's recall, over a set's corpus repeated to
     /// each size (passage vectors cached like `cabildo eval`'s).
     Search(commands::SearchBench),
+    /// Load on a running server: /v1/search throughput and latency under concurrent
+    /// clients, or /v1/ask time to first text and tokens/s.
+    Http(bench_http::HttpBench),
     /// Generation speed on a RAG-style prompt built from a set's passages.
     Generate {
         /// Set folder (its corpus.jsonl and queries.jsonl make the prompt).
@@ -344,6 +348,9 @@ async fn main() -> Result<()> {
         Command::Bench {
             command: BenchCommand::Embed { set, limit, json },
         } => commands::bench_embed(&cli.models, &set, limit, json)?,
+        Command::Bench {
+            command: BenchCommand::Http(args),
+        } => bench_http::bench_http(&args)?,
         Command::Bench {
             command: BenchCommand::Search(args),
         } => commands::bench_search(&cli.models, &cli.dense.embedder, &args).await?,
