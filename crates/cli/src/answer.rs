@@ -229,11 +229,12 @@ pub async fn ask(engine: &Engine, models: &Path, args: &AskArgs) -> Result<()> {
         println!("    «{}»", c.quote);
     }
     eprintln!(
-        "({}; retrieval {:.0} ms, writing {:.0} ms; {} sentences kept, {} dropped{})",
+        "({}; retrieval {:.0} ms, writing {:.0} ms; {} sentences kept ({} with a citation the check added), {} dropped{})",
         answer.model,
         answer.timings.retrieval_ms,
         answer.timings.generation_ms,
         answer.checks.kept,
+        answer.checks.repaired,
         answer.checks.dropped,
         if answer.checks.fallback {
             ", answered from quotes"

@@ -3,7 +3,7 @@
 //! generation rate, read from the server-sent events. Questions come from an eval set.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -22,6 +22,9 @@ pub struct HttpBench {
     /// Concurrent clients, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
     clients: Vec<usize>,
+    /// Search method (lexical, dense, hybrid); the server's default when absent.
+    #[arg(long)]
+    method: Option<String>,
     /// Requests per run (spread over the clients).
     #[arg(long, default_value_t = 400)]
     requests: usize,
@@ -38,10 +41,15 @@ struct Sample {
     ok: bool,
     total_ms: f64,
     first_text_ms: Option<f64>,
+    /// The model's own time to its first token (prefill), from the answer's timings.
+    first_token_ms: Option<f64>,
+    /// Generated tokens per second after the first (decode).
     tokens_per_s: Option<f64>,
+    /// Whether the generated sentences failed the check and quotes were returned.
+    fallback: bool,
 }
 
-fn questions(set: &PathBuf) -> Result<Vec<String>> {
+fn questions(set: &Path) -> Result<Vec<String>> {
     let path = set.join("queries.jsonl");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -56,19 +64,30 @@ fn questions(set: &PathBuf) -> Result<Vec<String>> {
     Ok(qs)
 }
 
-fn request(agent: &ureq::Agent, base: &str, endpoint: &str, question: &str) -> Sample {
+fn request(
+    agent: &ureq::Agent,
+    base: &str,
+    endpoint: &str,
+    method: Option<&str>,
+    question: &str,
+) -> Sample {
     let started = Instant::now();
     let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
     let failed = |started| Sample {
         ok: false,
         total_ms: ms(started),
         first_text_ms: None,
+        first_token_ms: None,
         tokens_per_s: None,
+        fallback: false,
     };
     if endpoint == "search" {
         let Ok(mut r) = agent
             .post(format!("{base}/v1/search"))
-            .send_json(json!({ "query": question }))
+            .send_json(match method {
+                Some(m) => json!({ "query": question, "method": m }),
+                None => json!({ "query": question }),
+            })
         else {
             return failed(started);
         };
@@ -77,7 +96,9 @@ fn request(agent: &ureq::Agent, base: &str, endpoint: &str, question: &str) -> S
             ok,
             total_ms: ms(started),
             first_text_ms: None,
+            first_token_ms: None,
             tokens_per_s: None,
+            fallback: false,
         };
     }
     let Ok(mut r) = agent
@@ -92,20 +113,33 @@ fn request(agent: &ureq::Agent, base: &str, endpoint: &str, question: &str) -> S
     }
     let mut first = None;
     let mut rate = None;
+    let mut first_token = None;
+    let mut fallback = false;
     let mut event = String::new();
     for line in BufReader::new(r.body_mut().as_reader()).lines() {
-        let Ok(line) = line else { return failed(started) };
+        let Ok(line) = line else {
+            return failed(started);
+        };
         if let Some(name) = line.strip_prefix("event:") {
             event = name.trim().to_string();
         } else if let Some(data) = line.strip_prefix("data:") {
             if event == "token" && first.is_none() {
                 first = Some(ms(started));
             }
+            if event == "citations" {
+                let c: Value = serde_json::from_str(data.trim()).unwrap_or_default();
+                fallback = c["checks"]["fallback"].as_bool().unwrap_or(false);
+            }
             if event == "done" {
                 let d: Value = serde_json::from_str(data.trim()).unwrap_or_default();
-                let tokens = d["timings"]["completion_tokens"].as_f64().unwrap_or(0.0);
-                let secs = d["timings"]["generation_ms"].as_f64().unwrap_or(0.0) / 1000.0;
-                rate = (tokens > 0.0 && secs > 0.0).then(|| tokens / secs);
+                let t = &d["timings"];
+                let tokens = t["completion_tokens"].as_f64().unwrap_or(0.0);
+                let decode = t["decode_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+                rate = (tokens > 1.0 && decode > 0.0).then(|| (tokens - 1.0) / decode);
+                first_token = t["prompt_ms"]
+                    .as_f64()
+                    .filter(|&ms| ms > 0.0)
+                    .map(|ms| ms + t["retrieval_ms"].as_f64().unwrap_or(0.0));
             }
         }
     }
@@ -113,7 +147,9 @@ fn request(agent: &ureq::Agent, base: &str, endpoint: &str, question: &str) -> S
         ok: true,
         total_ms: ms(started),
         first_text_ms: first,
+        first_token_ms: first_token,
         tokens_per_s: rate,
+        fallback,
     }
 }
 
@@ -160,9 +196,12 @@ pub fn bench_http(args: &HttpBench) -> Result<()> {
                 .map(|c| {
                     let (agent, qs) = (&agent, &qs);
                     let endpoint = args.endpoint.as_str();
+                    let method = args.method.as_deref();
                     scope.spawn(move || {
                         (0..per_client)
-                            .map(|i| request(agent, base, endpoint, &qs[(c * 31 + i) % qs.len()]))
+                            .map(|i| {
+                                request(agent, base, endpoint, method, &qs[(c * 31 + i) % qs.len()])
+                            })
                             .collect::<Vec<_>>()
                     })
                 })
@@ -173,13 +212,20 @@ pub fn bench_http(args: &HttpBench) -> Result<()> {
                 .collect()
         });
         let wall = started.elapsed().as_secs_f64();
-        let mut ok: Vec<f64> = samples.iter().filter(|s| s.ok).map(|s| s.total_ms).collect();
+        let mut ok: Vec<f64> = samples
+            .iter()
+            .filter(|s| s.ok)
+            .map(|s| s.total_ms)
+            .collect();
         ok.sort_by(f64::total_cmp);
         let mut first: Vec<f64> = samples.iter().filter_map(|s| s.first_text_ms).collect();
         first.sort_by(f64::total_cmp);
         let rates: Vec<f64> = samples.iter().filter_map(|s| s.tokens_per_s).collect();
+        let mut first_token: Vec<f64> = samples.iter().filter_map(|s| s.first_token_ms).collect();
+        first_token.sort_by(f64::total_cmp);
         let report = json!({
             "endpoint": args.endpoint,
+            "method": args.method,
             "clients": n,
             "requests": samples.len(),
             "errors": samples.len() - ok.len(),
@@ -187,7 +233,9 @@ pub fn bench_http(args: &HttpBench) -> Result<()> {
             "p50_ms": percentile(&ok, 0.5),
             "p99_ms": percentile(&ok, 0.99),
             "first_text_p50_ms": (!first.is_empty()).then(|| percentile(&first, 0.5)),
-            "tokens_per_s_mean": (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64),
+            "first_token_p50_ms": (!first_token.is_empty()).then(|| percentile(&first_token, 0.5)),
+            "fallbacks": samples.iter().filter(|s| s.fallback).count(),
+            "decode_tokens_per_s_mean": (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64),
             "server_peak_rss_mb": args.server_pid.and_then(peak_rss_mb),
         });
         if args.json {

@@ -33,7 +33,8 @@ use cabildo_engine::answer::{AskOptions, Writer};
 use cabildo_engine::Engine;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 pub use metrics::Metrics;
 pub use problem::{Kind, Lang, Problem};
@@ -151,7 +152,9 @@ pub fn router(state: Arc<AppState>) -> Router {
                         .unwrap_or("");
                     // The path only: query strings and bodies may carry personal data.
                     tracing::info_span!("request", id, method = %req.method(), path = req.uri().path())
-                }),
+                })
+                // One line per request at the default level: status and latency.
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
             )
             .layer(PropagateRequestIdLayer::new(request_id))
             .layer(HandleErrorLayer::new(timed_out))

@@ -12,6 +12,10 @@ use regex::Regex;
 /// Share of a sentence's content terms that must appear in the passages it cites.
 pub const MIN_OVERLAP: f32 = 0.5;
 
+/// Share of an uncited sentence's content terms that one source must hold for the check to
+/// add the citation itself (small models often state a passage's words and forget `[n]`).
+pub const MIN_REPAIR_OVERLAP: f32 = 0.7;
+
 /// `[1]`, `[1, 3]`, `[2][3]`.
 static MARKER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]").expect("valid regex"));
@@ -67,7 +71,8 @@ impl Checker {
             .into_iter()
             .collect();
         if claim.is_empty() {
-            return Verdict::Supported { cited };
+            // "[1]." or "Sí [1].": nothing the passage could support.
+            return Verdict::Unsupported { overlap: 0.0 };
         }
         let found = claim
             .iter()
@@ -80,6 +85,30 @@ impl Checker {
             Verdict::Unsupported { overlap }
         }
     }
+}
+
+impl Checker {
+    /// The source an uncited sentence restates: the one holding the largest share (at
+    /// least [`MIN_REPAIR_OVERLAP`]) of its content terms, if it has three or more.
+    pub fn attribute(&self, sentence: &str) -> Option<usize> {
+        let claim: HashSet<String> = analyze(self.language, sentence).into_iter().collect();
+        if claim.len() < 3 {
+            return None;
+        }
+        let (n, found) = self
+            .terms
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i + 1, claim.iter().filter(|c| t.contains(*c)).count()))
+            .max_by_key(|&(_, found)| found)?;
+        (found as f32 / claim.len() as f32 >= MIN_REPAIR_OVERLAP).then_some(n)
+    }
+}
+
+/// `sentence` with `[n]` added after its last word and punctuation.
+pub fn with_citation(sentence: &str, n: usize) -> String {
+    let body = sentence.trim_end();
+    format!("{body} [{n}]{}", &sentence[body.len()..])
 }
 
 /// The source numbers a sentence cites, in order, without repeats.
@@ -242,6 +271,49 @@ mod tests {
         assert_eq!(
             out,
             vec!["Según el art. 13 de la Ley N° 19.628, sí [1]. ".to_string()]
+        );
+    }
+
+    fn hit(text: &str) -> SearchHit {
+        let passage: cabildo_core::Passage = serde_json::from_value(serde_json::json!({
+            "id": "n/1", "norm_id": "n", "ordinal": 0, "norm_title": "Lei", "breadcrumb": [],
+            "provision": "Art. 5º, VI", "label": "Lei, Art. 5º, VI", "url": null, "anchor": null,
+            "text": text, "span": null, "page": null,
+            "jurisdiction": {"country": "BR", "subdivision": null}, "kind": "ley",
+            "language": "pt", "access": "public", "tenant": null,
+            "valid_from": null, "valid_to": null
+        }))
+        .expect("a passage");
+        SearchHit {
+            rank: 1,
+            score: 1.0,
+            passage,
+            snippet: String::new(),
+            highlights: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn checks_citations_support_and_repairs_forgotten_markers() {
+        let sources = [hit("VI – controlador: pessoa natural ou jurídica, de direito público ou privado, a quem competem as decisões referentes ao tratamento de dados pessoais;")];
+        let c = Checker::new(&sources, Language::Pt);
+        let supported = "O controlador é a pessoa natural ou jurídica a quem competem as decisões sobre o tratamento [1].";
+        assert_eq!(c.check(supported), Verdict::Supported { cited: vec![1] });
+        assert_eq!(
+            c.check("O controlador é pessoa jurídica [2]."),
+            Verdict::UnknownSource(2)
+        );
+        assert!(matches!(
+            c.check("A multa máxima é de cinquenta milhões de reais por infração [1]."),
+            Verdict::Unsupported { .. }
+        ));
+        let forgot = "O controlador é a pessoa natural ou jurídica a quem competem as decisões referentes ao tratamento de dados pessoais. ";
+        assert_eq!(c.check(forgot), Verdict::Uncited);
+        assert_eq!(c.attribute(forgot), Some(1));
+        assert_eq!(with_citation(forgot, 1), "O controlador é a pessoa natural ou jurídica a quem competem as decisões referentes ao tratamento de dados pessoais. [1] ");
+        assert_eq!(
+            c.attribute("A multa máxima é de cinquenta milhões de reais."),
+            None
         );
     }
 

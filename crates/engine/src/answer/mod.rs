@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::retrieve::{HybridParams, Method};
 use crate::{Engine, Result};
-use check::{best_quote, Checker, SentenceSplitter, Verdict};
+use check::{best_quote, with_citation, Checker, SentenceSplitter, Verdict};
 pub use prompt::Register;
 
 /// A question and who asks it.
@@ -149,6 +149,9 @@ pub struct CheckReport {
     pub kept: usize,
     /// Generated sentences dropped (uncited, unknown source, unsupported).
     pub dropped: usize,
+    /// Uncited sentences kept because one source holds most of their words: the check
+    /// added that source's number.
+    pub repaired: usize,
     /// Whether the answer was replaced by an extractive one.
     pub fallback: bool,
 }
@@ -163,6 +166,10 @@ pub struct Timings {
     pub first_text_ms: Option<f64>,
     /// Writing (prompt processing and generation) and checking.
     pub generation_ms: f64,
+    /// The model reading the prompt (prefill), until its first token.
+    pub prompt_ms: f64,
+    /// The model generating, after its first token.
+    pub decode_ms: f64,
     /// Tokens in the prompt.
     pub prompt_tokens: usize,
     /// Tokens generated.
@@ -305,31 +312,12 @@ pub fn compose(
             let checker = Checker::new(&sources.hits, sources.language);
             let mut splitter = SentenceSplitter::default();
             let mut cancelled = false;
-            let mut release =
-                |sentence: String, answer: &mut Answer, cited: &mut Vec<usize>| match checker
-                    .check(&sentence)
-                {
-                    Verdict::Supported { cited: numbers } => {
-                        let text = if answer.answer.is_empty() {
-                            sentence.trim_start().to_string()
-                        } else {
-                            sentence
-                        };
-                        answer.checks.kept += 1;
-                        answer.answer.push_str(&text);
-                        for n in numbers {
-                            if !cited.contains(&n) {
-                                cited.push(n);
-                            }
-                        }
-                        emit(&text, &mut first_text)
-                    }
-                    verdict => {
-                        tracing::debug!(?verdict, sentence = sentence.trim(), "sentence dropped");
-                        answer.checks.dropped += 1;
-                        true
-                    }
-                };
+            let mut release = |sentence: String, answer: &mut Answer, cited: &mut Vec<usize>| {
+                match check_sentence(&checker, sentence, answer, cited) {
+                    Some(text) => emit(&text, &mut first_text),
+                    None => true,
+                }
+            };
             let request = GenerationRequest {
                 messages: prompt::messages(
                     sources.language,
@@ -356,6 +344,8 @@ pub fn compose(
                 Ok(g) => {
                     answer.finish = Some(g.finish);
                     answer.timings.prompt_tokens = g.prompt_tokens;
+                    answer.timings.prompt_ms = g.prompt_seconds * 1000.0;
+                    answer.timings.decode_ms = g.decode_seconds * 1000.0;
                     answer.timings.completion_tokens = g.completion_tokens;
                     if let Some(rest) = splitter.finish() {
                         release(rest, &mut answer, &mut cited);
@@ -382,6 +372,42 @@ pub fn compose(
     answer.timings.first_text_ms = first_text;
     answer.timings.generation_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok(answer)
+}
+
+/// Checks a generated sentence; a supported one (or an uncited one the check can attribute)
+/// is appended to the answer and returned for release, anything else is counted as dropped.
+fn check_sentence(
+    checker: &Checker,
+    sentence: String,
+    answer: &mut Answer,
+    cited: &mut Vec<usize>,
+) -> Option<String> {
+    let (sentence, numbers) = match checker.check(&sentence) {
+        Verdict::Supported { cited } => (sentence, cited),
+        Verdict::Uncited if checker.attribute(&sentence).is_some() => {
+            let n = checker.attribute(&sentence)?;
+            answer.checks.repaired += 1;
+            (with_citation(&sentence, n), vec![n])
+        }
+        verdict => {
+            tracing::debug!(?verdict, sentence = sentence.trim(), "sentence dropped");
+            answer.checks.dropped += 1;
+            return None;
+        }
+    };
+    let text = if answer.answer.is_empty() {
+        sentence.trim_start().to_string()
+    } else {
+        sentence
+    };
+    answer.checks.kept += 1;
+    answer.answer.push_str(&text);
+    for n in numbers {
+        if !cited.contains(&n) {
+            cited.push(n);
+        }
+    }
+    Some(text)
 }
 
 /// The extractive answer: for each of the top three relevant passages, its label and its
