@@ -207,13 +207,19 @@ pub async fn ask(engine: &Engine, models: &Path, args: &AskArgs) -> Result<()> {
     let json = args.json;
     let answer = tokio::task::spawn_blocking(move || {
         let mut out = std::io::stdout();
-        compose(&sources, &writer, &options, &mut |text| {
-            if !json {
-                let _ = write!(out, "{text}");
-                let _ = out.flush();
-            }
-            true
-        })
+        compose(
+            &sources,
+            &writer,
+            &options,
+            &mut |text| {
+                if !json {
+                    let _ = write!(out, "{text}");
+                    let _ = out.flush();
+                }
+                true
+            },
+            &|| true,
+        )
     })
     .await??;
     if json {

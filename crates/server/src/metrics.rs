@@ -49,6 +49,8 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     /// Answers refused because the queue was full.
     pub rejected: Counter,
+    /// Generations stopped because the client went away.
+    pub cancelled: Counter,
 }
 
 impl Default for Metrics {
@@ -60,6 +62,7 @@ impl Default for Metrics {
         let tokens = Counter::default();
         let queue_depth = Gauge::default();
         let rejected = Counter::default();
+        let cancelled = Counter::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -90,6 +93,11 @@ impl Default for Metrics {
             "Answers refused with 503 because the queue was full",
             rejected.clone(),
         );
+        registry.register(
+            "generation_cancelled",
+            "Generations stopped because the client went away",
+            cancelled.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -98,6 +106,7 @@ impl Default for Metrics {
             tokens,
             queue_depth,
             rejected,
+            cancelled,
         }
     }
 }

@@ -401,6 +401,38 @@ fn a_full_queue_answers_503_with_retry_after() {
 }
 
 #[test]
+fn a_client_that_leaves_stops_its_generation() {
+    let Some(s) = servers() else { return };
+    let _turn = MODEL_TURN.lock().unwrap_or_else(|p| p.into_inner());
+    let cancelled = || {
+        let (_, _, m) = get(&format!("{}/metrics", s.model));
+        m.lines()
+            .find(|l| l.starts_with("cabildo_generation_cancelled_total"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = cancelled();
+    // Leave one second in, during the prompt's prefill.
+    let impatient: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(1)))
+        .build()
+        .into();
+    let _ = impatient
+        .post(format!("{}/v1/ask", s.model))
+        .header("Accept", "text/event-stream")
+        .send_json(json!({"question": "¿Quiénes son ciudadanos chilenos?"}))
+        .and_then(|mut r| r.body_mut().read_to_string());
+    for _ in 0..240 {
+        if cancelled() > before {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("the generation of a client that left was not stopped");
+}
+
+#[test]
 fn openai_style_client_gets_an_answer_with_citations() {
     let Some(s) = servers() else { return };
     let url = format!("{}/v1/chat/completions", s.extractive);

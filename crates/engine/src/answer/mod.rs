@@ -60,7 +60,7 @@ pub struct AskOptions {
     /// counts as relevant (e5-small; calibrated in docs/evaluation.md).
     pub min_cosine: f32,
     /// Relevance: a passage holding at least this share of the question's content terms
-    /// (and at least two of them) counts as relevant.
+    /// (and at least two of them, or all of a one-term question) counts as relevant.
     pub min_coverage: f32,
 }
 
@@ -237,6 +237,7 @@ impl Engine {
         let relevant = !hits.is_empty()
             && (defines
                 || coverage.0 >= options.min_coverage && coverage.1 >= 2
+                || coverage.0 >= 1.0
                 || best_cosine.is_some_and(|c| c >= options.min_cosine));
         tracing::debug!(
             ?best_cosine,
@@ -271,12 +272,14 @@ impl Engine {
 
 /// Writes and checks the answer to `sources`. Blocking (it runs the generator): call it from
 /// a thread of its own. Checked text goes to `on_text` as each sentence passes; returning
-/// `false` from it cancels generation.
+/// `false` from it cancels generation, and so does `wanted` returning `false` (asked at
+/// every generated token: a client that left is noticed before the next sentence).
 pub fn compose(
     sources: &Sources,
     writer: &Writer,
     options: &AskOptions,
     on_text: &mut dyn FnMut(&str) -> bool,
+    wanted: &dyn Fn() -> bool,
 ) -> std::result::Result<Answer, ModelError> {
     let started = Instant::now();
     let mut first_text: Option<f64> = None;
@@ -338,7 +341,7 @@ pub fn compose(
                         cancelled = true;
                     }
                 }
-                !cancelled
+                !cancelled && wanted()
             });
             match generated {
                 Ok(g) => {
@@ -470,9 +473,19 @@ fn distinct(hits: Vec<SearchHit>, n: usize) -> Vec<SearchHit> {
     out
 }
 
+/// Question words of the three languages.
+const INTERROGATIVES: &str = "qué quién quiénes cuál cuáles cómo cuándo dónde cuánto cuánta \
+    cuántos cuántas quem quais qual como quando onde quanto quanta quantos quantas \
+    what who whom which how when where";
+
 /// The largest share of the question's content terms that one passage holds, and how many.
 fn best_coverage(question: &str, language: Language, hits: &[SearchHit]) -> (f32, usize) {
-    let wanted: HashSet<String> = analyze(language, question).into_iter().collect();
+    // Interrogatives are not what the question is about, and the stop-word lists keep some.
+    let asking: HashSet<String> = analyze(language, INTERROGATIVES).into_iter().collect();
+    let wanted: HashSet<String> = analyze(language, question)
+        .into_iter()
+        .filter(|t| !asking.contains(t))
+        .collect();
     if wanted.is_empty() {
         return (0.0, 0);
     }

@@ -70,7 +70,7 @@ pub async fn ask(
     }
     let (events, stream) = mpsc::channel::<Result<Event, Infallible>>(64);
     tokio::spawn(async move {
-        while let Some(piece) = pieces.recv().await {
+        while let Some(piece) = next_piece(&mut pieces, &events).await {
             let sent = match piece {
                 Piece::Text(text) => {
                     events
@@ -104,7 +104,7 @@ pub async fn ask(
         }
     });
     Ok(Sse::new(ReceiverStream::new(stream))
-        .keep_alive(KeepAlive::default())
+        .keep_alive(keep_alive())
         .into_response())
 }
 
@@ -189,7 +189,7 @@ pub async fn chat(
         if events.send(Ok(data(&first))).await.is_err() {
             return;
         }
-        while let Some(piece) = pieces.recv().await {
+        while let Some(piece) = next_piece(&mut pieces, &events).await {
             let sent = match piece {
                 Piece::Text(text) => {
                     events
@@ -223,7 +223,27 @@ pub async fn chat(
             }
         }
     });
-    Ok(Sse::new(ReceiverStream::new(stream)).into_response())
+    Ok(Sse::new(ReceiverStream::new(stream))
+        .keep_alive(keep_alive())
+        .into_response())
+}
+
+/// Comments every second keep proxies from timing out during prefill, and make a closed
+/// connection show up as a failed write within a second.
+fn keep_alive() -> KeepAlive {
+    KeepAlive::new().interval(std::time::Duration::from_secs(1))
+}
+
+/// The next piece of the answer, or `None` when it is complete or the client has gone (the
+/// event stream was dropped): returning drops `pieces`, which stops the writer.
+async fn next_piece(
+    pieces: &mut mpsc::Receiver<Piece>,
+    events: &mpsc::Sender<Result<Event, Infallible>>,
+) -> Option<Piece> {
+    tokio::select! {
+        piece = pieces.recv() => piece,
+        _ = events.closed() => None,
+    }
 }
 
 fn finish_reason(finish: Option<FinishReason>) -> &'static str {
@@ -293,14 +313,23 @@ async fn start(
     let state = state.clone();
     std::thread::spawn(move || {
         let _slot = running;
-        let result = compose(&sources, &writer, &options, &mut |text| {
-            tx.blocking_send(Piece::Text(text.to_string())).is_ok()
-        });
+        let result = compose(
+            &sources,
+            &writer,
+            &options,
+            &mut |text| tx.blocking_send(Piece::Text(text.to_string())).is_ok(),
+            &|| !tx.is_closed(),
+        );
         if let Ok(a) = &result {
-            state
-                .metrics
-                .tokens
-                .inc_by(a.timings.completion_tokens as u64);
+            let m = &state.metrics;
+            m.tokens.inc_by(a.timings.completion_tokens as u64);
+            if a.finish == Some(FinishReason::Cancelled) {
+                m.cancelled.inc();
+                tracing::info!(
+                    tokens = a.timings.completion_tokens,
+                    "client gone: generation stopped"
+                );
+            }
         }
         let _ = tx.blocking_send(Piece::Done(Box::new(result)));
     });
