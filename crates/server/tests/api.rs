@@ -24,6 +24,8 @@ static MODEL_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 struct Servers {
     extractive: String,
     model: String,
+    engine: Arc<Engine>,
+    runtime: tokio::runtime::Handle,
 }
 
 fn root() -> PathBuf {
@@ -126,7 +128,7 @@ fn servers() -> Option<&'static Servers> {
                     )
                     .await;
                     let model = start(
-                        engine,
+                        engine.clone(),
                         Writer::Model(Arc::new(generator)),
                         Config {
                             generation_workers: 1,
@@ -143,7 +145,12 @@ fn servers() -> Option<&'static Servers> {
                         },
                     )
                     .await;
-                    let _ = tx.send(Some(Servers { extractive, model }));
+                    let _ = tx.send(Some(Servers {
+                        extractive,
+                        model,
+                        engine,
+                        runtime: tokio::runtime::Handle::current(),
+                    }));
                     let _keep = dir;
                     std::future::pending::<()>().await;
                 });
@@ -398,6 +405,65 @@ fn a_full_queue_answers_503_with_retry_after() {
         "{body}"
     );
     assert_eq!(busy.join().expect("first answer").0, 200);
+}
+
+#[test]
+fn shutdown_finishes_the_answers_in_flight() {
+    let Some(s) = servers() else { return };
+    let _turn = MODEL_TURN.lock().unwrap_or_else(|p| p.into_inner());
+    let qwen = root().join("models/qwen2.5-0.5b");
+    let generator =
+        LocalGenerator::from_gguf(&qwen.join("model.gguf"), Some(&qwen.join("tokenizer.json")))
+            .expect("Qwen2.5 0.5B");
+    let config = Config {
+        ask: AskOptions {
+            sources: 2,
+            source_chars: 300,
+            max_tokens: 40,
+            ..AskOptions::default()
+        },
+        ..Config::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (url, served) = s.runtime.block_on(async {
+        let state = Arc::new(AppState::new(
+            s.engine.clone(),
+            Writer::Model(Arc::new(generator)),
+            config,
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let served = tokio::spawn(cabildo_server::serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        (url, served)
+    });
+    let in_flight = std::thread::spawn({
+        let url = url.clone();
+        move || {
+            post(
+                &format!("{url}/v1/ask"),
+                &json!({"question": "¿Desde qué edad se puede votar en Chile?"}),
+                &[("Accept", "text/event-stream")],
+            )
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    stop.send(()).expect("server running");
+    let (status, _, body) = in_flight.join().expect("the answer in flight");
+    assert_eq!(status, 200);
+    let names: Vec<String> = events(&body).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names.last().map(String::as_str), Some("done"), "{names:?}");
+    s.runtime
+        .block_on(served)
+        .expect("server task")
+        .expect("server stopped cleanly");
+    assert!(
+        agent().get(format!("{url}/healthz")).call().is_err(),
+        "no new connections after shutdown"
+    );
 }
 
 #[test]
