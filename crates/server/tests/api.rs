@@ -112,12 +112,7 @@ fn servers() -> Option<&'static Servers> {
                         .expect("ingest");
                     assert_eq!(report.summary.failures, 0, "{:?}", report.failed);
                     let engine = Arc::new(engine);
-                    let qwen = models.join("qwen2.5-0.5b");
-                    let generator = LocalGenerator::from_gguf(
-                        &qwen.join("model.gguf"),
-                        Some(&qwen.join("tokenizer.json")),
-                    )
-                    .expect("Qwen2.5 0.5B (scripts/setup-models.sh)");
+                    let generator = qwen();
                     let extractive = start(
                         engine.clone(),
                         Writer::Extractive,
@@ -134,13 +129,7 @@ fn servers() -> Option<&'static Servers> {
                             generation_workers: 1,
                             queue_capacity: 0,
                             retry_after: 7,
-                            // Short prompts: prefill runs ~35 tokens/s on two cores.
-                            ask: AskOptions {
-                                sources: 2,
-                                source_chars: 300,
-                                max_tokens: 40,
-                                ..AskOptions::default()
-                            },
+                            ask: short_answers(),
                             ..Config::default()
                         },
                     )
@@ -227,17 +216,39 @@ fn events(body: &str) -> Vec<(String, String)> {
     out
 }
 
-#[test]
-fn spanish_question_cites_constitution_article_13() {
-    let Some(s) = servers() else { return };
+/// Asks `question` as JSON and returns the answer, which must come with 200.
+fn ask(base: &str, question: &str) -> Value {
     let (status, ct, body) = post(
-        &format!("{}/v1/ask", s.extractive),
-        &json!({"question": "¿Desde qué edad se puede votar en Chile?"}),
+        &format!("{base}/v1/ask"),
+        &json!({ "question": question }),
         &[],
     );
     assert_eq!(status, 200, "{body}");
-    assert!(ct.starts_with("application/json"));
-    let a = json_of(&body);
+    assert!(ct.starts_with("application/json"), "{ct}");
+    json_of(&body)
+}
+
+/// The default local model.
+fn qwen() -> LocalGenerator {
+    let dir = root().join("models/qwen2.5-0.5b");
+    LocalGenerator::from_gguf(&dir.join("model.gguf"), Some(&dir.join("tokenizer.json")))
+        .expect("Qwen2.5 0.5B (scripts/setup-models.sh)")
+}
+
+/// Short prompts and answers: prefill runs ~35 tokens/s on two cores.
+fn short_answers() -> AskOptions {
+    AskOptions {
+        sources: 2,
+        source_chars: 300,
+        max_tokens: 40,
+        ..AskOptions::default()
+    }
+}
+
+#[test]
+fn spanish_question_cites_constitution_article_13() {
+    let Some(s) = servers() else { return };
+    let a = ask(&s.extractive, "¿Desde qué edad se puede votar en Chile?");
     assert_eq!(a["abstained"], false, "{a}");
     assert_eq!(a["language"], "es");
     let cited = a["citations"].as_array().expect("citations");
@@ -259,13 +270,7 @@ fn spanish_question_cites_constitution_article_13() {
 #[test]
 fn portuguese_question_cites_lgpd_article_5_item_vi() {
     let Some(s) = servers() else { return };
-    let (status, _, body) = post(
-        &format!("{}/v1/ask", s.extractive),
-        &json!({"question": "O que é o controlador segundo a LGPD?"}),
-        &[],
-    );
-    assert_eq!(status, 200, "{body}");
-    let a = json_of(&body);
+    let a = ask(&s.extractive, "O que é o controlador segundo a LGPD?");
     assert_eq!(a["language"], "pt");
     let first = &a["citations"][0];
     let label = first["label"].as_str().unwrap_or("");
@@ -286,13 +291,7 @@ fn absent_topics_abstain_in_the_askers_language() {
         ("¿Cuál es la receta del pisco sour?", "No encontré"),
         ("Qual é a receita do pão de queijo?", "Não encontrei"),
     ] {
-        let (status, _, body) = post(
-            &format!("{}/v1/ask", s.extractive),
-            &json!({"question": q}),
-            &[],
-        );
-        assert_eq!(status, 200, "{body}");
-        let a = json_of(&body);
+        let a = ask(&s.extractive, q);
         assert_eq!(a["abstained"], true, "{q}: {a:#}");
         assert!(
             a["answer"].as_str().unwrap_or("").starts_with(opening),
@@ -411,17 +410,9 @@ fn a_full_queue_answers_503_with_retry_after() {
 fn shutdown_finishes_the_answers_in_flight() {
     let Some(s) = servers() else { return };
     let _turn = MODEL_TURN.lock().unwrap_or_else(|p| p.into_inner());
-    let qwen = root().join("models/qwen2.5-0.5b");
-    let generator =
-        LocalGenerator::from_gguf(&qwen.join("model.gguf"), Some(&qwen.join("tokenizer.json")))
-            .expect("Qwen2.5 0.5B");
+    let generator = qwen();
     let config = Config {
-        ask: AskOptions {
-            sources: 2,
-            source_chars: 300,
-            max_tokens: 40,
-            ..AskOptions::default()
-        },
+        ask: short_answers(),
         ..Config::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
