@@ -19,4 +19,9 @@ chile=../shared/corpus/cl/leychile-md/constitucion
 [ -d "$chile" ] && paths+=("$chile")
 cabildo ingest "${paths[@]}" --data data
 cabildo search "¿desde qué edad se puede votar en Chile?" --k 3 --data data
+# A cited answer, quoted from the articles (`--generator extractive`, instant). Without the
+# flag the local model writes it (Qwen2.5 0.5B on the CPU: ~20 s here, and a 0.5B model's
+# reading is weak; every sentence is still checked against the passage it cites).
+# `cabildo serve --data data` serves the same over HTTP (docs/api.md).
+cabildo ask "¿desde qué edad se puede votar en Chile?" --generator extractive --data data
 cabildo status --data data

@@ -458,6 +458,35 @@ fn shutdown_finishes_the_answers_in_flight() {
 }
 
 #[test]
+fn a_request_over_the_time_limit_gets_504_problem_json() {
+    let Some(s) = servers() else { return };
+    let _turn = MODEL_TURN.lock().unwrap_or_else(|p| p.into_inner());
+    let config = Config {
+        request_timeout: Duration::from_secs(1),
+        ask: short_answers(),
+        ..Config::default()
+    };
+    let url = s.runtime.block_on(start(
+        s.engine.clone(),
+        Writer::Model(Arc::new(qwen())),
+        config,
+    ));
+    let started = std::time::Instant::now();
+    let (status, ct, body) = post(
+        &format!("{url}/v1/ask"),
+        &json!({"question": "¿Desde qué edad se puede votar en Chile?"}),
+        &[("Accept-Language", "pt")],
+    );
+    assert_eq!(
+        (status, ct.as_str()),
+        (504, "application/problem+json"),
+        "{body}"
+    );
+    assert_eq!(json_of(&body)["title"], "A requisição demorou demais");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
 fn a_client_that_leaves_stops_its_generation() {
     let Some(s) = servers() else { return };
     let _turn = MODEL_TURN.lock().unwrap_or_else(|p| p.into_inner());
