@@ -122,6 +122,13 @@ enum Command {
         /// Re-embed the passages instead of reading vectors cached by an earlier run.
         #[arg(long)]
         no_cache: bool,
+        /// Also report how often answers would abstain: on the set's own questions (all
+        /// answerable) and on the out-of-scope questions of --out-of-scope.
+        #[arg(long)]
+        answerability: bool,
+        /// Questions nothing in the corpus answers, one per line (`#` comments).
+        #[arg(long, default_value = "eval/out-of-scope-questions.txt")]
+        out_of_scope: PathBuf,
         /// Weight of heading matches (norm title, breadcrumb) relative to text matches.
         #[arg(long, default_value_t = QueryOptions::default().head_boost)]
         head_boost: f32,
@@ -405,6 +412,8 @@ async fn main() -> Result<()> {
             sweep,
             fusion,
             no_cache,
+            answerability,
+            out_of_scope,
             head_boost,
             phrase_boost,
             json,
@@ -416,6 +425,7 @@ async fn main() -> Result<()> {
             };
             let params = fusion.params()?;
             let needs_vectors = sweep
+                || answerability
                 || method
                     .iter()
                     .any(|m| matches!(m, EvalMethod::Retrieval(r) if r.needs_vectors()));
@@ -435,6 +445,7 @@ async fn main() -> Result<()> {
             let mut progress = output::StepProgress::new(std::io::stderr().is_terminal());
             let mut reports = Vec::new();
             let mut sweeps = Vec::new();
+            let mut answered = Vec::new();
             for dir in &sets {
                 let set =
                     EvalSet::load(dir).with_context(|| format!("loading {}", dir.display()))?;
@@ -458,6 +469,32 @@ async fn main() -> Result<()> {
                         reports.push(prepared.score(*m, &params, reranker.as_deref())?);
                     }
                 }
+                if answerability {
+                    let ask = cabildo_engine::answer::AskOptions::default();
+                    answered.push(prepared.answerability(&params, &ask)?);
+                    let text = std::fs::read_to_string(&out_of_scope)
+                        .with_context(|| format!("reading {}", out_of_scope.display()))?;
+                    let questions: Vec<(String, String)> = text
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .enumerate()
+                        .map(|(i, q)| (format!("oos-{i}"), q.to_string()))
+                        .collect();
+                    let other = set.with_questions(questions);
+                    let asked = PreparedSet::new(
+                        &other,
+                        &options,
+                        false,
+                        dense.as_ref(),
+                        &mut progress.callback(),
+                    )
+                    .await?;
+                    progress.finish();
+                    let mut outside = asked.answerability(&params, &ask)?;
+                    outside.set = format!("{} (out-of-scope questions)", set.name);
+                    answered.push(outside);
+                }
                 if sweep {
                     let grid = cabildo_engine::eval::sweep_grid();
                     let mut scored = Vec::with_capacity(grid.len());
@@ -470,6 +507,19 @@ async fn main() -> Result<()> {
             output::eval_reports(&reports, json)?;
             if sweep {
                 output::sweep_report(&sweeps, json)?;
+            }
+            for a in &answered {
+                if json {
+                    println!("{}", serde_json::to_string(a)?);
+                } else {
+                    println!(
+                        "{}: answered {} of {} questions ({:.1}%), abstained on the rest",
+                        a.set,
+                        a.answered,
+                        a.questions,
+                        100.0 * a.answered as f64 / a.questions.max(1) as f64
+                    );
+                }
             }
         }
     }

@@ -14,6 +14,7 @@ use cabildo_vectors::{EdgeStore, SearchOptions, VectorStore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::answer::{best_coverage, guess_question_language, judge, AskOptions};
 use crate::retrieve::{dense_text, fuse, rerank_scores, Fusion, HybridParams, Method, Ranking};
 use crate::{EngineError, Result};
 
@@ -126,6 +127,18 @@ impl EvalSet {
         })
     }
 
+    /// The same corpus (and name, so its cached passage vectors are reused) with other
+    /// questions and no relevance labels: how `--answerability` asks out-of-scope questions.
+    pub fn with_questions(&self, questions: Vec<(String, String)>) -> EvalSet {
+        EvalSet {
+            name: self.name.clone(),
+            passages: self.passages.clone(),
+            queries: questions,
+            qrels: HashMap::new(),
+            norm_level: self.norm_level,
+        }
+    }
+
     /// Number of passages.
     pub fn passages(&self) -> usize {
         self.passages.len()
@@ -223,6 +236,17 @@ pub struct EvalDense {
     /// Where passage vectors are cached between runs (keyed by model and texts), so a
     /// re-run or a sweep does not re-embed; an interrupted embedding resumes from the cache.
     pub cache_dir: Option<PathBuf>,
+}
+
+/// How often the answerer would answer (not abstain) on a set's questions.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answerability {
+    /// The set (and, for out-of-scope questions, which ones).
+    pub set: String,
+    /// Questions asked.
+    pub questions: usize,
+    /// Questions judged answerable from what retrieval found.
+    pub answered: usize,
 }
 
 /// Progress of the long steps of a run: (step, done, total).
@@ -352,6 +376,45 @@ impl<'a> PreparedSet<'a> {
             by_id: set.passages.iter().map(|p| (p.id.as_str(), p)).collect(),
             index_seconds,
             embed_seconds,
+        })
+    }
+
+    /// How many questions the answerer would answer rather than abstain on: hybrid
+    /// retrieval with `params`, then [`crate::answer::judge`] over the top `2 × sources`
+    /// passages, as `Engine::gather` does (without its definition shaping, which needs the
+    /// registry's index). Needs the dense candidates.
+    pub fn answerability(
+        &self,
+        params: &HybridParams,
+        options: &AskOptions,
+    ) -> Result<Answerability> {
+        let mut answered = 0;
+        for run in &self.runs {
+            let dense = run.dense.as_ref().ok_or_else(|| {
+                EngineError::Unavailable("answerability needs an embedding model".into())
+            })?;
+            let fused = fuse(&run.lexical, dense, params);
+            let top: Vec<&Passage> = fused
+                .iter()
+                .take(options.sources.max(1) * 2)
+                .filter_map(|(id, _)| self.by_id.get(id.as_str()).copied())
+                .collect();
+            let best_cosine = top
+                .iter()
+                .filter_map(|p| dense.iter().find(|(id, _)| *id == p.id).map(|(_, s)| *s))
+                .reduce(f32::max);
+            let language = guess_question_language(&run.text);
+            let coverage = best_coverage(&run.text, language, &top);
+            let answers = judge(coverage, best_cosine, options);
+            tracing::debug!(question = %run.id, ?best_cosine, ?coverage, answers, "answerability");
+            if answers {
+                answered += 1;
+            }
+        }
+        Ok(Answerability {
+            set: self.set.name.clone(),
+            questions: self.runs.len(),
+            answered,
         })
     }
 

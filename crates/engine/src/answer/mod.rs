@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cabildo_core::{
-    Filters, FinishReason, GenerationRequest, Generator, Language, ModelError, SearchHit,
+    Filters, FinishReason, GenerationRequest, Generator, Language, ModelError, Passage, SearchHit,
 };
 use cabildo_index::analysis::analyze;
 use serde::Serialize;
@@ -57,10 +57,11 @@ pub struct AskOptions {
     /// Fusion parameters.
     pub params: HybridParams,
     /// Relevance: the closest passage's cosine similarity to the question at or above this
-    /// counts as relevant (e5-small; calibrated in docs/evaluation.md).
+    /// counts as relevant (e5-small; calibrated with `cabildo eval --answerability`).
     pub min_cosine: f32,
     /// Relevance: a passage holding at least this share of the question's content terms
-    /// (and at least two of them, or all of a one-term question) counts as relevant.
+    /// (and at least three of them), or all of them, counts as relevant. Calibrated with
+    /// `cabildo eval --answerability` (docs/evaluation.md).
     pub min_coverage: f32,
 }
 
@@ -74,7 +75,7 @@ impl Default for AskOptions {
             method: None,
             params: HybridParams::default(),
             min_cosine: 0.85,
-            min_coverage: 0.5,
+            min_coverage: 0.75,
         }
     }
 }
@@ -233,12 +234,9 @@ impl Engine {
             hits = definitions;
         }
         let hits = distinct(hits, options.sources.max(1));
-        let coverage = best_coverage(&question.text, language, &hits);
-        let relevant = !hits.is_empty()
-            && (defines
-                || coverage.0 >= options.min_coverage && coverage.1 >= 2
-                || coverage.0 >= 1.0
-                || best_cosine.is_some_and(|c| c >= options.min_cosine));
+        let passages: Vec<&Passage> = hits.iter().map(|h| &h.passage).collect();
+        let coverage = best_coverage(&question.text, language, &passages);
+        let relevant = defines || judge(coverage, best_cosine, options);
         tracing::debug!(
             ?best_cosine,
             coverage = coverage.0,
@@ -478,8 +476,17 @@ const INTERROGATIVES: &str = "qué quién quiénes cuál cuáles cómo cuándo d
     cuántos cuántas quem quais qual como quando onde quanto quanta quantos quantas \
     what who whom which how when where";
 
+/// Whether retrieval found something to answer from, given the largest share of the
+/// question's content terms one passage holds (and how many: see [`best_coverage`]) and the
+/// closest passage's cosine similarity to the question.
+pub fn judge(coverage: (f32, usize), best_cosine: Option<f32>, options: &AskOptions) -> bool {
+    let (share, terms) = coverage;
+    terms > 0 && (share >= options.min_coverage && terms >= 3 || share >= 1.0)
+        || best_cosine.is_some_and(|c| c >= options.min_cosine)
+}
+
 /// The largest share of the question's content terms that one passage holds, and how many.
-fn best_coverage(question: &str, language: Language, hits: &[SearchHit]) -> (f32, usize) {
+pub fn best_coverage(question: &str, language: Language, passages: &[&Passage]) -> (f32, usize) {
     // Interrogatives are not what the question is about, and the stop-word lists keep some.
     let asking: HashSet<String> = analyze(language, INTERROGATIVES).into_iter().collect();
     let wanted: HashSet<String> = analyze(language, question)
@@ -489,9 +496,10 @@ fn best_coverage(question: &str, language: Language, hits: &[SearchHit]) -> (f32
     if wanted.is_empty() {
         return (0.0, 0);
     }
-    hits.iter()
-        .map(|h| {
-            let text = format!("{} {}", h.passage.label, h.passage.text);
+    passages
+        .iter()
+        .map(|p| {
+            let text = format!("{} {}", p.label, p.text);
             let have: HashSet<String> = analyze(language, &text).into_iter().collect();
             let n = wanted.intersection(&have).count();
             (n as f32 / wanted.len() as f32, n)
