@@ -43,11 +43,12 @@ pub fn defining_passages(
     term: &str,
     filters: &Filters,
 ) -> cabildo_index::Result<Vec<SearchHit>> {
-    let opening = Regex::new(&format!(
+    let Ok(opening) = Regex::new(&format!(
         r"(?i)^\s*(?:[IVXLC]+|\d+|[a-z])?\s*[\-–—.)]*\s*{}\s*[:–—\-]",
         regex::escape(term)
-    ))
-    .expect("an escaped term makes a valid regex");
+    )) else {
+        return Ok(Vec::new()); // an escaped term always compiles; no shaping if not
+    };
     let hits = index.search(term, filters, 100, &QueryOptions::default())?;
     Ok(hits
         .into_iter()
