@@ -231,6 +231,31 @@ impl FusionArgs {
     }
 }
 
+/// Builds a set's indexes and retrieves its questions' candidates, with progress.
+async fn prepare<'a>(
+    set: &'a EvalSet,
+    options: &QueryOptions,
+    dense: Option<&EvalDense>,
+    progress: &mut output::StepProgress,
+) -> Result<PreparedSet<'a>> {
+    let prepared = PreparedSet::new(set, options, false, dense, &mut progress.callback()).await?;
+    progress.finish();
+    Ok(prepared)
+}
+
+/// Questions from a file, one per line; blank lines and `#` comments skipped.
+fn out_of_scope_questions(path: &std::path::Path) -> Result<Vec<(String, String)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .enumerate()
+        .map(|(i, q)| (format!("oos-{i}"), q.to_string()))
+        .collect())
+}
+
 /// Logs to stderr: JSON lines for the server (one object per event, with the request's
 /// id), readable text for the other commands.
 fn init_logging(json: bool) {
@@ -455,42 +480,19 @@ async fn main() -> Result<()> {
                             .await?;
                     reports.push(plain.score(Method::Lexical, &params, None)?);
                 }
-                let prepared = PreparedSet::new(
-                    &set,
-                    &options,
-                    false,
-                    dense.as_ref(),
-                    &mut progress.callback(),
-                )
-                .await?;
-                progress.finish();
+                let prepared = prepare(&set, &options, dense.as_ref(), &mut progress).await?;
                 for m in &method {
                     if let EvalMethod::Retrieval(m) = m {
                         reports.push(prepared.score(*m, &params, reranker.as_deref())?);
                     }
                 }
                 if answerability {
+                    // The set's own questions (answerable), then questions nothing in it
+                    // answers, asked of the same corpus.
                     let ask = cabildo_engine::answer::AskOptions::default();
                     answered.push(prepared.answerability(&params, &ask)?);
-                    let text = std::fs::read_to_string(&out_of_scope)
-                        .with_context(|| format!("reading {}", out_of_scope.display()))?;
-                    let questions: Vec<(String, String)> = text
-                        .lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                        .enumerate()
-                        .map(|(i, q)| (format!("oos-{i}"), q.to_string()))
-                        .collect();
-                    let other = set.with_questions(questions);
-                    let asked = PreparedSet::new(
-                        &other,
-                        &options,
-                        false,
-                        dense.as_ref(),
-                        &mut progress.callback(),
-                    )
-                    .await?;
-                    progress.finish();
+                    let other = set.with_questions(out_of_scope_questions(&out_of_scope)?);
+                    let asked = prepare(&other, &options, dense.as_ref(), &mut progress).await?;
                     let mut outside = asked.answerability(&params, &ask)?;
                     outside.set = format!("{} (out-of-scope questions)", set.name);
                     answered.push(outside);
