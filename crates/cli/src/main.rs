@@ -10,7 +10,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use cabildo_core::{AccessLevel, Filters, NormKind};
+use cabildo_core::{AccessLevel, Filters, Jurisdiction, NormKind};
 use cabildo_engine::eval::{EvalDense, EvalMethod, EvalSet, PreparedSet};
 use cabildo_engine::retrieve::{Fusion, HybridParams, Method};
 use cabildo_engine::{Engine, IngestDefaults, QueryOptions};
@@ -312,7 +312,7 @@ async fn main() -> Result<()> {
                 );
             }
             if let Some(j) = &jurisdiction {
-                if j.len() != 2 || !j.chars().all(|c| c.is_ascii_alphabetic()) {
+                if !Jurisdiction::is_country_code(j) {
                     bail!("--jurisdiction must be an ISO 3166-1 alpha-2 code such as CL or BR, got {j:?}");
                 }
             }

@@ -68,6 +68,11 @@ pub struct Jurisdiction {
 }
 
 impl Jurisdiction {
+    /// Whether `code` has the shape of an ISO 3166-1 alpha-2 code (two ASCII letters).
+    pub fn is_country_code(code: &str) -> bool {
+        code.len() == 2 && code.chars().all(|c| c.is_ascii_alphabetic())
+    }
+
     /// A national jurisdiction.
     pub fn country(code: &str) -> Self {
         Jurisdiction {

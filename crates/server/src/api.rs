@@ -1,7 +1,7 @@
 //! The shapes of requests and responses: what partners code against, kept apart from the
 //! engine's internal types so that those can change without breaking the API.
 
-use cabildo_core::{Filters, Language, Norm, NormKind, Passage, SearchHit};
+use cabildo_core::{Filters, Jurisdiction, Language, Norm, NormKind, Passage, SearchHit};
 use cabildo_engine::answer::{Answer, Register};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -33,7 +33,7 @@ impl RequestFilters {
             .map(|k| k.parse::<NormKind>().map_err(|e| e.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
         for j in &self.jurisdiction {
-            if j.len() != 2 || !j.chars().all(|c| c.is_ascii_alphabetic()) {
+            if !Jurisdiction::is_country_code(j) {
                 return Err(format!(
                     "jurisdiction {j:?} is not an ISO 3166-1 alpha-2 code (e.g. CL, BR)"
                 ));

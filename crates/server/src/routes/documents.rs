@@ -10,7 +10,7 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use cabildo_core::{AccessLevel, Language};
+use cabildo_core::{AccessLevel, Jurisdiction, Language};
 use cabildo_engine::ingest::NoProgress;
 use cabildo_engine::IngestDefaults;
 use serde::Deserialize;
@@ -168,7 +168,7 @@ async fn receive(
                     .map_err(field_problem)?
                     .trim()
                     .to_uppercase();
-                if j.len() != 2 || !j.chars().all(|c| c.is_ascii_alphabetic()) {
+                if !Jurisdiction::is_country_code(&j) {
                     return Err(bad(format!(
                         "jurisdiction {j:?} is not an ISO 3166-1 alpha-2 code"
                     )));
