@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use cabildo_engine::eval::percentile;
 use serde_json::{json, Value};
+
+use crate::commands::peak_rss_kb;
 
 /// Options of `cabildo bench http`.
 #[derive(clap::Args)]
@@ -153,25 +156,6 @@ fn request(
     }
 }
 
-fn peak_rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 /// Runs the benchmark.
 pub fn bench_http(args: &HttpBench) -> Result<()> {
     if !matches!(args.endpoint.as_str(), "search" | "ask") {
@@ -236,7 +220,10 @@ pub fn bench_http(args: &HttpBench) -> Result<()> {
             "first_token_p50_ms": (!first_token.is_empty()).then(|| percentile(&first_token, 0.5)),
             "fallbacks": samples.iter().filter(|s| s.fallback).count(),
             "decode_tokens_per_s_mean": (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64),
-            "server_peak_rss_mb": args.server_pid.and_then(peak_rss_mb),
+            "server_peak_rss_mb": args
+                .server_pid
+                .and_then(|pid| peak_rss_kb(&pid.to_string()))
+                .map(|kb| kb as f64 / 1024.0),
         });
         if args.json {
             println!("{report}");

@@ -38,8 +38,9 @@ pub fn models_list(models: &Path, verify: bool, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn peak_rss_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// Peak resident memory of a process (`self` or a pid), from Linux's /proc.
+pub fn peak_rss_kb(process: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
     status
         .lines()
         .find(|l| l.starts_with("VmHWM:"))?
@@ -86,7 +87,7 @@ pub fn bench_embed(models: &Path, set: &Path, limit: usize, json: bool) -> Resul
         "passages_per_s": vectors.len() as f64 / secs,
         "tokens_per_s": tokens as f64 / secs,
         "load_seconds": load_s,
-        "peak_rss_mb": peak_rss_kb().map(|k| k as f64 / 1024.0),
+        "peak_rss_mb": peak_rss_kb("self").map(|k| k as f64 / 1024.0),
     });
     if json {
         println!("{report}");
@@ -168,7 +169,7 @@ pub fn bench_generate(
         "time_to_first_token_s": out.prompt_seconds,
         "prefill_tokens_per_s": out.prompt_tokens as f64 / out.prompt_seconds.max(1e-9),
         "decode_tokens_per_s": decode_tokens as f64 / out.decode_seconds.max(1e-9),
-        "peak_rss_mb": peak_rss_kb().map(|k| k as f64 / 1024.0),
+        "peak_rss_mb": peak_rss_kb("self").map(|k| k as f64 / 1024.0),
         "answer": out.text,
     });
     if json {
@@ -395,7 +396,7 @@ pub async fn bench_search(models: &Path, embedder_name: &str, args: &SearchBench
                 times.extend(t?);
             }
             times.sort_by(|a, b| a.total_cmp(b));
-            let pct = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
+            let pct = |p: f64| cabildo_engine::eval::percentile(&times, p);
             runs.push(serde_json::json!({
                 "method": method.name(),
                 "clients": n,
@@ -436,7 +437,7 @@ pub async fn bench_search(models: &Path, embedder_name: &str, args: &SearchBench
     }
     println!(
         "peak RSS {:.0} MB",
-        peak_rss_kb().map_or(0.0, |k| k as f64 / 1024.0)
+        peak_rss_kb("self").map_or(0.0, |k| k as f64 / 1024.0)
     );
     Ok(())
 }

@@ -652,7 +652,8 @@ pub fn score(ranking: &[String], relevant: &HashSet<String>) -> (f64, f64, f64, 
     (found(5) / rel, found(10) / rel, found(100) / rel, mrr, ndcg)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `p` quantile (0..=1) of sorted values, nearest rank; 0 when empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
