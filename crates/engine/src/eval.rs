@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::answer::{best_coverage, guess_question_language, judge, AskOptions};
-use crate::retrieve::{dense_text, fuse, rerank_scores, Fusion, HybridParams, Method, Ranking};
+use crate::retrieve::{
+    closest, dense_text, fuse, rerank_scores, Fusion, HybridParams, Method, Ranking,
+};
 use crate::{EngineError, Result};
 
 #[derive(Deserialize)]
@@ -399,10 +401,7 @@ impl<'a> PreparedSet<'a> {
                 .take(options.sources.max(1) * 2)
                 .filter_map(|(id, _)| self.by_id.get(id.as_str()).copied())
                 .collect();
-            let best_cosine = top
-                .iter()
-                .filter_map(|p| dense.iter().find(|(id, _)| *id == p.id).map(|(_, s)| *s))
-                .reduce(f32::max);
+            let best_cosine = closest(top.iter().map(|p| p.id.as_str()), dense);
             let language = guess_question_language(&run.text);
             let coverage = best_coverage(&run.text, language, &top);
             let answers = judge(coverage, best_cosine, options);

@@ -148,16 +148,15 @@ pub struct Retrieved {
 impl Retrieved {
     /// The question's cosine similarity to the closest of the hits, when dense retrieval ran.
     pub fn best_cosine(&self) -> Option<f32> {
-        self.hits
-            .iter()
-            .filter_map(|h| {
-                self.dense
-                    .iter()
-                    .find(|(id, _)| *id == h.passage.id)
-                    .map(|(_, s)| *s)
-            })
-            .reduce(f32::max)
+        closest(self.hits.iter().map(|h| h.passage.id.as_str()), &self.dense)
     }
+}
+
+/// The highest score `dense` gives any of the passages `ids`.
+pub fn closest<'a>(ids: impl IntoIterator<Item = &'a str>, dense: &Ranking) -> Option<f32> {
+    ids.into_iter()
+        .filter_map(|id| dense.iter().find(|(d, _)| d == id).map(|(_, s)| *s))
+        .reduce(f32::max)
 }
 
 impl Retriever<'_> {
