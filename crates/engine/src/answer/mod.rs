@@ -91,8 +91,9 @@ pub struct Sources {
     pub register: Register,
     /// The passages, best first; source `n` is `hits[n - 1]`.
     pub hits: Vec<SearchHit>,
-    /// The issuing body of each hit's norm, when the registry knows it.
-    pub bodies: Vec<Option<String>>,
+    /// When nothing is relevant: the issuing body of the hits' norms, the first the registry
+    /// knows (the abstention names it).
+    pub body: Option<String>,
     /// Whether any passage is relevant enough to answer from.
     pub relevant: bool,
     /// The question's cosine similarity to the closest passage (dense retrieval only).
@@ -245,21 +246,25 @@ impl Engine {
             relevant,
             "relevance"
         );
-        let mut bodies = Vec::with_capacity(hits.len());
-        for h in &hits {
-            let body = self
-                .registry()
-                .norm(&h.passage.norm_id)
-                .await?
-                .and_then(|(n, _)| n.issuing_body);
-            bodies.push(body);
+        let mut body = None;
+        if !relevant {
+            for h in &hits {
+                body = self
+                    .registry()
+                    .norm(&h.passage.norm_id)
+                    .await?
+                    .and_then(|(n, _)| n.issuing_body);
+                if body.is_some() {
+                    break;
+                }
+            }
         }
         Ok(Sources {
             question: question.text.clone(),
             language,
             register: question.register,
             hits,
-            bodies,
+            body,
             relevant,
             best_cosine,
             coverage: coverage.0,
@@ -301,7 +306,7 @@ pub fn compose(
     let question = &sources.question;
     if !sources.relevant {
         let closest: Vec<&SearchHit> = sources.hits.iter().take(3).collect();
-        let body = sources.bodies.iter().flatten().next().map(String::as_str);
+        let body = sources.body.as_deref();
         answer.answer = prompt::abstention(sources.language, sources.register, &closest, body);
         answer.abstained = true;
         answer.model = "extractive".into();
@@ -383,14 +388,18 @@ fn check_sentence(
     answer: &mut Answer,
     cited: &mut Vec<usize>,
 ) -> Option<String> {
-    let (sentence, numbers) = match checker.check(&sentence) {
-        Verdict::Supported { cited } => (sentence, cited),
-        Verdict::Uncited if checker.attribute(&sentence).is_some() => {
-            let n = checker.attribute(&sentence)?;
+    let verdict = checker.check(&sentence);
+    let restates = match verdict {
+        Verdict::Uncited => checker.attribute(&sentence),
+        _ => None,
+    };
+    let (sentence, numbers) = match (verdict, restates) {
+        (Verdict::Supported { cited }, _) => (sentence, cited),
+        (Verdict::Uncited, Some(n)) => {
             answer.checks.repaired += 1;
             (with_citation(&sentence, n), vec![n])
         }
-        verdict => {
+        (verdict, _) => {
             tracing::debug!(?verdict, sentence = sentence.trim(), "sentence dropped");
             answer.checks.dropped += 1;
             return None;

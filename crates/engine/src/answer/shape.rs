@@ -49,7 +49,11 @@ pub fn defining_passages(
     )) else {
         return Ok(Vec::new()); // an escaped term always compiles; no shaping if not
     };
-    let hits = index.search(term, filters, 100, &QueryOptions::default())?;
+    let unsnipped = QueryOptions {
+        snippets: false,
+        ..QueryOptions::default()
+    };
+    let hits = index.search(term, filters, 100, &unsnipped)?;
     Ok(hits
         .into_iter()
         .filter(|h| opening.is_match(&h.passage.text))
