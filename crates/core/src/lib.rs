@@ -9,6 +9,7 @@ mod filters;
 mod models;
 mod norm;
 mod passage;
+mod principal;
 
 pub use filters::{AccessLevel, Filters};
 pub use models::{
@@ -17,6 +18,7 @@ pub use models::{
 };
 pub use norm::{Jurisdiction, Language, Norm, NormKind};
 pub use passage::{Passage, SearchHit};
+pub use principal::{AccessRole, Principal};
 
 /// Errors for malformed domain values (a bad date, an unknown kind).
 #[derive(Debug, thiserror::Error)]

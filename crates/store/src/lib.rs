@@ -1,12 +1,20 @@
 //! The SQL registry: norms and their versions, the source files they came from (by content
 //! hash, so re-ingesting an unchanged file is a no-op), and ingest jobs with their per-file
-//! failures. SQLite under the data folder; the schema lives in `migrations/`.
+//! failures; the hash-chained audit log; API clients and their daily usage. SQLite under the
+//! data folder; the schema lives in `migrations/`.
 //!
 //! Only this crate knows SQL.
 #![deny(missing_docs)]
 
+mod audit;
+mod clients;
+
+pub use audit::{chain_hash, AuditEntry, AuditRecord, AuditVerification, GENESIS};
+pub use clients::{ClientRecord, NewClient};
+
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cabildo_core::{Jurisdiction, Norm};
 use chrono::{NaiveDate, Utc};
@@ -100,6 +108,8 @@ pub struct FailureRecord {
 #[derive(Clone)]
 pub struct Registry {
     pool: SqlitePool,
+    /// Audit appends one at a time, so the hash chain never forks.
+    audit_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn date(s: Option<String>) -> Option<NaiveDate> {
@@ -120,7 +130,10 @@ impl Registry {
             .connect_with(options)
             .await?;
         sqlx::migrate!("../../migrations/sqlite").run(&pool).await?;
-        Ok(Registry { pool })
+        Ok(Registry {
+            pool,
+            audit_lock: Arc::default(),
+        })
     }
 
     /// What was last ingested from a source file.

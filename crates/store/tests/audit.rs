@@ -1,0 +1,196 @@
+//! The audit log's hash chain against someone who edits the SQLite file behind the
+//! registry's back (dropping the append-only triggers first, as such a person would).
+
+use cabildo_core::{AccessLevel, AccessRole};
+use cabildo_store::{AuditRecord, NewClient, Registry};
+use sqlx::{Connection, SqliteConnection};
+
+fn record(n: usize) -> AuditRecord {
+    AuditRecord {
+        at: format!("2026-11-{:02}T10:00:00.000Z", 20 + n % 5),
+        principal: format!("p-{n}"),
+        role: "citizen".into(),
+        route: "/v1/ask".into(),
+        status: 200,
+        question: Some(format!("¿pregunta {n} de [RUT]?")),
+        filters: Some(r#"{"max_access":"public"}"#.into()),
+        passages: vec![format!("cl-ley-{n}#art-1")],
+        answer_hash: Some("ab".repeat(32)),
+        model: Some("qwen2.5-0.5b".into()),
+        prompt_version: Some("p1".into()),
+        latency_ms: 12.5 + n as f64,
+    }
+}
+
+async fn filled(n: usize) -> (tempfile::TempDir, Registry, SqliteConnection) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.sqlite");
+    let registry = Registry::open(&path).await.unwrap();
+    for i in 1..=n {
+        let e = registry.append_audit(&record(i)).await.unwrap();
+        assert_eq!(e.seq, i as i64);
+    }
+    let mut raw = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    // Through SQL the log is append-only…
+    assert!(
+        sqlx::query("UPDATE audit_log SET status = 500 WHERE seq = 2")
+            .execute(&mut raw)
+            .await
+            .is_err()
+    );
+    assert!(sqlx::query("DELETE FROM audit_log WHERE seq = 2")
+        .execute(&mut raw)
+        .await
+        .is_err());
+    // …until someone with the file drops the triggers.
+    sqlx::query("DROP TRIGGER audit_log_no_update")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    sqlx::query("DROP TRIGGER audit_log_no_delete")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    (dir, registry, raw)
+}
+
+#[tokio::test]
+async fn an_untouched_chain_verifies() {
+    let (_dir, registry, _raw) = filled(6).await;
+    let v = registry.verify_audit().await.unwrap();
+    assert!(v.intact(), "{:?}", v.problems);
+    assert_eq!(v.records, 6);
+    let days = registry
+        .audit_between("2026-11-21".parse().unwrap(), "2026-11-22".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        days.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 6],
+        "records of the 21st and 22nd"
+    );
+    assert_eq!(days[0].record, record(1));
+}
+
+#[tokio::test]
+async fn an_edited_record_is_caught() {
+    let (_dir, registry, mut raw) = filled(5).await;
+    sqlx::query("UPDATE audit_log SET passages = '[]' WHERE seq = 3")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let v = registry.verify_audit().await.unwrap();
+    assert!(!v.intact());
+    assert!(
+        v.problems[0].contains("record 3 was changed"),
+        "{:?}",
+        v.problems
+    );
+}
+
+#[tokio::test]
+async fn an_edit_that_recomputes_its_own_hash_still_breaks_the_next_link() {
+    let (_dir, registry, mut raw) = filled(5).await;
+    let mut forged = registry
+        .audit_between("2026-11-01".parse().unwrap(), "2026-11-30".parse().unwrap())
+        .await
+        .unwrap()
+        .remove(2);
+    forged.record.passages.clear();
+    let hash = cabildo_store::chain_hash(&forged.prev_hash, &forged.record);
+    sqlx::query("UPDATE audit_log SET passages = '[]', hash = ? WHERE seq = 3")
+        .bind(hash)
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let v = registry.verify_audit().await.unwrap();
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.contains("record 4 does not follow")),
+        "{:?}",
+        v.problems
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_record_is_caught() {
+    let (_dir, registry, mut raw) = filled(5).await;
+    sqlx::query("DELETE FROM audit_log WHERE seq = 2")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let v = registry.verify_audit().await.unwrap();
+    assert!(!v.intact());
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.contains("records 2..2 are missing")),
+        "{:?}",
+        v.problems
+    );
+}
+
+#[tokio::test]
+async fn removing_the_newest_records_is_caught() {
+    let (_dir, registry, mut raw) = filled(5).await;
+    sqlx::query("DELETE FROM audit_log WHERE seq >= 4")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let v = registry.verify_audit().await.unwrap();
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.contains("records 4..5 were removed from the end")),
+        "{:?}",
+        v.problems
+    );
+}
+
+#[tokio::test]
+async fn api_clients_and_daily_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::open(&dir.path().join("r.sqlite")).await.unwrap();
+    let added = registry
+        .add_client(&NewClient {
+            name: "portal-municipal",
+            key_hash: "h1",
+            role: AccessRole::Partner,
+            tenant: Some("muni"),
+            clearance: AccessLevel::Internal,
+            daily_quota: Some(100),
+        })
+        .await
+        .unwrap();
+    assert_eq!(added.role, AccessRole::Partner);
+    let found = registry.client_by_key_hash("h1").await.unwrap().unwrap();
+    assert_eq!(found, added);
+    assert!(registry.client_by_key_hash("h2").await.unwrap().is_none());
+    let dup = NewClient {
+        name: "portal-municipal",
+        key_hash: "h3",
+        role: AccessRole::Partner,
+        tenant: None,
+        clearance: AccessLevel::Public,
+        daily_quota: None,
+    };
+    assert!(registry.add_client(&dup).await.is_err(), "names are unique");
+    assert!(registry.revoke_client("portal-municipal").await.unwrap());
+    assert!(registry.client_by_key_hash("h1").await.unwrap().is_none());
+    assert!(!registry.revoke_client("portal-municipal").await.unwrap());
+
+    let day = "2026-11-29".parse().unwrap();
+    assert_eq!(registry.count_request("key:1", day).await.unwrap(), 1);
+    assert_eq!(registry.count_request("key:1", day).await.unwrap(), 2);
+    assert_eq!(
+        registry
+            .count_request("key:1", "2026-11-30".parse().unwrap())
+            .await
+            .unwrap(),
+        1,
+        "a new day starts from zero"
+    );
+}
