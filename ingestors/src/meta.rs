@@ -16,6 +16,9 @@ pub struct IngestDefaults {
     pub access: AccessLevel,
     /// Owning tenant of the ingested norms.
     pub tenant: Option<String>,
+    /// Replace personal data (national ids, e-mails, phones) in passage text with
+    /// placeholders before indexing.
+    pub redact_pii: bool,
 }
 
 /// Files that describe a collection rather than hold a norm: skipped, not failed.

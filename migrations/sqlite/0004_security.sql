@@ -48,3 +48,7 @@ CREATE TABLE api_usage (
     requests  INTEGER NOT NULL,
     PRIMARY KEY (principal, day)
 );
+
+-- Passages an ingest job found reading like instructions to the model (flagged, not refused:
+-- they are data to the answer writer and have no say in access control).
+ALTER TABLE ingest_jobs ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0;

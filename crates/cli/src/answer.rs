@@ -108,9 +108,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "CABILDO_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
-    /// Bearer token for uploads and deletions (they are off without it).
-    #[arg(long, env = "CABILDO_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    #[command(flatten)]
+    pub auth: crate::security::AuthArgs,
     /// Answers generated at once.
     #[arg(long, default_value_t = Config::default().generation_workers)]
     pub workers: usize,
@@ -139,7 +138,8 @@ pub async fn serve(engine: Engine, models: &Path, args: &ServeArgs) -> Result<()
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
         generation_workers: args.workers.max(1),
         queue_capacity: args.queue,
-        admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
+        auth: args.auth.auth()?,
+        limits: args.auth.limits(),
         ask: args.answer.options()?,
         ..Config::default()
     };
@@ -151,7 +151,7 @@ pub async fn serve(engine: Engine, models: &Path, args: &ServeArgs) -> Result<()
     // The address on stdout, for scripts and tests that bind port 0.
     println!("listening on http://{local}");
     std::io::stdout().flush()?;
-    let state = Arc::new(AppState::new(Arc::new(engine), writer, config));
+    let state = Arc::new(AppState::new(Arc::new(engine), writer, config).await?);
     cabildo_server::serve(listener, state, cabildo_server::shutdown_signal()).await?;
     Ok(())
 }

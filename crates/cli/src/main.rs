@@ -5,6 +5,7 @@ mod bench_http;
 mod commands;
 mod output;
 mod retrieval;
+mod security;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -49,6 +50,10 @@ enum Command {
         /// Owning tenant (agency) of the ingested norms.
         #[arg(long)]
         tenant: Option<String>,
+        /// Replace national ids, e-mails and phone numbers in the documents' text with
+        /// placeholders ([RUT], [CPF]…) before indexing.
+        #[arg(long)]
+        redact_pii: bool,
         /// Index for lexical search only, without embedding passages (only for a data folder
         /// that has no vectors yet).
         #[arg(long)]
@@ -87,6 +92,16 @@ enum Command {
     Serve(answer::ServeArgs),
     /// Answer a question with citations, from the command line.
     Ask(answer::AskArgs),
+    /// API keys of partner systems (and admins, caseworkers without a token).
+    Clients {
+        #[command(subcommand)]
+        command: security::ClientsCommand,
+    },
+    /// The hash-chained audit log: verify it, export it.
+    Audit {
+        #[command(subcommand)]
+        command: security::AuditCommand,
+    },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
     /// Show what the data folder holds: norms and passages in the registry and the index.
@@ -266,9 +281,10 @@ fn init_logging(json: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Whatever a log line carries, national ids, e-mails and phone numbers are redacted.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(security::RedactedStderr);
     if json {
         logs.json().with_current_span(true).init();
     } else {
@@ -292,11 +308,18 @@ async fn main() -> Result<()> {
             answer::ask(&engine, &cli.models, &args).await?;
         }
         Command::Openapi => println!("{}", cabildo_server::openapi::json()),
+        Command::Clients { command } => security::clients(&cli.data, command).await?,
+        Command::Audit { command } => {
+            if !security::audit(&cli.data, command).await? {
+                std::process::exit(1);
+            }
+        }
         Command::Ingest {
             paths,
             jurisdiction,
             access,
             tenant,
+            redact_pii,
             no_dense,
             json,
         } => {
@@ -321,6 +344,7 @@ async fn main() -> Result<()> {
                 jurisdiction,
                 access,
                 tenant,
+                redact_pii,
             };
             let mut progress =
                 output::IngestProgress::new(!json && std::io::stderr().is_terminal());

@@ -14,12 +14,14 @@
 //! between again only means the file is redone. A file whose text is unchanged is re-embedded
 //! only when its vectors were made by another model, or not made at all.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cabildo_core::{Norm, Passage};
 use cabildo_ingestors::{is_metadata_file, parse_file, IngestDefaults};
 use cabildo_store::JobSummary;
+use cabildo_text::redact_pii;
 use serde::Serialize;
 
 use crate::retrieve::dense_text;
@@ -216,6 +218,14 @@ impl Engine {
                             },
                             Ok(mut parsed) => {
                                 parsed.norm.source_path = key.clone();
+                                if defaults.redact_pii {
+                                    for p in &mut parsed.passages {
+                                        if let Cow::Owned(t) = redact_pii(&p.text) {
+                                            p.text = t;
+                                        }
+                                    }
+                                }
+                                summary.flagged += flag_instructions(&parsed.passages);
                                 if let Some(old) = &previous {
                                     if old.norm_id != parsed.norm.id {
                                         batch.delete_norm(&old.norm_id);
@@ -315,6 +325,20 @@ impl Engine {
         }
         Ok(self.registry.delete_norm(norm_id).await?)
     }
+}
+
+/// Counts (and logs) passages that read like instructions to the model. They are indexed
+/// like any other text: the prompt fences them as data and access control never reads
+/// them; the operator is told so they can look at the document.
+fn flag_instructions(passages: &[Passage]) -> u64 {
+    let mut flagged = 0;
+    for p in passages {
+        if let Some(why) = cabildo_text::instruction_like(&p.text) {
+            flagged += 1;
+            tracing::warn!(passage = %p.id, why, "document text reads like instructions to the model; indexed as data");
+        }
+    }
+    flagged
 }
 
 /// Replaces a norm's vectors: deletes the old ones, embeds its passages in batches and

@@ -141,6 +141,7 @@ async fn a_paraphrase_finds_the_article_and_filters_hold_in_every_method() {
         jurisdiction: Some("CL".into()),
         access: AccessLevel::Restricted,
         tenant: Some("dt".into()),
+        ..IngestDefaults::default()
     };
     let r = engine
         .ingest(&[restricted], &defaults, &mut NoProgress)

@@ -1,7 +1,9 @@
 //! The shapes of requests and responses: what partners code against, kept apart from the
 //! engine's internal types so that those can change without breaking the API.
 
-use cabildo_core::{Filters, Jurisdiction, Language, Norm, NormKind, Passage, SearchHit};
+use cabildo_core::{
+    Filters, Jurisdiction, Language, Norm, NormKind, Passage, Principal, SearchHit,
+};
 use cabildo_engine::answer::{Answer, Register};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -24,9 +26,9 @@ pub struct RequestFilters {
 }
 
 impl RequestFilters {
-    /// The engine's filters for an anonymous citizen (public documents only) with these
+    /// The engine's filters for `principal` (its access level and tenant) narrowed by these
     /// restrictions; an unknown kind is an error naming it.
-    pub fn for_public(&self) -> Result<Filters, String> {
+    pub fn within(&self, principal: &Principal) -> Result<Filters, String> {
         let kinds = self
             .kind
             .iter()
@@ -43,7 +45,7 @@ impl RequestFilters {
             jurisdictions: self.jurisdiction.iter().map(|j| j.to_uppercase()).collect(),
             kinds,
             in_force_on: self.in_force_on,
-            ..Filters::default()
+            ..principal.filters()
         })
     }
 }
@@ -388,6 +390,8 @@ pub struct JobInfo {
     pub passages: u64,
     /// Files that failed, with reasons.
     pub failures: Vec<JobFailure>,
+    /// Passages whose text reads like instructions to the model (indexed as data; worth a look).
+    pub flagged: u64,
     /// Why the job failed as a whole.
     pub error: Option<String>,
 }

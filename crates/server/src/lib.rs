@@ -8,11 +8,15 @@
 //! (`x-request-id`) carried by its log lines, and every error is `application/problem+json`
 //! titled in the caller's language.
 //!
-//! Until authentication lands, every caller is an anonymous citizen: public documents only.
-//! Writing endpoints (upload, delete) need the operator's admin token.
+//! Every `/v1` request is authenticated (JWT or API key; anonymous citizens where allowed),
+//! rate-limited per IP and per principal, and audited; what it may read is decided by its
+//! principal inside retrieval and checked again before any passage text leaves.
 #![deny(missing_docs)]
 
 pub mod api;
+mod audit;
+pub mod auth;
+mod guard;
 mod metrics;
 pub mod openapi;
 mod problem;
@@ -31,11 +35,16 @@ use axum::routing::{get, post};
 use axum::{BoxError, Router};
 use cabildo_engine::answer::{AskOptions, Writer};
 use cabildo_engine::Engine;
+
+use crate::audit::Auditor;
+use crate::guard::RateLimits;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+pub use auth::{AuthConfig, AuthError, Authenticator, JwksSource};
+pub use guard::Limits;
 pub use metrics::Metrics;
 pub use problem::{Kind, Lang, Problem};
 pub use queue::GenerationQueue;
@@ -55,8 +64,10 @@ pub struct Config {
     pub queue_capacity: usize,
     /// Retry-After, in seconds, of a 503.
     pub retry_after: u64,
-    /// Bearer token for upload and delete; those endpoints are off without it.
-    pub admin_token: Option<String>,
+    /// Who may call, and how they prove it.
+    pub auth: AuthConfig,
+    /// Request rates and daily quotas.
+    pub limits: Limits,
     /// How answers are made.
     pub ask: AskOptions,
 }
@@ -70,10 +81,22 @@ impl Default for Config {
             generation_workers: 1,
             queue_capacity: 8,
             retry_after: 30,
-            admin_token: None,
+            auth: AuthConfig::default(),
+            limits: Limits::default(),
             ask: AskOptions::default(),
         }
     }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The identity provider's keys could not be loaded.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The audit key could not be read or created.
+    #[error("audit key: {0}")]
+    AuditKey(#[from] std::io::Error),
 }
 
 /// What every handler shares.
@@ -83,25 +106,39 @@ pub struct AppState {
     config: Config,
     queue: GenerationQueue,
     metrics: Metrics,
+    auth: Authenticator,
+    auditor: Auditor,
+    rate_limits: RateLimits,
     /// Ingest jobs and deletions write the index one at a time.
     writes: Arc<tokio::sync::Mutex<()>>,
     runtime: tokio::runtime::Handle,
 }
 
 impl AppState {
-    /// State over an opened engine and an answer writer. Must be called inside the Tokio
-    /// runtime that will serve (ingest jobs run on its handle from their own threads).
-    pub fn new(engine: Arc<Engine>, writer: Writer, config: Config) -> Self {
+    /// State over an opened engine and an answer writer: reads (or fetches) the identity
+    /// provider's keys and opens the audit log. Must be called inside the Tokio runtime that
+    /// will serve (ingest jobs run on its handle from their own threads).
+    pub async fn new(
+        engine: Arc<Engine>,
+        writer: Writer,
+        config: Config,
+    ) -> Result<Self, StartError> {
         let queue = GenerationQueue::new(config.generation_workers, config.queue_capacity);
-        AppState {
+        let registry = engine.registry().clone();
+        let auth = Authenticator::new(config.auth.clone(), registry.clone()).await?;
+        let auditor = Auditor::open(registry, engine.data_dir())?;
+        Ok(AppState {
             engine,
             writer,
             queue,
+            rate_limits: RateLimits::new(&config.limits),
             config,
             metrics: Metrics::default(),
+            auth,
+            auditor,
             writes: Arc::new(tokio::sync::Mutex::new(())),
             runtime: tokio::runtime::Handle::current(),
-        }
+        })
     }
 
     fn uploads_dir(&self) -> PathBuf {
@@ -113,7 +150,8 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = state.config.request_timeout;
-    let api = Router::new()
+    // Every /v1 route passes the guard: rate limits, authentication, quotas.
+    let v1 = Router::new()
         .route("/v1/search", post(routes::search::search))
         .route("/v1/ask", post(routes::answer::ask))
         .route("/v1/chat/completions", post(routes::answer::chat))
@@ -127,6 +165,13 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/norms/{id}",
             get(routes::documents::norm).delete(routes::documents::delete_norm),
         )
+        .route("/v1/audit", get(routes::audit::export))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ));
+    let api = Router::new()
+        .merge(v1)
         .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))
@@ -178,7 +223,9 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    // With the peer's address, for per-IP rate limits.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

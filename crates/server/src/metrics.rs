@@ -51,6 +51,9 @@ pub struct Metrics {
     pub rejected: Counter,
     /// Generations stopped because the client went away.
     pub cancelled: Counter,
+    /// Passages retrieval returned that the caller may not read, caught by the second
+    /// check before leaving (should stay 0).
+    pub withheld: Counter,
 }
 
 impl Default for Metrics {
@@ -63,6 +66,12 @@ impl Default for Metrics {
         let queue_depth = Gauge::default();
         let rejected = Counter::default();
         let cancelled = Counter::default();
+        let withheld = Counter::default();
+        registry.register(
+            "passages_withheld",
+            "Passages dropped by the access check on the way out (retrieval filter failures)",
+            withheld.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -107,6 +116,7 @@ impl Default for Metrics {
             queue_depth,
             rejected,
             cancelled,
+            withheld,
         }
     }
 }

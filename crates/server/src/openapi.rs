@@ -1,7 +1,7 @@
 //! The OpenAPI document, generated from the handlers and types (utoipa). A copy is checked
 //! in at docs/openapi.json; a test fails when it is stale.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api;
@@ -23,6 +23,7 @@ use crate::routes;
         routes::documents::norms,
         routes::documents::norm,
         routes::documents::delete_norm,
+        routes::audit::export,
         routes::ops::healthz,
         routes::ops::readyz,
         routes::ops::metrics,
@@ -43,7 +44,8 @@ use crate::routes;
         api::JobInfo,
         api::Health,
     )),
-    modifiers(&AdminToken),
+    modifiers(&Credentials),
+    security((), ("bearer" = []), ("api_key" = [])),
     tags(
         (name = "search", description = "Passages by keywords and meaning"),
         (name = "answers", description = "Cited answers: JSON, server-sent events, OpenAI-compatible"),
@@ -53,14 +55,25 @@ use crate::routes;
 )]
 struct ApiDoc;
 
-struct AdminToken;
+/// A JWT from the identity provider, or a partner's API key as a bearer token or in
+/// `X-Api-Key`; anonymous calls where the deployment allows them.
+struct Credentials;
 
-impl Modify for AdminToken {
+impl Modify for Credentials {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         if let Some(components) = openapi.components.as_mut() {
             components.add_security_scheme(
-                "admin_token",
-                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT or cab_… API key")
+                        .build(),
+                ),
+            );
+            components.add_security_scheme(
+                "api_key",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))),
             );
         }
     }

@@ -25,10 +25,12 @@ pub enum Kind {
     NotFound,
     /// The route exists, the method does not.
     MethodNotAllowed,
-    /// Admin endpoints need the admin token.
+    /// No credentials, or credentials refused.
     Unauthorized,
-    /// The endpoint is switched off in this deployment.
+    /// The caller may not use this endpoint.
     Forbidden,
+    /// A rate limit or the daily quota was reached.
+    TooManyRequests,
     /// The generation queue is full.
     Busy,
     /// The request took too long.
@@ -47,6 +49,7 @@ impl Kind {
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Kind::Unauthorized => StatusCode::UNAUTHORIZED,
             Kind::Forbidden => StatusCode::FORBIDDEN,
+            Kind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Kind::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Kind::Timeout => StatusCode::GATEWAY_TIMEOUT,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -62,6 +65,7 @@ impl Kind {
             Kind::MethodNotAllowed => "method-not-allowed",
             Kind::Unauthorized => "unauthorized",
             Kind::Forbidden => "forbidden",
+            Kind::TooManyRequests => "too-many-requests",
             Kind::Busy => "busy",
             Kind::Timeout => "timeout",
             Kind::Internal => "internal",
@@ -92,6 +96,9 @@ impl Kind {
             (Kind::Forbidden, Es) => "Acceso denegado",
             (Kind::Forbidden, Pt) => "Acesso negado",
             (Kind::Forbidden, En) => "Access denied",
+            (Kind::TooManyRequests, Es) => "Demasiadas solicitudes; intente más tarde",
+            (Kind::TooManyRequests, Pt) => "Requisições demais; tente mais tarde",
+            (Kind::TooManyRequests, En) => "Too many requests; try again later",
             (Kind::Busy, Es) => "El servicio está ocupado; intente de nuevo en unos segundos",
             (Kind::Busy, Pt) => "O serviço está ocupado; tente novamente em alguns segundos",
             (Kind::Busy, En) => "The service is busy; try again in a few seconds",
@@ -114,8 +121,10 @@ pub struct Problem {
     pub lang: Language,
     /// What exactly (technical, English: a field name, a limit).
     pub detail: String,
-    /// Seconds after which to retry (503 only).
+    /// Seconds after which to retry (503, 429).
     pub retry_after: Option<u64>,
+    /// The `WWW-Authenticate` challenge of a 401.
+    pub www_authenticate: Option<&'static str>,
 }
 
 /// The body of a problem response.
@@ -140,6 +149,7 @@ impl Problem {
             lang,
             detail: detail.into(),
             retry_after: None,
+            www_authenticate: None,
         }
     }
 
@@ -181,6 +191,12 @@ impl IntoResponse for Problem {
         );
         if let Some(s) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if let Some(challenge) = self.www_authenticate {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         response
     }

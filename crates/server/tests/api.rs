@@ -5,72 +5,31 @@
 //! (Qwen2.5 0.5B, installed by `scripts/setup-models.sh`) with a one-slot, no-wait queue.
 //! Skips when `../shared/corpus` is absent.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use cabildo_core::{AccessLevel, AccessRole};
 use cabildo_engine::answer::{AskOptions, Writer};
 use cabildo_engine::ingest::NoProgress;
 use cabildo_engine::{Dense, EdgeStore, Engine, IngestDefaults};
 use cabildo_models::{Embedder, Generator, LocalGenerator, OpenAiGenerator, TextEmbedder};
 use cabildo_server::{AppState, Config};
+use cabildo_store::NewClient;
+use common::{agent, events, excerpts, get, json_of, post, read, root, start};
 use serde_json::{json, Value};
-
-const ADMIN: &str = "test-admin-token";
 
 /// The model server has one slot and no queue: tests that use it take turns.
 static MODEL_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 struct Servers {
+    /// An admin's API key.
+    admin: String,
     extractive: String,
     model: String,
     engine: Arc<Engine>,
     runtime: tokio::runtime::Handle,
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Articles 1–18 of the Constitution and articles 1–7 of the LGPD, as files in `dir`.
-fn excerpts(dir: &Path) -> Option<()> {
-    let corpus = root().join("../shared/corpus");
-    let constitution = corpus
-        .join("cl/leychile-md/constitucion/constitucion-politica-de-la-republica-de-chile.md");
-    let lgpd = corpus.join("br/legislacao-chunks/lei_13709_20180814.csv");
-    let (Ok(cl), Ok(br)) = (
-        std::fs::read_to_string(&constitution),
-        std::fs::read_to_string(&lgpd),
-    ) else {
-        eprintln!("skipped: ../shared/corpus not found");
-        return None;
-    };
-    let cut = cl
-        .find("\nArtículo 19.-")
-        .expect("the Constitution has an article 19");
-    std::fs::write(
-        dir.join("constitucion-politica-de-la-republica-de-chile.md"),
-        &cl[..cut],
-    )
-    .expect("write");
-    let keep = lgpd_articles_1_to_7(&br);
-    std::fs::write(dir.join("lei_13709_20180814.csv"), keep).expect("write");
-    Some(())
-}
-
-/// The CSV's header and the rows of articles 1–7.
-fn lgpd_articles_1_to_7(csv: &str) -> String {
-    let mut lines = csv.lines();
-    let mut out = vec![lines.next().unwrap_or("").to_string()];
-    for line in lines {
-        let early = (1..=7).any(|n| {
-            line.contains(&format!("!art{n}_")) || line.trim_end().ends_with(&format!("!art{n}"))
-        });
-        if early {
-            out.push(line.to_string());
-        }
-    }
-    out.join("\n")
 }
 
 fn servers() -> Option<&'static Servers> {
@@ -113,15 +72,8 @@ fn servers() -> Option<&'static Servers> {
                     assert_eq!(report.summary.failures, 0, "{:?}", report.failed);
                     let engine = Arc::new(engine);
                     let generator = qwen();
-                    let extractive = start(
-                        engine.clone(),
-                        Writer::Extractive,
-                        Config {
-                            admin_token: Some(ADMIN.into()),
-                            ..Config::default()
-                        },
-                    )
-                    .await;
+                    let extractive =
+                        start(engine.clone(), Writer::Extractive, Config::default()).await;
                     let model = start(
                         engine.clone(),
                         Writer::Model(Arc::new(generator)),
@@ -134,7 +86,21 @@ fn servers() -> Option<&'static Servers> {
                         },
                     )
                     .await;
+                    let admin = cabildo_server::auth::new_api_key().expect("key");
+                    engine
+                        .registry()
+                        .add_client(&NewClient {
+                            name: "ops",
+                            key_hash: &cabildo_server::auth::key_hash(&admin),
+                            role: AccessRole::Admin,
+                            tenant: None,
+                            clearance: AccessLevel::Restricted,
+                            daily_quota: None,
+                        })
+                        .await
+                        .expect("admin client");
                     let _ = tx.send(Some(Servers {
+                        admin,
                         extractive,
                         model,
                         engine,
@@ -147,73 +113,6 @@ fn servers() -> Option<&'static Servers> {
             rx.recv().expect("server thread")
         })
         .as_ref()
-}
-
-async fn start(engine: Arc<Engine>, writer: Writer, config: Config) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let state = Arc::new(AppState::new(engine, writer, config));
-    tokio::spawn(cabildo_server::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
-    format!("http://{addr}")
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(300)))
-        .build()
-        .into()
-}
-
-/// POSTs JSON; returns status, content type and body.
-fn post(url: &str, body: &Value, headers: &[(&str, &str)]) -> (u16, String, String) {
-    let mut req = agent().post(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let mut r = req.send_json(body).expect("request");
-    read(&mut r)
-}
-
-fn read(r: &mut ureq::http::Response<ureq::Body>) -> (u16, String, String) {
-    let ct = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let body = r.body_mut().read_to_string().unwrap_or_default();
-    (r.status().as_u16(), ct, body)
-}
-
-fn get(url: &str) -> (u16, String, String) {
-    let mut r = agent().get(url).call().expect("request");
-    read(&mut r)
-}
-
-fn json_of(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
-/// Server-sent events as (event name, data) pairs.
-fn events(body: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut name = String::from("message");
-    for line in body.lines() {
-        if let Some(n) = line.strip_prefix("event:") {
-            name = n.trim().to_string();
-        } else if let Some(d) = line.strip_prefix("data:") {
-            out.push((name.clone(), d.trim_start().to_string()));
-            name = "message".into();
-        }
-    }
-    out
 }
 
 /// Asks `question` as JSON and returns the answer, which must come with 200.
@@ -417,11 +316,11 @@ fn shutdown_finishes_the_answers_in_flight() {
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (url, served) = s.runtime.block_on(async {
-        let state = Arc::new(AppState::new(
-            s.engine.clone(),
-            Writer::Model(Arc::new(generator)),
-            config,
-        ));
+        let state = Arc::new(
+            AppState::new(s.engine.clone(), Writer::Model(Arc::new(generator)), config)
+                .await
+                .expect("state"),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -791,7 +690,7 @@ fn documents_upload_becomes_a_job_then_a_norm_that_can_be_deleted() {
     };
     assert_eq!(upload(None).0, 401);
     assert_eq!(upload(Some("wrong")).0, 401);
-    let (status, _, body) = upload(Some(ADMIN));
+    let (status, _, body) = upload(Some(&s.admin));
     assert_eq!(status, 202, "{body}");
     let accepted = json_of(&body);
     assert_eq!(
@@ -804,7 +703,7 @@ fn documents_upload_becomes_a_job_then_a_norm_that_can_be_deleted() {
     for _ in 0..240 {
         let mut r = agent()
             .get(&job_url)
-            .header("Authorization", format!("Bearer {ADMIN}"))
+            .header("Authorization", format!("Bearer {}", s.admin))
             .call()
             .expect("request");
         job = json_of(&read(&mut r).2);
@@ -852,9 +751,9 @@ fn documents_upload_becomes_a_job_then_a_norm_that_can_be_deleted() {
         r.status().as_u16()
     };
     assert_eq!(delete("wrong"), 401);
-    assert_eq!(delete(ADMIN), 204);
+    assert_eq!(delete(&s.admin), 204);
     assert_eq!(get(&norm_url).0, 404);
-    assert_eq!(delete(ADMIN), 404);
+    assert_eq!(delete(&s.admin), 404);
     let (_, _, body) = post(
         &format!("{}/v1/search", s.extractive),
         &json!({"query": "bibliotecas municipales domingos", "method": "lexical"}),

@@ -60,6 +60,8 @@ pub struct JobSummary {
     pub passages: u64,
     /// Files that failed.
     pub failures: u64,
+    /// Passages whose text reads like instructions to the model.
+    pub flagged: u64,
     /// Wall time.
     pub seconds: f64,
 }
@@ -248,7 +250,7 @@ impl Registry {
     pub async fn finish_job(&self, job: i64, s: &JobSummary, status: &str) -> Result<()> {
         sqlx::query(
             "UPDATE ingest_jobs SET finished_at = ?, status = ?, files = ?, unchanged = ?,
-                norms = ?, passages = ?, failures = ?, seconds = ? WHERE id = ?",
+                norms = ?, passages = ?, failures = ?, flagged = ?, seconds = ? WHERE id = ?",
         )
         .bind(Utc::now().to_rfc3339())
         .bind(status)
@@ -257,6 +259,7 @@ impl Registry {
         .bind(s.norms as i64)
         .bind(s.passages as i64)
         .bind(s.failures as i64)
+        .bind(s.flagged as i64)
         .bind(s.seconds)
         .bind(job)
         .execute(&self.pool)
@@ -281,7 +284,7 @@ impl Registry {
     pub async fn job(&self, id: i64) -> Result<Option<JobRecord>> {
         let Some(r) = sqlx::query(
             "SELECT id, status, started_at, finished_at, files, unchanged, norms, passages,
-                failures, COALESCE(seconds, 0.0), error
+                failures, COALESCE(seconds, 0.0), error, flagged
              FROM ingest_jobs WHERE id = ?",
         )
         .bind(id)
@@ -314,6 +317,7 @@ impl Registry {
                 norms: count(6)?,
                 passages: count(7)?,
                 failures: count(8)?,
+                flagged: count(11)?,
                 seconds: r.try_get(9)?,
             },
             error: r.try_get(10)?,

@@ -31,6 +31,26 @@ impl std::str::FromStr for Register {
     }
 }
 
+/// A short hash of the system prompts in every language and register, so the audit log
+/// can say which prompt an answer was written under (it changes whenever they do).
+pub fn version() -> &'static str {
+    use sha2::{Digest, Sha256};
+    static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let mut h = Sha256::new();
+        for language in [Language::Es, Language::Pt, Language::En] {
+            for register in [Register::Usted, Register::Tu, Register::Vos] {
+                h.update(system(language, register).as_bytes());
+            }
+        }
+        let digest = h.finalize();
+        format!(
+            "prompt-{:02x}{:02x}{:02x}{:02x}",
+            digest[0], digest[1], digest[2], digest[3]
+        )
+    });
+    &VERSION
+}
+
 /// The system message: answer only from the sources, in this language and register, one
 /// citation per sentence.
 pub fn system(language: Language, register: Register) -> String {

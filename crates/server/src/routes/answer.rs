@@ -4,13 +4,14 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use cabildo_core::{FinishReason, Language, ModelError};
+use axum::{Extension, Json};
+use cabildo_core::{Filters, FinishReason, Language, ModelError, Principal};
 use cabildo_engine::answer::{compose, Answer, AskOptions, Question, Register, Sources, Writer};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -20,6 +21,8 @@ use super::{check_question, engine_problem};
 use crate::api::{
     AskRequest, ChatChoice, ChatCompletion, ChatCompletionRequest, ChatMessageOut, ChatUsage,
 };
+use crate::audit::{Outcome, Visit};
+use crate::guard::{audit, visible};
 use crate::problem::{ApiJson, ProblemBody};
 use crate::{AppState, Kind, Lang, Problem};
 
@@ -45,15 +48,17 @@ enum Piece {
     ))]
 pub async fn ask(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<AskRequest>,
 ) -> Result<Response, Problem> {
+    let started = Instant::now();
     let Lang(lang) = Lang::of(&headers);
     check_question(lang, &request.question, "question")?;
     let filters = request
         .filters
         .unwrap_or_default()
-        .for_public()
+        .within(&principal)
         .map_err(|e| Problem::new(Kind::BadRequest, lang, e))?;
     let question = Question {
         text: request.question,
@@ -62,14 +67,23 @@ pub async fn ask(
         register: request.register.unwrap_or_default(),
     };
     let options = state.config.ask.clone();
-    let sources = gather(&state, &question, &options, lang).await?;
+    let sources = gather(&state, &principal, &question, &options, lang).await?;
     let mut pieces = start(&state, sources, options, lang).await?;
+    let trail = Trail {
+        principal,
+        route: "/v1/ask",
+        started,
+        question: question.text,
+        filters: question.filters,
+    };
     if !wants_stream(&headers, request.stream) {
-        let answer = collect(&mut pieces, lang).await?;
-        return Ok(Json(answer).into_response());
+        let answer = collect(&mut pieces, lang).await;
+        trail.write(&state, answer.as_ref().ok(), lang).await?;
+        return Ok(Json(answer?).into_response());
     }
     let (events, stream) = mpsc::channel::<Result<Event, Infallible>>(64);
     tokio::spawn(async move {
+        let mut answered = None;
         while let Some(piece) = next_piece(&mut pieces, &events).await {
             let sent = match piece {
                 Piece::Text(text) => {
@@ -87,6 +101,7 @@ pub async fn ask(
                             "model": a.model, "language": a.language,
                             "finish": a.finish, "timings": a.timings,
                         });
+                        answered = Some(a);
                         let _ = events.send(Ok(event("citations", &citations))).await;
                         events.send(Ok(event("done", &done))).await
                     }
@@ -102,6 +117,7 @@ pub async fn ask(
                 break; // the client left: dropping `pieces` stops the writer
             }
         }
+        let _ = trail.write(&state, answered.as_ref(), lang).await;
     });
     Ok(Sse::new(ReceiverStream::new(stream))
         .keep_alive(keep_alive())
@@ -121,9 +137,11 @@ pub async fn ask(
     ))]
 pub async fn chat(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
     Lang(lang): Lang,
     ApiJson(request): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, Problem> {
+    let started = Instant::now();
     let text = request
         .messages
         .iter()
@@ -142,17 +160,26 @@ pub async fn chat(
     }
     let question = Question {
         text,
-        filters: Default::default(),
+        filters: principal.filters(),
         language: None,
         register: Register::default(),
     };
-    let sources = gather(&state, &question, &options, lang).await?;
+    let sources = gather(&state, &principal, &question, &options, lang).await?;
     let mut pieces = start(&state, sources, options, lang).await?;
+    let trail = Trail {
+        principal,
+        route: "/v1/chat/completions",
+        started,
+        question: question.text,
+        filters: question.filters,
+    };
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = chrono::Utc::now().timestamp();
     let model = format!("cabildo/{}", state.writer.name());
     if !request.stream.unwrap_or(false) {
-        let a = collect(&mut pieces, lang).await?;
+        let a = collect(&mut pieces, lang).await;
+        trail.write(&state, a.as_ref().ok(), lang).await?;
+        let a = a?;
         let usage = ChatUsage {
             prompt_tokens: a.timings.prompt_tokens,
             completion_tokens: a.timings.completion_tokens,
@@ -185,8 +212,10 @@ pub async fn chat(
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             })
         };
+        let mut answered = None;
         let first = chunk(json!({"role": "assistant", "content": ""}), None);
         if events.send(Ok(data(&first))).await.is_err() {
+            let _ = trail.write(&state, None, lang).await;
             return;
         }
         while let Some(piece) = next_piece(&mut pieces, &events).await {
@@ -208,6 +237,7 @@ pub async fn chat(
                                 "completion_tokens": a.timings.completion_tokens,
                                 "total_tokens": a.timings.prompt_tokens + a.timings.completion_tokens,
                             });
+                            answered = Some(a);
                         }
                         Err(e) => {
                             let p = Problem::internal(lang, &e);
@@ -222,6 +252,7 @@ pub async fn chat(
                 break;
             }
         }
+        let _ = trail.write(&state, answered.as_ref(), lang).await;
     });
     Ok(Sse::new(ReceiverStream::new(stream))
         .keep_alive(keep_alive())
@@ -270,19 +301,65 @@ fn data(value: &serde_json::Value) -> Event {
     Event::default().data(value.to_string())
 }
 
+/// Retrieval for an answer, then the second access check on every source: nothing the
+/// principal may not read reaches the writer, so no citation, quote or streamed token can
+/// carry it.
 async fn gather(
     state: &AppState,
+    principal: &Principal,
     question: &Question,
     options: &AskOptions,
     lang: Language,
 ) -> Result<Sources, Problem> {
-    let sources = state
+    let mut sources = state
         .engine
         .gather(question, options)
         .await
         .map_err(|e| engine_problem(lang, e))?;
     state.metrics.retrieval.observe(sources.retrieval_seconds);
+    sources.hits = visible(state, principal, std::mem::take(&mut sources.hits));
+    sources.relevant &= !sources.hits.is_empty();
     Ok(sources)
+}
+
+/// What an answer leaves in the audit log, written when the answer is complete.
+struct Trail {
+    principal: Principal,
+    route: &'static str,
+    started: Instant,
+    question: String,
+    filters: Filters,
+}
+
+impl Trail {
+    /// Writes the record: the cited passages, the answer's hash, its model and prompt.
+    async fn write(
+        &self,
+        state: &AppState,
+        answer: Option<&Answer>,
+        lang: Language,
+    ) -> Result<(), Problem> {
+        let visit = Visit {
+            principal: &self.principal,
+            route: self.route,
+            started: self.started,
+            question: Some(&self.question),
+            filters: Some(&self.filters),
+        };
+        let outcome = match answer {
+            Some(a) => Outcome {
+                status: 200,
+                passages: a.citations.iter().map(|c| c.passage_id.clone()).collect(),
+                answer: Some(&a.answer),
+                model: Some(&a.model),
+            },
+            None => Outcome {
+                status: 500,
+                ..Outcome::default()
+            },
+        };
+        audit(state, &visit, outcome, lang).await
+    }
 }
 
 /// Starts writing the answer on its own thread. Answers that need the model wait for a

@@ -1,55 +1,28 @@
-//! Documents: upload (an ingest job), jobs, norms. Uploading and deleting need the admin
-//! token; reading norms shows public ones to everyone.
+//! Documents: upload (an ingest job), jobs, norms. Uploading, deleting and reading jobs are
+//! for admins; the norm list and a norm's passages show each caller what it may read.
 
 use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
-use cabildo_core::{AccessLevel, Jurisdiction, Language};
+use cabildo_core::{AccessLevel, Jurisdiction, Language, Principal};
 use cabildo_engine::ingest::NoProgress;
 use cabildo_engine::IngestDefaults;
 use serde::Deserialize;
 
 use super::engine_problem;
 use crate::api::{JobAccepted, JobFailure, JobInfo, NormDetail, NormInfo, NormList, PassageInfo};
+use crate::audit::{Outcome, Visit};
+use crate::guard::{audit, require_admin};
 use crate::problem::ProblemBody;
 use crate::{AppState, Kind, Lang, Problem};
-
-/// Checks the admin bearer token (compared in constant time).
-fn require_admin(state: &AppState, headers: &HeaderMap, lang: Language) -> Result<(), Problem> {
-    let Some(expected) = &state.config.admin_token else {
-        return Err(Problem::new(
-            Kind::Forbidden,
-            lang,
-            "this endpoint is off: start the server with --admin-token (CABILDO_ADMIN_TOKEN)",
-        ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let same = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
-        Ok(())
-    } else {
-        Err(Problem::new(
-            Kind::Unauthorized,
-            lang,
-            "a valid admin bearer token is required",
-        ))
-    }
-}
 
 /// A safe file name from an uploaded one: its last path component, odd characters replaced.
 fn safe_name(name: &str) -> Option<String> {
@@ -68,24 +41,25 @@ fn safe_name(name: &str) -> Option<String> {
 }
 
 /// Upload files (multipart field `file`, repeatable; optional fields `jurisdiction`,
-/// `access`, `tenant`) and ingest them as a job. Answers 202 with the job's id at once.
+/// `access`, `tenant`, `redact_pii`) and ingest them as a job. Answers 202 with the job's id at once.
 #[utoipa::path(post, path = "/v1/documents", tag = "documents",
-    request_body(content_type = "multipart/form-data", description = "`file` parts (repeatable); optional `jurisdiction` (ISO alpha-2), `access` (public|internal|restricted), `tenant`"),
-    security(("admin_token" = [])),
+    request_body(content_type = "multipart/form-data", description = "`file` parts (repeatable); optional `jurisdiction` (ISO alpha-2), `access` (public|internal|restricted), `tenant`, `redact_pii` (true: replace national ids, e-mails, phones with placeholders)"),
+    security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 202, description = "Ingest job started", body = JobAccepted),
         (status = 400, description = "No files, or a bad field", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong admin token", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "Uploads are off (no admin token configured)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "No credentials, or refused", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "Upload over the limit", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn upload(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(principal): Extension<Principal>,
+    Lang(lang): Lang,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, Problem> {
-    let Lang(lang) = Lang::of(&headers);
-    require_admin(&state, &headers, lang)?;
+    require_admin(&principal, lang)?;
+    let started = Instant::now();
     let mut multipart =
         multipart.map_err(|e| Problem::new(Kind::UnsupportedMedia, lang, e.body_text()))?;
     let dir = state
@@ -109,6 +83,19 @@ pub async fn upload(
         .await
         .map_err(|e| Problem::internal(lang, &e))?;
     spawn_ingest(&state, job, dir, files.clone(), defaults);
+    let visit = Visit {
+        principal: &principal,
+        route: "/v1/documents",
+        started,
+        question: None,
+        filters: None,
+    };
+    let outcome = Outcome {
+        status: StatusCode::ACCEPTED.as_u16(),
+        passages: files.clone(),
+        ..Outcome::default()
+    };
+    audit(&state, &visit, outcome, lang).await?;
     let mut response = (
         StatusCode::ACCEPTED,
         Json(JobAccepted {
@@ -188,6 +175,18 @@ async fn receive(
                     .to_string();
                 defaults.tenant = (!t.is_empty()).then_some(t);
             }
+            "redact_pii" => {
+                let v = field.text().await.map_err(field_problem)?;
+                defaults.redact_pii = match v.trim() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" | "" => false,
+                    other => {
+                        return Err(bad(format!(
+                            "redact_pii must be true or false, not {other:?}"
+                        )))
+                    }
+                };
+            }
             other => return Err(bad(format!("unknown multipart field {other:?}"))),
         }
     }
@@ -242,18 +241,18 @@ fn spawn_ingest(
 /// An ingest job's state, counts and per-file failures.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "documents",
     params(("id" = i64, Path, description = "The job's id")),
-    security(("admin_token" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "The job", body = JobInfo),
         (status = 404, description = "No such job", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn job(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(principal): Extension<Principal>,
+    Lang(lang): Lang,
     Path(id): Path<String>,
 ) -> Result<Json<JobInfo>, Problem> {
-    let Lang(lang) = Lang::of(&headers);
-    require_admin(&state, &headers, lang)?;
+    require_admin(&principal, lang)?;
     let not_found = || Problem::new(Kind::NotFound, lang, format!("no ingest job {id}"));
     let n: i64 = id.parse().map_err(|_| not_found())?;
     let j = state
@@ -280,6 +279,7 @@ pub async fn job(
                 reason: f.reason,
             })
             .collect(),
+        flagged: j.summary.flagged,
         error: j.error,
     }))
 }
@@ -294,7 +294,7 @@ pub struct NormQuery {
     pub kind: Option<String>,
 }
 
-/// The public norms indexed.
+/// The norms indexed that the caller may read.
 #[utoipa::path(get, path = "/v1/norms", tag = "documents", params(NormQuery),
     responses(
         (status = 200, description = "Norms by jurisdiction and title", body = NormList),
@@ -302,6 +302,7 @@ pub struct NormQuery {
     ))]
 pub async fn norms(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
     Lang(lang): Lang,
     query: Result<Query<NormQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<NormList>, Problem> {
@@ -314,7 +315,7 @@ pub async fn norms(
         .map_err(|e| Problem::internal(lang, &e))?;
     let norms = norms
         .into_iter()
-        .filter(|n| n.access == AccessLevel::Public)
+        .filter(|n| principal.may_read(n.access, n.tenant.as_deref()))
         .filter(|n| {
             q.jurisdiction
                 .as_ref()
@@ -326,15 +327,16 @@ pub async fn norms(
     Ok(Json(NormList { norms }))
 }
 
-/// One public norm with its passages in document order.
+/// One norm the caller may read, with its passages in document order.
 #[utoipa::path(get, path = "/v1/norms/{id}", tag = "documents",
     params(("id" = String, Path, description = "The norm's id")),
     responses(
         (status = 200, description = "The norm", body = NormDetail),
-        (status = 404, description = "No such public norm", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such norm (or not one the caller may read)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn norm(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
     Lang(lang): Lang,
     Path(id): Path<String>,
 ) -> Result<Json<NormDetail>, Problem> {
@@ -344,8 +346,9 @@ pub async fn norm(
         .norm(&id)
         .await
         .map_err(|e| Problem::internal(lang, &e))?;
-    // Not public reads as absent: its existence is not the caller's to know.
-    let Some((norm, _)) = found.filter(|(n, _)| n.access == AccessLevel::Public) else {
+    // One the caller may not read is absent: its existence is not the caller's to know.
+    let Some((norm, _)) = found.filter(|(n, _)| principal.may_read(n.access, n.tenant.as_deref()))
+    else {
         return Err(Problem::new(Kind::NotFound, lang, format!("no norm {id}")));
     };
     let passages = state
@@ -362,25 +365,45 @@ pub async fn norm(
 /// Deletes a norm from both indexes and the registry.
 #[utoipa::path(delete, path = "/v1/norms/{id}", tag = "documents",
     params(("id" = String, Path, description = "The norm's id")),
-    security(("admin_token" = [])),
+    security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing or wrong admin token", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "No credentials, or refused", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such norm", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn delete_norm(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    Extension(principal): Extension<Principal>,
+    Lang(lang): Lang,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    let Lang(lang) = Lang::of(&headers);
-    require_admin(&state, &headers, lang)?;
+    require_admin(&principal, lang)?;
+    let started = Instant::now();
     let _one_at_a_time = state.writes.lock().await;
     let existed = state
         .engine
         .delete_norm(&id)
         .await
         .map_err(|e| engine_problem(lang, e))?;
+    let visit = Visit {
+        principal: &principal,
+        route: "/v1/norms/{id}",
+        started,
+        question: None,
+        filters: None,
+    };
+    let status = if existed {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    let outcome = Outcome {
+        status: status.as_u16(),
+        passages: vec![id.clone()],
+        ..Outcome::default()
+    };
+    audit(&state, &visit, outcome, lang).await?;
     if existed {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -1,6 +1,7 @@
 //! The handlers, one file per area.
 
 pub mod answer;
+pub mod audit;
 pub mod documents;
 pub mod ops;
 pub mod search;

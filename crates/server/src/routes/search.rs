@@ -4,11 +4,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::Json;
+use axum::{Extension, Json};
+use cabildo_core::Principal;
 use cabildo_engine::retrieve::Method;
 
 use super::{check_question, engine_problem};
 use crate::api::{SearchRequest, SearchResponse};
+use crate::audit::{Outcome, Visit};
+use crate::guard::{audit, visible};
 use crate::problem::{ApiJson, ProblemBody};
 use crate::{AppState, Kind, Lang, Problem};
 
@@ -25,9 +28,11 @@ const MAX_K: usize = 50;
     ))]
 pub async fn search(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
     Lang(lang): Lang,
     ApiJson(request): ApiJson<SearchRequest>,
 ) -> Result<Json<SearchResponse>, Problem> {
+    let started = Instant::now();
     check_question(lang, &request.query, "query")?;
     let k = request.k.unwrap_or(10);
     if !(1..=MAX_K).contains(&k) {
@@ -40,7 +45,7 @@ pub async fn search(
     let filters = request
         .filters
         .unwrap_or_default()
-        .for_public()
+        .within(&principal)
         .map_err(|e| Problem::new(Kind::BadRequest, lang, e))?;
     let method = match request.method.as_deref() {
         Some(m) => m
@@ -49,7 +54,7 @@ pub async fn search(
         None if state.engine.dense().is_some() => Method::Hybrid,
         None => Method::Lexical,
     };
-    let started = Instant::now();
+    let retrieval = Instant::now();
     let hits = state
         .engine
         .search(
@@ -61,8 +66,22 @@ pub async fn search(
         )
         .await
         .map_err(|e| engine_problem(lang, e))?;
-    let took = started.elapsed().as_secs_f64();
+    let took = retrieval.elapsed().as_secs_f64();
     state.metrics.retrieval.observe(took);
+    let hits = visible(&state, &principal, hits);
+    let visit = Visit {
+        principal: &principal,
+        route: "/v1/search",
+        started,
+        question: Some(&request.query),
+        filters: Some(&filters),
+    };
+    let outcome = Outcome {
+        status: 200,
+        passages: hits.iter().map(|h| h.passage.id.clone()).collect(),
+        ..Outcome::default()
+    };
+    audit(&state, &visit, outcome, lang).await?;
     Ok(Json(SearchResponse {
         method: method.name().to_string(),
         hits: hits.into_iter().map(Into::into).collect(),

@@ -1,0 +1,288 @@
+//! Security at the command line: the server's authentication and rate-limit flags, partner
+//! API keys (`cabildo clients`), the audit log (`cabildo audit verify|export`), and log
+//! output with personal data redacted.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use cabildo_core::{AccessLevel, AccessRole};
+use cabildo_server::auth::{key_hash, new_api_key};
+use cabildo_server::{AuthConfig, JwksSource, Limits};
+use cabildo_store::{NewClient, Registry};
+use clap::{Args, Subcommand};
+
+/// How `cabildo serve` authenticates and limits callers.
+#[derive(Args)]
+pub struct AuthArgs {
+    /// Refuse callers without credentials (401) instead of serving them as anonymous
+    /// citizens (public documents only).
+    #[arg(long)]
+    pub no_anonymous: bool,
+    /// Shared secret for HS256 tokens (development only; production uses --jwks or
+    /// --oidc-issuer).
+    #[arg(long, env = "CABILDO_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Public keys for RS256/ES256 tokens: a JWKS file, or its https:// URL.
+    #[arg(long, env = "CABILDO_JWKS")]
+    pub jwks: Option<String>,
+    /// An OIDC issuer (ClaveÚnica, gov.br…): its discovery document names the JWKS, and
+    /// tokens must carry it as `iss`.
+    #[arg(long, env = "CABILDO_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// Required `iss` (defaults to --oidc-issuer).
+    #[arg(long, env = "CABILDO_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud`.
+    #[arg(long, env = "CABILDO_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Requests per minute from one client IP.
+    #[arg(long, default_value_t = Limits::default().per_ip_per_minute)]
+    pub rate_per_ip: u32,
+    /// Requests per minute by one signed-in caller or API key.
+    #[arg(long, default_value_t = Limits::default().per_principal_per_minute)]
+    pub rate_per_caller: u32,
+    /// Requests per UTC day for partners whose key sets no quota (0: unlimited).
+    #[arg(long, default_value_t = Limits::default().partner_daily_quota.unwrap_or(0))]
+    pub partner_daily_quota: u64,
+}
+
+impl AuthArgs {
+    /// The server's authentication settings.
+    pub fn auth(&self) -> Result<AuthConfig> {
+        if self.jwks.is_some() && self.oidc_issuer.is_some() {
+            bail!("give --jwks or --oidc-issuer, not both");
+        }
+        let jwks = match (&self.jwks, &self.oidc_issuer) {
+            (Some(j), _) if j.starts_with("https://") || j.starts_with("http://") => {
+                Some(JwksSource::Url(j.clone()))
+            }
+            (Some(j), _) => Some(JwksSource::File(j.into())),
+            (None, Some(issuer)) => Some(JwksSource::Url(format!(
+                "{}/.well-known/openid-configuration",
+                issuer.trim_end_matches('/')
+            ))),
+            (None, None) => None,
+        };
+        let secret = self.jwt_secret.as_deref().filter(|s| !s.is_empty());
+        if secret.is_some_and(|s| s.len() < 32) {
+            bail!("--jwt-secret must be at least 32 characters");
+        }
+        Ok(AuthConfig {
+            allow_anonymous: !self.no_anonymous,
+            hs256_secret: secret.map(|s| s.as_bytes().to_vec()),
+            jwks,
+            issuer: self.jwt_issuer.clone().or_else(|| self.oidc_issuer.clone()),
+            audience: self.jwt_audience.clone(),
+            ..AuthConfig::default()
+        })
+    }
+
+    /// The server's rate limits and quotas.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            per_ip_per_minute: self.rate_per_ip,
+            per_principal_per_minute: self.rate_per_caller,
+            partner_daily_quota: (self.partner_daily_quota > 0).then_some(self.partner_daily_quota),
+        }
+    }
+}
+
+/// `cabildo clients …`
+#[derive(Subcommand)]
+pub enum ClientsCommand {
+    /// Register an API client and print its key (shown once; only its hash is kept).
+    Add {
+        /// A unique name (e.g. the partner system's).
+        name: String,
+        /// partner, caseworker or admin.
+        #[arg(long, default_value = "partner")]
+        role: AccessRole,
+        /// Its agency.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// public, internal or restricted (within its tenant).
+        #[arg(long, default_value = "public")]
+        clearance: AccessLevel,
+        /// Requests per UTC day (default: the server's --partner-daily-quota).
+        #[arg(long)]
+        daily_quota: Option<u64>,
+    },
+    /// List clients (never their keys).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a client's key at once.
+    Revoke {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// `cabildo audit …`
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain: exit status 1 and the breaks found if any record was edited,
+    /// deleted or removed from the end.
+    Verify {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print records as JSON lines.
+    Export {
+        /// First UTC day (YYYY-MM-DD).
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last UTC day, included (default: --from).
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+    },
+}
+
+async fn registry(data: &Path) -> Result<Registry> {
+    let path = data.join("registry.sqlite");
+    if !path.exists() {
+        bail!(
+            "{} has no registry: run `cabildo ingest` or `cabildo serve` with --data {} first",
+            data.display(),
+            data.display()
+        );
+    }
+    Registry::open(&path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+/// Runs `cabildo clients …`.
+pub async fn clients(data: &Path, command: ClientsCommand) -> Result<()> {
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    let registry = Registry::open(&data.join("registry.sqlite")).await?;
+    match command {
+        ClientsCommand::Add {
+            name,
+            role,
+            tenant,
+            clearance,
+            daily_quota,
+        } => {
+            if role == AccessRole::Anonymous || role == AccessRole::Citizen {
+                bail!("API keys are for partner, caseworker or admin clients, not {role}");
+            }
+            // The same consistency rules a token's claims must meet.
+            cabildo_core::Principal::new(name.clone(), role, tenant.clone(), clearance)?;
+            let key = new_api_key()?;
+            let client = registry
+                .add_client(&NewClient {
+                    name: &name,
+                    key_hash: &key_hash(&key),
+                    role,
+                    tenant: tenant.as_deref(),
+                    clearance,
+                    daily_quota,
+                })
+                .await
+                .with_context(|| format!("adding client {name:?} (is the name taken?)"))?;
+            eprintln!(
+                "client {} (id {}) added as {}; its key, shown only now:",
+                client.name, client.id, client.role
+            );
+            println!("{key}");
+        }
+        ClientsCommand::List { json } => {
+            let clients = registry.clients().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&clients)?);
+            } else {
+                for c in clients {
+                    println!(
+                        "{:<24} {:<10} tenant={:<12} clearance={:<10} quota={:<8} {}",
+                        c.name,
+                        c.role,
+                        c.tenant.as_deref().unwrap_or("-"),
+                        c.clearance,
+                        c.daily_quota.map_or("default".into(), |q| q.to_string()),
+                        c.revoked_at
+                            .map_or("live".into(), |at| format!("revoked {at}")),
+                    );
+                }
+            }
+        }
+        ClientsCommand::Revoke { name } => {
+            if !registry.revoke_client(&name).await? {
+                bail!("no live client named {name:?}");
+            }
+            eprintln!("revoked {name}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `cabildo audit …`; `Ok(false)` when verification found breaks.
+pub async fn audit(data: &Path, command: AuditCommand) -> Result<bool> {
+    let registry = registry(data).await?;
+    match command {
+        AuditCommand::Verify { json } => {
+            let started = std::time::Instant::now();
+            let v = registry.verify_audit().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else if v.intact() {
+                println!(
+                    "audit log intact: {} records, head {} ({:.1} s)",
+                    v.records,
+                    v.head,
+                    started.elapsed().as_secs_f64()
+                );
+            } else {
+                println!("audit log BROKEN ({} records read):", v.records);
+                for p in &v.problems {
+                    println!("  {p}");
+                }
+            }
+            Ok(v.intact())
+        }
+        AuditCommand::Export { from, to } => {
+            let to = to.unwrap_or(from);
+            let mut out = std::io::stdout().lock();
+            for e in registry.audit_between(from, to).await? {
+                serde_json::to_writer(&mut out, &e)?;
+                out.write_all(b"\n")?;
+            }
+            Ok(true)
+        }
+    }
+}
+
+/// Log output with personal data redacted: every formatted line passes through
+/// [`cabildo_text::redact_pii`] before it reaches stderr, whatever logged it.
+pub struct RedactedStderr;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactedStderr {
+    type Writer = RedactingLine;
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingLine(Vec::with_capacity(256))
+    }
+}
+
+/// One log event, buffered, redacted and written when dropped.
+pub struct RedactingLine(Vec<u8>);
+
+impl Write for RedactingLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RedactingLine {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.0);
+        let _ = std::io::stderr().write_all(cabildo_text::redact_pii(&text).as_bytes());
+    }
+}

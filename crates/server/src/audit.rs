@@ -1,0 +1,130 @@
+//! What the API leaves in the audit log: one record per request that reads documents or
+//! changes them, with the principal pseudonymised (keyed HMAC, so the log alone does not say
+//! who asked) and personal data redacted from the question.
+
+use std::path::Path;
+use std::time::Instant;
+
+use cabildo_core::{Filters, Principal};
+use cabildo_store::{AuditRecord, Registry, StoreError};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+/// Writes audit records.
+pub struct Auditor {
+    registry: Registry,
+    /// Key for principal pseudonyms, kept in the data folder (`audit.key`).
+    key: Vec<u8>,
+}
+
+/// One request's trace, filled in as the handler learns it.
+pub struct Visit<'a> {
+    /// Who.
+    pub principal: &'a Principal,
+    /// The route (`/v1/ask`).
+    pub route: &'a str,
+    /// When the request started.
+    pub started: Instant,
+    /// The question or query (redacted before it is stored).
+    pub question: Option<&'a str>,
+    /// The filters retrieval ran with.
+    pub filters: Option<&'a Filters>,
+}
+
+/// How it ended.
+#[derive(Default)]
+pub struct Outcome<'a> {
+    /// HTTP status.
+    pub status: u16,
+    /// Passages whose text was returned.
+    pub passages: Vec<String>,
+    /// The answer text.
+    pub answer: Option<&'a str>,
+    /// The model that wrote it.
+    pub model: Option<&'a str>,
+}
+
+impl Auditor {
+    /// An auditor writing to `registry`, with the pseudonym key in `data_dir/audit.key`
+    /// (created, readable by the owner only, on first start).
+    pub fn open(registry: Registry, data_dir: &Path) -> std::io::Result<Self> {
+        let path = data_dir.join("audit.key");
+        let key = match std::fs::read(&path) {
+            Ok(key) if key.len() >= 32 => key,
+            Ok(_) => {
+                return Err(std::io::Error::other(format!(
+                    "{} is shorter than 32 bytes",
+                    path.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = vec![0u8; 32];
+                getrandom::fill(&mut key).map_err(std::io::Error::other)?;
+                write_private(&path, &key)?;
+                key
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Auditor { registry, key })
+    }
+
+    /// A stable pseudonym for a principal: the same caller always gets the same one, and
+    /// without the key it cannot be traced back.
+    pub fn pseudonym(&self, principal: &Principal) -> String {
+        if principal.subject == "anonymous" {
+            return "anonymous".into();
+        }
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(principal.subject.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        let hex: String = tag[..12].iter().map(|b| format!("{b:02x}")).collect();
+        format!("p-{hex}")
+    }
+
+    /// Appends the record of one request.
+    pub async fn record(&self, visit: &Visit<'_>, outcome: Outcome<'_>) -> Result<(), StoreError> {
+        let record = AuditRecord {
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            principal: self.pseudonym(visit.principal),
+            role: visit.principal.role.to_string(),
+            route: visit.route.to_string(),
+            status: outcome.status,
+            question: visit
+                .question
+                .map(|q| cabildo_text::redact_pii(q).into_owned()),
+            filters: visit.filters.and_then(|f| serde_json::to_string(f).ok()),
+            passages: outcome.passages,
+            answer_hash: outcome.answer.map(|a| {
+                Sha256::digest(a.as_bytes())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            }),
+            model: outcome.model.map(str::to_string),
+            prompt_version: outcome
+                .model
+                .map(|_| cabildo_engine::answer::prompt::version().to_string()),
+            latency_ms: (visit.started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0,
+        };
+        self.registry.append_audit(&record).await.map(|_| ())
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}

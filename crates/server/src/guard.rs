@@ -1,0 +1,201 @@
+//! The door of every `/v1` route: rate limits per client IP and per principal, then
+//! authentication, then a partner's daily quota; the principal is handed to the handler as
+//! a request extension. And the second check on the way out: no passage leaves unless its
+//! principal may read it, whatever retrieval returned.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use cabildo_core::{AccessRole, Principal, SearchHit};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::audit::{Outcome, Visit};
+use crate::auth::AuthError;
+use crate::{AppState, Kind, Lang, Problem};
+
+/// Request rates and quotas.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Requests per minute from one client IP (all callers behind it together).
+    pub per_ip_per_minute: u32,
+    /// Requests per minute by one authenticated principal.
+    pub per_principal_per_minute: u32,
+    /// Requests per UTC day for a partner whose API key sets no quota of its own; `None`:
+    /// unlimited.
+    pub partner_daily_quota: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            per_ip_per_minute: 300,
+            per_principal_per_minute: 120,
+            partner_daily_quota: Some(10_000),
+        }
+    }
+}
+
+/// The in-memory token buckets.
+pub struct RateLimits {
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_principal: DefaultKeyedRateLimiter<String>,
+}
+
+impl RateLimits {
+    /// Buckets for these limits (a zero limit is read as one a minute).
+    pub fn new(limits: &Limits) -> Self {
+        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        RateLimits {
+            per_ip: RateLimiter::keyed(per_minute(limits.per_ip_per_minute)),
+            per_principal: RateLimiter::keyed(per_minute(limits.per_principal_per_minute)),
+        }
+    }
+}
+
+/// Middleware for the `/v1` routes.
+pub async fn guard(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Lang(lang) = Lang::of(request.headers());
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = ip {
+        if let Err(not_until) = state.rate_limits.per_ip.check_key(&ip) {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            return too_many(lang, wait, "too many requests from this address").into_response();
+        }
+    }
+    let (principal, client) = match state.auth.authenticate(request.headers()).await {
+        Ok(found) => found,
+        Err(e) => {
+            let mut p = match &e {
+                AuthError::Unavailable(_) => Problem::internal(lang, &e),
+                _ => Problem::new(Kind::Unauthorized, lang, e.to_string()),
+            };
+            if p.kind == Kind::Unauthorized {
+                p.www_authenticate = Some("Bearer error=\"invalid_token\"");
+            }
+            tracing::info!(reason = %e, "authentication refused");
+            return p.into_response();
+        }
+    };
+    if principal.role != AccessRole::Anonymous {
+        // Anonymous callers share one principal: the per-IP bucket is theirs.
+        if let Err(not_until) = state
+            .rate_limits
+            .per_principal
+            .check_key(&principal.subject)
+        {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            return too_many(lang, wait, "too many requests for this caller").into_response();
+        }
+    }
+    if principal.role == AccessRole::Partner {
+        let quota = client
+            .as_ref()
+            .and_then(|c| c.daily_quota)
+            .or(state.config.limits.partner_daily_quota);
+        if let Some(quota) = quota {
+            let now = chrono::Utc::now();
+            let used = state
+                .engine
+                .registry()
+                .count_request(&state.auditor.pseudonym(&principal), now.date_naive())
+                .await;
+            match used {
+                Ok(n) if n > quota => {
+                    let midnight = now
+                        .date_naive()
+                        .succ_opt()
+                        .and_then(|d| d.and_hms_opt(0, 0, 0))
+                        .map(|m| (m - now.naive_utc()).num_seconds().max(1) as u64)
+                        .unwrap_or(86_400);
+                    let mut p = Problem::new(
+                        Kind::TooManyRequests,
+                        lang,
+                        format!("the daily quota of {quota} requests is used up"),
+                    );
+                    p.retry_after = Some(midnight);
+                    return p.into_response();
+                }
+                Ok(_) => {}
+                Err(e) => return Problem::internal(lang, &e).into_response(),
+            }
+        }
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+fn too_many(lang: cabildo_core::Language, wait: Duration, why: &str) -> Problem {
+    let mut p = Problem::new(Kind::TooManyRequests, lang, why);
+    p.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+    p
+}
+
+/// Admin-only routes: ingest, delete, jobs, audit export.
+pub fn require_admin(principal: &Principal, lang: cabildo_core::Language) -> Result<(), Problem> {
+    if principal.is_admin() {
+        Ok(())
+    } else if principal.role == AccessRole::Anonymous {
+        let mut p = Problem::new(
+            Kind::Unauthorized,
+            lang,
+            "this endpoint needs an admin's credentials",
+        );
+        p.www_authenticate = Some("Bearer");
+        Err(p)
+    } else {
+        Err(Problem::new(
+            Kind::Forbidden,
+            lang,
+            "this endpoint is for admins",
+        ))
+    }
+}
+
+/// The second check: drops any passage `principal` may not read. Retrieval already filters
+/// by access and tenant inside every index; a passage caught here means that filter failed,
+/// so it is logged as an error and counted.
+pub fn visible(state: &AppState, principal: &Principal, hits: Vec<SearchHit>) -> Vec<SearchHit> {
+    let before = hits.len();
+    let kept: Vec<SearchHit> = hits
+        .into_iter()
+        .filter(|h| principal.may_read(h.passage.access, h.passage.tenant.as_deref()))
+        .collect();
+    let withheld = before - kept.len();
+    if withheld > 0 {
+        state.metrics.withheld.inc_by(withheld as u64);
+        tracing::error!(
+            withheld,
+            "retrieval returned passages the caller may not read; withheld"
+        );
+    }
+    kept
+}
+
+/// Appends an audit record. A response whose record cannot be written is not sent (500):
+/// every answer must be traceable. (A stream's record is written when it ends; its text has
+/// left by then, so there the failure is only logged.)
+pub async fn audit(
+    state: &AppState,
+    visit: &Visit<'_>,
+    outcome: Outcome<'_>,
+    lang: cabildo_core::Language,
+) -> Result<(), Problem> {
+    state
+        .auditor
+        .record(visit, outcome)
+        .await
+        .map_err(|e| Problem::internal(lang, &format!("audit record not written: {e}")))
+}

@@ -1,0 +1,126 @@
+//! What the server's test files share: a server on loopback, and a blocking HTTP client
+//! that reads any status (problems are answers too).
+#![allow(dead_code)] // each test file uses its own share of these
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cabildo_engine::answer::Writer;
+use cabildo_engine::Engine;
+use cabildo_server::{AppState, Config};
+use serde_json::Value;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Serves `engine` on a free loopback port; returns its base URL.
+pub async fn start(engine: Arc<Engine>, writer: Writer, config: Config) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let state = Arc::new(AppState::new(engine, writer, config).await.expect("state"));
+    tokio::spawn(cabildo_server::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    format!("http://{addr}")
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(300)))
+        .build()
+        .into()
+}
+
+/// POSTs JSON; returns status, content type and body.
+pub fn post(url: &str, body: &Value, headers: &[(&str, &str)]) -> (u16, String, String) {
+    let mut req = agent().post(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut r = req.send_json(body).expect("request");
+    read(&mut r)
+}
+
+pub fn read(r: &mut ureq::http::Response<ureq::Body>) -> (u16, String, String) {
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = r.body_mut().read_to_string().unwrap_or_default();
+    (r.status().as_u16(), ct, body)
+}
+
+pub fn get(url: &str) -> (u16, String, String) {
+    let mut r = agent().get(url).call().expect("request");
+    read(&mut r)
+}
+
+pub fn json_of(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// Server-sent events as (event name, data) pairs.
+pub fn events(body: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut name = String::from("message");
+    for line in body.lines() {
+        if let Some(n) = line.strip_prefix("event:") {
+            name = n.trim().to_string();
+        } else if let Some(d) = line.strip_prefix("data:") {
+            out.push((name.clone(), d.trim_start().to_string()));
+            name = "message".into();
+        }
+    }
+    out
+}
+
+/// Articles 1–18 of the Constitution and articles 1–7 of the LGPD, as files in `dir`.
+pub fn excerpts(dir: &Path) -> Option<()> {
+    let corpus = root().join("../shared/corpus");
+    let constitution = corpus
+        .join("cl/leychile-md/constitucion/constitucion-politica-de-la-republica-de-chile.md");
+    let lgpd = corpus.join("br/legislacao-chunks/lei_13709_20180814.csv");
+    let (Ok(cl), Ok(br)) = (
+        std::fs::read_to_string(&constitution),
+        std::fs::read_to_string(&lgpd),
+    ) else {
+        eprintln!("skipped: ../shared/corpus not found");
+        return None;
+    };
+    let cut = cl
+        .find("\nArtículo 19.-")
+        .expect("the Constitution has an article 19");
+    std::fs::write(
+        dir.join("constitucion-politica-de-la-republica-de-chile.md"),
+        &cl[..cut],
+    )
+    .expect("write");
+    let keep = lgpd_articles_1_to_7(&br);
+    std::fs::write(dir.join("lei_13709_20180814.csv"), keep).expect("write");
+    Some(())
+}
+
+/// The CSV's header and the rows of articles 1–7.
+fn lgpd_articles_1_to_7(csv: &str) -> String {
+    let mut lines = csv.lines();
+    let mut out = vec![lines.next().unwrap_or("").to_string()];
+    for line in lines {
+        let early = (1..=7).any(|n| {
+            line.contains(&format!("!art{n}_")) || line.trim_end().ends_with(&format!("!art{n}"))
+        });
+        if early {
+            out.push(line.to_string());
+        }
+    }
+    out.join("\n")
+}
