@@ -7,3 +7,5 @@ scripts/setup-models.sh
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace
+# A minute of fuzzing for each ingest format parser and the PII scanner (docs/security.md).
+scripts/fuzz.sh 60

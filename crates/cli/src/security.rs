@@ -36,10 +36,10 @@ pub struct AuthArgs {
     /// Required `aud`.
     #[arg(long, env = "CABILDO_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
-    /// Requests per minute from one client IP.
+    /// Requests per minute from one client IP (0: no limit, e.g. for load tests).
     #[arg(long, default_value_t = Limits::default().per_ip_per_minute)]
     pub rate_per_ip: u32,
-    /// Requests per minute by one signed-in caller or API key.
+    /// Requests per minute by one signed-in caller or API key (0: no limit).
     #[arg(long, default_value_t = Limits::default().per_principal_per_minute)]
     pub rate_per_caller: u32,
     /// Requests per UTC day for partners whose key sets no quota (0: unlimited).

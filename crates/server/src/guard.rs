@@ -3,6 +3,7 @@
 //! a request extension. And the second check on the way out: no passage leaves unless its
 //! principal may read it, whatever retrieval returned.
 
+use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -22,9 +23,9 @@ use crate::{AppState, Kind, Lang, Problem};
 /// Request rates and quotas.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Requests per minute from one client IP (all callers behind it together).
+    /// Requests per minute from one client IP (all callers behind it together); 0: no limit.
     pub per_ip_per_minute: u32,
-    /// Requests per minute by one authenticated principal.
+    /// Requests per minute by one authenticated principal; 0: no limit.
     pub per_principal_per_minute: u32,
     /// Requests per UTC day for a partner whose API key sets no quota of its own; `None`:
     /// unlimited.
@@ -41,21 +42,33 @@ impl Default for Limits {
     }
 }
 
-/// The in-memory token buckets.
+/// The in-memory token buckets (none where the limit is 0).
 pub struct RateLimits {
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    per_principal: DefaultKeyedRateLimiter<String>,
+    per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    per_principal: Option<DefaultKeyedRateLimiter<String>>,
 }
 
 impl RateLimits {
-    /// Buckets for these limits (a zero limit is read as one a minute).
+    /// Buckets for these limits.
     pub fn new(limits: &Limits) -> Self {
-        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
         RateLimits {
-            per_ip: RateLimiter::keyed(per_minute(limits.per_ip_per_minute)),
-            per_principal: RateLimiter::keyed(per_minute(limits.per_principal_per_minute)),
+            per_ip: bucket(limits.per_ip_per_minute),
+            per_principal: bucket(limits.per_principal_per_minute),
         }
     }
+}
+
+fn bucket<K: Hash + Eq + Clone>(per_minute: u32) -> Option<DefaultKeyedRateLimiter<K>> {
+    NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
+}
+
+/// How long `key` must wait before its next request, if it must.
+fn wait<K: Hash + Eq + Clone>(
+    limiter: &Option<DefaultKeyedRateLimiter<K>>,
+    key: &K,
+) -> Option<Duration> {
+    let not_until = limiter.as_ref()?.check_key(key).err()?;
+    Some(not_until.wait_time_from(DefaultClock::default().now()))
 }
 
 /// Middleware for the `/v1` routes.
@@ -69,11 +82,8 @@ pub async fn guard(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    if let Some(ip) = ip {
-        if let Err(not_until) = state.rate_limits.per_ip.check_key(&ip) {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            return too_many(lang, wait, "too many requests from this address").into_response();
-        }
+    if let Some(wait) = ip.and_then(|ip| wait(&state.rate_limits.per_ip, &ip)) {
+        return too_many(lang, wait, "too many requests from this address").into_response();
     }
     let (principal, client) = match state.auth.authenticate(request.headers()).await {
         Ok(found) => found,
@@ -91,12 +101,7 @@ pub async fn guard(
     };
     if principal.role != AccessRole::Anonymous {
         // Anonymous callers share one principal: the per-IP bucket is theirs.
-        if let Err(not_until) = state
-            .rate_limits
-            .per_principal
-            .check_key(&principal.subject)
-        {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+        if let Some(wait) = wait(&state.rate_limits.per_principal, &principal.subject) {
             return too_many(lang, wait, "too many requests for this caller").into_response();
         }
     }

@@ -429,7 +429,9 @@ fn openai_style_client_gets_an_answer_with_citations() {
         ],
         "temperature": 0.2, "n": 1, "user": "portal-session-1"
     });
-    let (status, _, body) = post(&url, &request, &[("Authorization", "Bearer sk-anything")]);
+    // An OpenAI SDK sends its api_key as a bearer token: here a Cabildo API key.
+    let bearer = format!("Bearer {}", s.admin);
+    let (status, _, body) = post(&url, &request, &[("Authorization", &bearer)]);
     assert_eq!(status, 200, "{body}");
     let c = json_of(&body);
     assert_eq!(c["object"], "chat.completion");
@@ -478,7 +480,7 @@ fn openai_generator_reads_an_openai_compatible_stream() {
     // stream from it exactly as from vLLM or llama.cpp.
     let g = OpenAiGenerator::new(
         &format!("{}/v1", s.extractive),
-        Some("key".into()),
+        Some(s.admin.clone()),
         "cabildo",
         8192,
         Duration::from_secs(60),
