@@ -29,7 +29,10 @@ for target in "${targets[@]}"; do
     corpus="fuzz/corpus/$target"
     mkdir -p "$corpus"
     if [ -d ../shared/corpus ] && [ -z "$(ls -A "$corpus")" ]; then
-        find ../shared/corpus -type f -name "*.$(extension "$target")" -size -64k | head -40 |
+        # awk, not head: head exiting early would fail the pipeline under pipefail.
+        # PDFs are rarely small: take those up to libFuzzer's -max_len.
+        limit=64k; [ "$target" = parse_pdf ] && limit=256k
+        find ../shared/corpus -type f -name "*.$(extension "$target")" -size "-$limit" | awk 'NR <= 40' |
             while read -r f; do cp "$f" "$corpus/"; done
     fi
 done

@@ -78,7 +78,7 @@ pub async fn ask(
     };
     if !wants_stream(&headers, request.stream) {
         let answer = collect(&mut pieces, lang).await;
-        trail.write(&state, answer.as_ref().ok(), lang).await?;
+        trail.write(&state, answer.as_ref().ok(), 500, lang).await?;
         return Ok(Json(answer?).into_response());
     }
     let (events, stream) = mpsc::channel::<Result<Event, Infallible>>(64);
@@ -117,7 +117,10 @@ pub async fn ask(
                 break; // the client left: dropping `pieces` stops the writer
             }
         }
-        let _ = trail.write(&state, answered.as_ref(), lang).await;
+        let unanswered = if events.is_closed() { CLIENT_GONE } else { 500 };
+        let _ = trail
+            .write(&state, answered.as_ref(), unanswered, lang)
+            .await;
     });
     Ok(Sse::new(ReceiverStream::new(stream))
         .keep_alive(keep_alive())
@@ -178,7 +181,7 @@ pub async fn chat(
     let model = format!("cabildo/{}", state.writer.name());
     if !request.stream.unwrap_or(false) {
         let a = collect(&mut pieces, lang).await;
-        trail.write(&state, a.as_ref().ok(), lang).await?;
+        trail.write(&state, a.as_ref().ok(), 500, lang).await?;
         let a = a?;
         let usage = ChatUsage {
             prompt_tokens: a.timings.prompt_tokens,
@@ -215,7 +218,7 @@ pub async fn chat(
         let mut answered = None;
         let first = chunk(json!({"role": "assistant", "content": ""}), None);
         if events.send(Ok(data(&first))).await.is_err() {
-            let _ = trail.write(&state, None, lang).await;
+            let _ = trail.write(&state, None, CLIENT_GONE, lang).await;
             return;
         }
         while let Some(piece) = next_piece(&mut pieces, &events).await {
@@ -252,7 +255,10 @@ pub async fn chat(
                 break;
             }
         }
-        let _ = trail.write(&state, answered.as_ref(), lang).await;
+        let unanswered = if events.is_closed() { CLIENT_GONE } else { 500 };
+        let _ = trail
+            .write(&state, answered.as_ref(), unanswered, lang)
+            .await;
     });
     Ok(Sse::new(ReceiverStream::new(stream))
         .keep_alive(keep_alive())
@@ -322,6 +328,10 @@ async fn gather(
     Ok(sources)
 }
 
+/// The audit status of a stream whose client left before the answer was complete (nginx's
+/// "client closed request").
+const CLIENT_GONE: u16 = 499;
+
 /// What an answer leaves in the audit log, written when the answer is complete.
 struct Trail {
     principal: Principal,
@@ -332,11 +342,13 @@ struct Trail {
 }
 
 impl Trail {
-    /// Writes the record: the cited passages, the answer's hash, its model and prompt.
+    /// Writes the record: the cited passages, the answer's hash, its model and prompt; or,
+    /// without an answer, `unanswered` as the status.
     async fn write(
         &self,
         state: &AppState,
         answer: Option<&Answer>,
+        unanswered: u16,
         lang: Language,
     ) -> Result<(), Problem> {
         let visit = Visit {
@@ -354,7 +366,7 @@ impl Trail {
                 model: Some(&a.model),
             },
             None => Outcome {
-                status: 500,
+                status: unanswered,
                 ..Outcome::default()
             },
         };
