@@ -101,7 +101,10 @@ struct Claims {
 
 struct KeyCache {
     keys: JwkSet,
+    /// When the keys were last fetched successfully (URL sources only).
     fetched: Option<Instant>,
+    /// When a fetch was last tried.
+    tried: Option<Instant>,
 }
 
 /// Turns request headers into a principal.
@@ -151,13 +154,12 @@ impl Authenticator {
         Ok(Authenticator {
             config,
             registry,
-            keys: Mutex::new(KeyCache { keys, fetched }),
+            keys: Mutex::new(KeyCache {
+                keys,
+                fetched,
+                tried: fetched,
+            }),
         })
-    }
-
-    /// Whether callers without credentials are served.
-    pub fn allows_anonymous(&self) -> bool {
-        self.config.allow_anonymous
     }
 
     /// The caller of a request, with the API client record when it used a key (for its quota).
@@ -266,29 +268,36 @@ impl Authenticator {
     }
 
     /// The key `kid`, fetching the JWKS again when it is stale or the key is new to us (an
-    /// identity provider that rotated keys) — at most every `jwks_refetch_after`.
+    /// identity provider that rotated keys). Fetches are tried at most every
+    /// `jwks_refetch_after`, so a provider that is down does not stall every request.
     async fn jwk(&self, kid: &str) -> Result<Jwk, AuthError> {
         let mut cache = self.keys.lock().await;
-        let find = |set: &JwkSet| set.find(kid).cloned();
-        let stale = cache
-            .fetched
-            .is_some_and(|at| at.elapsed() > self.config.jwks_ttl);
-        if let (Some(known), false) = (find(&cache.keys), stale) {
-            return Ok(known);
-        }
-        if let (Some(JwksSource::Url(url)), Some(at)) = (&self.config.jwks, cache.fetched) {
-            if stale || at.elapsed() >= self.config.jwks_refetch_after {
+        let known = cache.keys.find(kid).cloned();
+        if let Some(JwksSource::Url(url)) = &self.config.jwks {
+            let stale = cache
+                .fetched
+                .is_none_or(|at| at.elapsed() > self.config.jwks_ttl);
+            let may_try = cache
+                .tried
+                .is_none_or(|at| at.elapsed() >= self.config.jwks_refetch_after);
+            if (stale || known.is_none()) && may_try {
+                cache.tried = Some(Instant::now());
                 match fetch_jwks(url.clone()).await {
                     Ok(keys) => {
                         cache.keys = keys;
-                        cache.fetched = Some(Instant::now());
+                        cache.fetched = cache.tried;
                     }
                     // Keep serving with the keys we have; the provider may be briefly down.
                     Err(e) => tracing::warn!(error = %e, "JWKS refresh failed"),
                 }
+                return cache
+                    .keys
+                    .find(kid)
+                    .cloned()
+                    .ok_or_else(|| AuthError::Invalid(format!("unknown key id {kid:?}")));
             }
         }
-        find(&cache.keys).ok_or_else(|| AuthError::Invalid(format!("unknown key id {kid:?}")))
+        known.ok_or_else(|| AuthError::Invalid(format!("unknown key id {kid:?}")))
     }
 }
 

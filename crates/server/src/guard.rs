@@ -87,15 +87,15 @@ pub async fn guard(
     }
     let (principal, client) = match state.auth.authenticate(request.headers()).await {
         Ok(found) => found,
+        Err(e @ AuthError::Unavailable(_)) => return Problem::internal(lang, &e).into_response(),
         Err(e) => {
-            let mut p = match &e {
-                AuthError::Unavailable(_) => Problem::internal(lang, &e),
-                _ => Problem::new(Kind::Unauthorized, lang, e.to_string()),
-            };
-            if p.kind == Kind::Unauthorized {
-                p.www_authenticate = Some("Bearer error=\"invalid_token\"");
-            }
             tracing::info!(reason = %e, "authentication refused");
+            let mut p = Problem::new(Kind::Unauthorized, lang, e.to_string());
+            // RFC 6750: no error code when no credentials were sent.
+            p.www_authenticate = Some(match e {
+                AuthError::Missing => "Bearer",
+                _ => "Bearer error=\"invalid_token\"",
+            });
             return p.into_response();
         }
     };
@@ -110,36 +110,46 @@ pub async fn guard(
             .as_ref()
             .and_then(|c| c.daily_quota)
             .or(state.config.limits.partner_daily_quota);
-        if let Some(quota) = quota {
-            let now = chrono::Utc::now();
-            let used = state
-                .engine
-                .registry()
-                .count_request(&state.auditor.pseudonym(&principal), now.date_naive())
-                .await;
-            match used {
-                Ok(n) if n > quota => {
-                    let midnight = now
-                        .date_naive()
-                        .succ_opt()
-                        .and_then(|d| d.and_hms_opt(0, 0, 0))
-                        .map(|m| (m - now.naive_utc()).num_seconds().max(1) as u64)
-                        .unwrap_or(86_400);
-                    let mut p = Problem::new(
-                        Kind::TooManyRequests,
-                        lang,
-                        format!("the daily quota of {quota} requests is used up"),
-                    );
-                    p.retry_after = Some(midnight);
-                    return p.into_response();
-                }
-                Ok(_) => {}
-                Err(e) => return Problem::internal(lang, &e).into_response(),
-            }
+        if let Err(p) = within_daily_quota(&state, &principal, quota, lang).await {
+            return p.into_response();
         }
     }
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+/// Counts this request against the partner's daily quota (in the registry, so restarts and
+/// replicas share it); 429 until midnight UTC once it is used up.
+async fn within_daily_quota(
+    state: &AppState,
+    principal: &Principal,
+    quota: Option<u64>,
+    lang: cabildo_core::Language,
+) -> Result<(), Problem> {
+    let Some(quota) = quota else { return Ok(()) };
+    let now = chrono::Utc::now();
+    let used = state
+        .engine
+        .registry()
+        .count_request(&state.auditor.pseudonym(principal), now.date_naive())
+        .await
+        .map_err(|e| Problem::internal(lang, &e))?;
+    if used <= quota {
+        return Ok(());
+    }
+    let until_midnight = now
+        .date_naive()
+        .succ_opt()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|m| (m - now.naive_utc()).num_seconds().max(1) as u64)
+        .unwrap_or(86_400);
+    let mut p = Problem::new(
+        Kind::TooManyRequests,
+        lang,
+        format!("the daily quota of {quota} requests is used up"),
+    );
+    p.retry_after = Some(until_midnight);
+    Err(p)
 }
 
 fn too_many(lang: cabildo_core::Language, wait: Duration, why: &str) -> Problem {

@@ -74,80 +74,68 @@ async fn an_untouched_chain_verifies() {
     assert_eq!(days[0].record, record(1));
 }
 
+/// Fills a log of five records, runs `sql` (with `bind`, if any) behind the registry's back,
+/// and returns what verification reports.
+async fn problems_after(sql: &'static str, bind: Option<String>) -> Vec<String> {
+    let (_dir, registry, mut raw) = filled(5).await;
+    let mut q = sqlx::query(sql);
+    if let Some(b) = bind {
+        q = q.bind(b);
+    }
+    q.execute(&mut raw).await.unwrap();
+    let v = registry.verify_audit().await.unwrap();
+    assert_eq!(v.intact(), v.problems.is_empty());
+    v.problems
+}
+
+fn assert_reported(problems: &[String], what: &str) {
+    assert!(
+        problems.iter().any(|p| p.contains(what)),
+        "{what}: {problems:?}"
+    );
+}
+
 #[tokio::test]
 async fn an_edited_record_is_caught() {
-    let (_dir, registry, mut raw) = filled(5).await;
-    sqlx::query("UPDATE audit_log SET passages = '[]' WHERE seq = 3")
-        .execute(&mut raw)
-        .await
-        .unwrap();
-    let v = registry.verify_audit().await.unwrap();
-    assert!(!v.intact());
-    assert!(
-        v.problems[0].contains("record 3 was changed"),
-        "{:?}",
-        v.problems
-    );
+    let problems = problems_after("UPDATE audit_log SET passages = '[]' WHERE seq = 3", None).await;
+    assert_reported(&problems, "record 3 was changed");
 }
 
 #[tokio::test]
 async fn an_edit_that_recomputes_its_own_hash_still_breaks_the_next_link() {
-    let (_dir, registry, mut raw) = filled(5).await;
-    let mut forged = registry
-        .audit_between("2026-11-01".parse().unwrap(), "2026-11-30".parse().unwrap())
-        .await
-        .unwrap()
-        .remove(2);
-    forged.record.passages.clear();
-    let hash = cabildo_store::chain_hash(&forged.prev_hash, &forged.record);
-    sqlx::query("UPDATE audit_log SET passages = '[]', hash = ? WHERE seq = 3")
-        .bind(hash)
-        .execute(&mut raw)
-        .await
-        .unwrap();
-    let v = registry.verify_audit().await.unwrap();
+    // Record 3 as it was written, with its passages removed and its hash made to match.
+    let mut forged = record(3);
+    forged.passages.clear();
+    let prev = {
+        let mut prev = cabildo_store::GENESIS.to_string();
+        for n in 1..=2 {
+            prev = cabildo_store::chain_hash(&prev, &record(n));
+        }
+        prev
+    };
+    let hash = cabildo_store::chain_hash(&prev, &forged);
+    let problems = problems_after(
+        "UPDATE audit_log SET passages = '[]', hash = ? WHERE seq = 3",
+        Some(hash),
+    )
+    .await;
     assert!(
-        v.problems
-            .iter()
-            .any(|p| p.contains("record 4 does not follow")),
-        "{:?}",
-        v.problems
+        !problems.iter().any(|p| p.contains("record 3 was changed")),
+        "its own hash matches: {problems:?}"
     );
+    assert_reported(&problems, "record 4 does not follow");
 }
 
 #[tokio::test]
 async fn a_deleted_record_is_caught() {
-    let (_dir, registry, mut raw) = filled(5).await;
-    sqlx::query("DELETE FROM audit_log WHERE seq = 2")
-        .execute(&mut raw)
-        .await
-        .unwrap();
-    let v = registry.verify_audit().await.unwrap();
-    assert!(!v.intact());
-    assert!(
-        v.problems
-            .iter()
-            .any(|p| p.contains("records 2..2 are missing")),
-        "{:?}",
-        v.problems
-    );
+    let problems = problems_after("DELETE FROM audit_log WHERE seq = 2", None).await;
+    assert_reported(&problems, "records 2..2 are missing");
 }
 
 #[tokio::test]
 async fn removing_the_newest_records_is_caught() {
-    let (_dir, registry, mut raw) = filled(5).await;
-    sqlx::query("DELETE FROM audit_log WHERE seq >= 4")
-        .execute(&mut raw)
-        .await
-        .unwrap();
-    let v = registry.verify_audit().await.unwrap();
-    assert!(
-        v.problems
-            .iter()
-            .any(|p| p.contains("records 4..5 were removed from the end")),
-        "{:?}",
-        v.problems
-    );
+    let problems = problems_after("DELETE FROM audit_log WHERE seq >= 4", None).await;
+    assert_reported(&problems, "records 4..5 were removed from the end");
 }
 
 #[tokio::test]
