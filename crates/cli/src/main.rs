@@ -284,7 +284,7 @@ fn init_logging(json: bool) {
     // Whatever a log line carries, national ids, e-mails and phone numbers are redacted.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(security::RedactedStderr);
+        .with_writer(security::Redacted(std::io::stderr));
     if json {
         logs.json().with_current_span(true).init();
     } else {

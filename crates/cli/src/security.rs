@@ -257,22 +257,31 @@ pub async fn audit(data: &Path, command: AuditCommand) -> Result<bool> {
 }
 
 /// Log output with personal data redacted: every formatted line passes through
-/// [`cabildo_text::redact_pii`] before it reaches stderr, whatever logged it.
-pub struct RedactedStderr;
+/// [`cabildo_text::redact_pii`] before it reaches the inner writer (stderr), whatever logged
+/// it.
+pub struct Redacted<M>(pub M);
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactedStderr {
-    type Writer = RedactingLine;
+impl<'a, M: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::MakeWriter<'a>
+    for Redacted<M>
+{
+    type Writer = RedactingLine<M::Writer>;
     fn make_writer(&'a self) -> Self::Writer {
-        RedactingLine(Vec::with_capacity(256))
+        RedactingLine {
+            line: Vec::with_capacity(256),
+            out: self.0.make_writer(),
+        }
     }
 }
 
-/// One log event, buffered, redacted and written when dropped.
-pub struct RedactingLine(Vec<u8>);
+/// One log event, buffered, then redacted and written when dropped.
+pub struct RedactingLine<W: Write> {
+    line: Vec<u8>,
+    out: W,
+}
 
-impl Write for RedactingLine {
+impl<W: Write> Write for RedactingLine<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
+        self.line.extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -280,9 +289,61 @@ impl Write for RedactingLine {
     }
 }
 
-impl Drop for RedactingLine {
+impl<W: Write> Drop for RedactingLine<W> {
     fn drop(&mut self) {
-        let text = String::from_utf8_lossy(&self.0);
-        let _ = std::io::stderr().write_all(cabildo_text::redact_pii(&text).as_bytes());
+        let text = String::from_utf8_lossy(&self.line);
+        let _ = self
+            .out
+            .write_all(cabildo_text::redact_pii(&text).as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn log_lines_lose_national_ids_emails_and_phones() {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(Redacted(move || sink.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(
+                input = "RUT 12.345.678-5, CPF 529.982.247-25, ana@correo.cl, +56 9 8765 4321",
+                "bad request body"
+            );
+        });
+        let logged = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+        assert!(logged.contains("bad request body"), "{logged}");
+        assert!(
+            logged.contains("RUT [RUT], CPF [CPF], [EMAIL], [PHONE]"),
+            "{logged}"
+        );
+        for raw in [
+            "12.345.678-5",
+            "529.982.247-25",
+            "ana@correo.cl",
+            "8765 4321",
+        ] {
+            assert!(!logged.contains(raw), "{raw} in {logged}");
+        }
     }
 }
