@@ -208,3 +208,56 @@ fn an_ingest_killed_half_way_is_completed_by_the_next_run() {
     assert_eq!(after["passages_indexed"], reference["passages_indexed"]);
     assert_eq!(after["passages_registered"], reference["passages_indexed"]);
 }
+
+#[test]
+fn api_clients_get_a_key_once_and_can_be_revoked_and_the_audit_log_verifies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let added = cabildo(
+        &data,
+        &[
+            "clients",
+            "add",
+            "portal",
+            "--role",
+            "partner",
+            "--tenant",
+            "sii",
+            "--clearance",
+            "internal",
+            "--daily-quota",
+            "500",
+        ],
+    );
+    assert!(added.status.success(), "{}", stderr(&added));
+    let key = String::from_utf8_lossy(&added.stdout).trim().to_string();
+    assert!(key.starts_with("cab_") && key.len() == 47, "{key}");
+    let listed = cabildo(&data, &["clients", "list", "--json"]);
+    let clients: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(clients[0]["name"], "portal");
+    assert_eq!(clients[0]["daily_quota"], 500);
+    assert!(
+        !String::from_utf8_lossy(&listed.stdout).contains(&key),
+        "keys are never listed"
+    );
+    let taken = cabildo(&data, &["clients", "add", "portal"]);
+    assert!(!taken.status.success());
+    let citizen = cabildo(&data, &["clients", "add", "c", "--role", "citizen"]);
+    assert!(
+        stderr(&citizen).contains("not citizen"),
+        "{}",
+        stderr(&citizen)
+    );
+    assert!(cabildo(&data, &["clients", "revoke", "portal"])
+        .status
+        .success());
+    assert!(!cabildo(&data, &["clients", "revoke", "portal"])
+        .status
+        .success());
+
+    let verified = cabildo(&data, &["audit", "verify"]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("audit log intact: 0 records"));
+    let elsewhere = cabildo(&dir.path().join("none"), &["audit", "verify"]);
+    assert!(stderr(&elsewhere).contains("has no registry"));
+}
