@@ -3,8 +3,9 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 # Stable Rust: cargo-fuzz with --sanitizer none (libFuzzer's coverage guidance without ASan,
 # which needs nightly). Installs cargo-fuzz from crates.io when missing. Seeds each target
-# with small files of its format from ../shared/corpus when that is present. A crash leaves
-# its input under fuzz/artifacts/TARGET/ and fails the script.
+# with small files of its format from ../shared/corpus when that is present; the corpus each
+# run grows is kept under ~/.cache/cabildo/fuzz-corpus, so later runs (CI's) start from it.
+# A crash leaves its input under fuzz/artifacts/TARGET/ and fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
@@ -25,8 +26,9 @@ extension() {
         parse_csv) echo csv ;; pii) echo md ;;
     esac
 }
+corpora="${FUZZ_CORPUS_DIR:-$HOME/.cache/cabildo/fuzz-corpus}"
 for target in "${targets[@]}"; do
-    corpus="fuzz/corpus/$target"
+    corpus="$corpora/$target"
     mkdir -p "$corpus"
     if [ -d ../shared/corpus ] && [ -z "$(ls -A "$corpus")" ]; then
         # awk, not head: head exiting early would fail the pipeline under pipefail.
@@ -39,7 +41,7 @@ done
 (cd fuzz && cargo fuzz build --sanitizer none --target-dir "$target_dir")
 for target in "${targets[@]}"; do
     echo "== $target: ${seconds}s"
-    (cd fuzz && cargo fuzz run --sanitizer none --target-dir "$target_dir" "$target" -- \
+    (cd fuzz && cargo fuzz run --sanitizer none --target-dir "$target_dir" "$target" "$corpora/$target" -- \
         -max_total_time="$seconds" -max_len=262144 -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 2>&1 | grep -E "^(stat::|Done|==|INFO: Seed|.*(ERROR|panicked|SUMMARY|deadly|crash))" || true)
     if [ -n "$(ls -A "fuzz/artifacts/$target" 2>/dev/null)" ]; then

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: model files, formatting, lints, and every test of the workspace.
+# The test command: model files, formatting, lints, every test of the workspace, and a short
+# fuzzing run of every ingest parser and the PII scanner.
 # Tests over ../shared/corpus and ../shared/eval skip with a message when those are absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
