@@ -56,6 +56,19 @@ impl RateLimits {
             per_principal: bucket(limits.per_principal_per_minute),
         }
     }
+
+    /// Forgets callers whose buckets are full again, so a spray of addresses or tokens
+    /// cannot grow memory without bound. Called every minute by the server.
+    pub fn forget_idle(&self) {
+        for limiter in self.per_ip.iter() {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        for limiter in self.per_principal.iter() {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
 }
 
 fn bucket<K: Hash + Eq + Clone>(per_minute: u32) -> Option<DefaultKeyedRateLimiter<K>> {
@@ -213,4 +226,31 @@ pub async fn audit(
         .record(visit, outcome)
         .await
         .map_err(|e| Problem::internal(lang, &format!("audit record not written: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_callers_are_forgotten_and_busy_ones_kept() {
+        let limits = RateLimits::new(&Limits {
+            per_ip_per_minute: 600, // a token every 100 ms
+            per_principal_per_minute: 0,
+            partner_daily_quota: None,
+        });
+        let per_ip = limits.per_ip.as_ref().expect("a per-IP bucket");
+        assert!(limits.per_principal.is_none(), "0 switches a bucket off");
+        for last in 1..=50u8 {
+            assert!(wait(&limits.per_ip, &IpAddr::from([10, 0, 0, last])).is_none());
+        }
+        assert_eq!(per_ip.len(), 50);
+        std::thread::sleep(Duration::from_millis(250));
+        // One caller is still busy: its bucket is seconds from full again.
+        for _ in 0..50 {
+            let _ = wait(&limits.per_ip, &IpAddr::from([10, 0, 0, 1]));
+        }
+        limits.forget_idle();
+        assert_eq!(per_ip.len(), 1, "only the busy caller is remembered");
+    }
 }

@@ -108,7 +108,7 @@ pub struct AppState {
     metrics: Metrics,
     auth: Authenticator,
     auditor: Auditor,
-    rate_limits: RateLimits,
+    rate_limits: Arc<RateLimits>,
     /// Ingest jobs and deletions write the index one at a time.
     writes: Arc<tokio::sync::Mutex<()>>,
     runtime: tokio::runtime::Handle,
@@ -127,11 +127,23 @@ impl AppState {
         let registry = engine.registry().clone();
         let auth = Authenticator::new(config.auth.clone(), registry.clone()).await?;
         let auditor = Auditor::open(registry, engine.data_dir())?;
+        let rate_limits = Arc::new(RateLimits::new(&config.limits));
+        let idle = Arc::downgrade(&rate_limits);
+        tokio::spawn(async move {
+            let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+            every_minute.tick().await;
+            loop {
+                every_minute.tick().await;
+                // Ends with the state that owns the buckets.
+                let Some(limits) = idle.upgrade() else { break };
+                limits.forget_idle();
+            }
+        });
         Ok(AppState {
             engine,
             writer,
             queue,
-            rate_limits: RateLimits::new(&config.limits),
+            rate_limits,
             config,
             metrics: Metrics::default(),
             auth,
