@@ -5,8 +5,8 @@
 //! offers: search (lexical, dense, hybrid), answers as JSON and as SSE, OpenAI-style chat
 //! plain and streamed, the norm list and a norm by id; with exact quotes of the hidden text,
 //! questions about its subject, prompt-injection attempts and filter tampering. No response
-//! may carry a single sentence-long run of the hidden text, its passage or norm ids, or the
-//! canary planted in it.
+//! may carry a run of six words of the hidden text, its titles, its passage or norm ids, or
+//! the canary planted in it.
 //!
 //! A positive control proves the detector sees leaks: the owning agency's own caseworker
 //! gets the same text back.
@@ -118,10 +118,12 @@ async fn ingest(engine: &Engine, c: &Corpus) {
     }
 }
 
-/// What must never reach the callers under test: every run of eight words of sii's
-/// passages that appears nowhere in what they may read, plus sii's passage and norm ids.
+/// What must never reach the callers under test: every run of six words of sii's passages
+/// that appears nowhere in what they may read, sii's norm titles (where the visible text does
+/// not hold them too), and sii's passage and norm ids.
 struct Secrets {
     shingles: HashSet<String>,
+    titles: Vec<String>,
     norm_ids: Vec<String>,
     passage_ids: Vec<String>,
 }
@@ -134,7 +136,7 @@ fn words(text: &str) -> Vec<String> {
 }
 
 fn shingles(text: &str) -> HashSet<String> {
-    words(text).windows(8).map(|w| w.join(" ")).collect()
+    words(text).windows(6).map(|w| w.join(" ")).collect()
 }
 
 async fn secrets(engine: &Engine) -> Secrets {
@@ -142,11 +144,17 @@ async fn secrets(engine: &Engine) -> Secrets {
     let mut visible = HashSet::new();
     let mut norm_ids = Vec::new();
     let mut passage_ids = Vec::new();
+    let mut titles = Vec::new();
+    let mut visible_text = String::new();
     for norm in engine.registry().norms().await.expect("norms") {
         let passages = engine.index().passages_of(&norm.id).expect("passages");
         let mine = norm.tenant.as_deref() == Some("sii");
         if mine {
             norm_ids.push(norm.id.clone());
+            titles.push(words(&norm.title).join(" "));
+        } else {
+            visible_text.push_str(&words(&norm.title).join(" "));
+            visible_text.push('\n');
         }
         for p in passages {
             if mine {
@@ -154,13 +162,18 @@ async fn secrets(engine: &Engine) -> Secrets {
                 hidden.extend(shingles(&p.text));
             } else {
                 visible.extend(shingles(&p.text));
+                visible_text.push_str(&words(&p.text).join(" "));
+                visible_text.push('\n');
             }
         }
     }
     let shingles: HashSet<String> = hidden.difference(&visible).cloned().collect();
     assert!(shingles.len() > 50, "enough hidden text to look for");
+    titles.retain(|t| !visible_text.contains(t.as_str()));
+    assert!(!titles.is_empty(), "hidden titles to look for");
     Secrets {
         shingles,
+        titles,
         norm_ids,
         passage_ids,
     }
@@ -187,6 +200,14 @@ impl Secrets {
         if text.contains(CANARY) && !asked.contains(CANARY) {
             found.push(CANARY.into());
         }
+        let flat = words(&text).join(" ");
+        let asked_flat = words(asked).join(" ");
+        found.extend(
+            self.titles
+                .iter()
+                .filter(|t| flat.contains(t.as_str()) && !asked_flat.contains(t.as_str()))
+                .cloned(),
+        );
         found
     }
 }
