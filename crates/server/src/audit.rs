@@ -8,7 +8,7 @@ use std::time::Instant;
 use cabildo_core::{Filters, Principal};
 use cabildo_store::{AuditRecord, Registry, StoreError};
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 /// Writes audit records.
 pub struct Auditor {
@@ -78,8 +78,7 @@ impl Auditor {
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(principal.subject.as_bytes());
         let tag = mac.finalize().into_bytes();
-        let hex: String = tag[..12].iter().map(|b| format!("{b:02x}")).collect();
-        format!("p-{hex}")
+        format!("p-{}", hex::encode(&tag[..12]))
     }
 
     /// Appends the record of one request.
@@ -95,12 +94,9 @@ impl Auditor {
                 .map(|q| cabildo_text::redact_pii(q).into_owned()),
             filters: visit.filters.and_then(|f| serde_json::to_string(f).ok()),
             passages: outcome.passages,
-            answer_hash: outcome.answer.map(|a| {
-                Sha256::digest(a.as_bytes())
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect()
-            }),
+            answer_hash: outcome
+                .answer
+                .map(|a| cabildo_text::content_hash(a.as_bytes())),
             model: outcome.model.map(str::to_string),
             prompt_version: outcome
                 .model

@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 use axum::http::{header, HeaderMap};
 use cabildo_core::{AccessLevel, AccessRole, Principal};
 use cabildo_store::{ClientRecord, Registry};
-use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 /// API keys start with this, so a bearer credential is told apart from a JWT at a glance.
@@ -116,14 +115,7 @@ pub struct Authenticator {
 
 /// The SHA-256 (hex) under which an API key is stored.
 pub fn key_hash(key: &str) -> String {
-    hex_digest(key.as_bytes())
-}
-
-fn hex_digest(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    cabildo_text::content_hash(key.as_bytes())
 }
 
 /// A new random API key (`cab_` + 43 base64url characters: 256 bits).
@@ -303,16 +295,12 @@ impl Authenticator {
 
 /// Whether a JWK may verify tokens of `alg`: its type must match, and its own `alg`, if set.
 fn fits(jwk: &Jwk, alg: Algorithm) -> bool {
-    let type_fits = matches!(
-        (&jwk.algorithm, alg),
-        (AlgorithmParameters::RSA(_), Algorithm::RS256)
-            | (AlgorithmParameters::EllipticCurve(_), Algorithm::ES256)
-    );
-    let declared = jwk
-        .common
-        .key_algorithm
-        .map(|a| format!("{a:?}") == format!("{alg:?}"));
-    type_fits && declared.unwrap_or(true)
+    let declared = match (&jwk.algorithm, alg) {
+        (AlgorithmParameters::RSA(_), Algorithm::RS256) => KeyAlgorithm::RS256,
+        (AlgorithmParameters::EllipticCurve(_), Algorithm::ES256) => KeyAlgorithm::ES256,
+        _ => return false,
+    };
+    jwk.common.key_algorithm.is_none_or(|a| a == declared)
 }
 
 fn principal_from(claims: Claims) -> Result<Principal, AuthError> {

@@ -42,11 +42,7 @@ pub fn version() -> &'static str {
                 h.update(system(language, register).as_bytes());
             }
         }
-        let digest = h.finalize();
-        format!(
-            "prompt-{:02x}{:02x}{:02x}{:02x}",
-            digest[0], digest[1], digest[2], digest[3]
-        )
+        format!("prompt-{}", hex::encode(&h.finalize()[..4]))
     });
     &VERSION
 }
