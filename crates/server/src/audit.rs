@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use cabildo_core::{Filters, Principal};
+use cabildo_engine::answer::Answer;
 use cabildo_store::{AuditRecord, Registry, StoreError};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -17,18 +18,18 @@ pub struct Auditor {
     key: Vec<u8>,
 }
 
-/// One request's trace, filled in as the handler learns it.
-pub struct Visit<'a> {
+/// Who asked what: owned, so a stream's task can keep it until the answer is complete.
+pub struct Visit {
     /// Who.
-    pub principal: &'a Principal,
+    pub principal: Principal,
     /// The route (`/v1/ask`).
-    pub route: &'a str,
+    pub route: &'static str,
     /// When the request started.
     pub started: Instant,
     /// The question or query (redacted before it is stored).
-    pub question: Option<&'a str>,
+    pub question: Option<String>,
     /// The filters retrieval ran with.
-    pub filters: Option<&'a Filters>,
+    pub filters: Option<Filters>,
 }
 
 /// How it ended.
@@ -42,6 +43,26 @@ pub struct Outcome<'a> {
     pub answer: Option<&'a str>,
     /// The model that wrote it.
     pub model: Option<&'a str>,
+}
+
+impl<'a> Outcome<'a> {
+    /// Only a status: nothing returned.
+    pub fn status(status: u16) -> Self {
+        Outcome {
+            status,
+            ..Outcome::default()
+        }
+    }
+
+    /// A delivered answer: its cited passages, text and model.
+    pub fn answer(a: &'a Answer) -> Self {
+        Outcome {
+            status: 200,
+            passages: a.citations.iter().map(|c| c.passage_id.clone()).collect(),
+            answer: Some(&a.answer),
+            model: Some(&a.model),
+        }
+    }
 }
 
 impl Auditor {
@@ -82,17 +103,21 @@ impl Auditor {
     }
 
     /// Appends the record of one request.
-    pub async fn record(&self, visit: &Visit<'_>, outcome: Outcome<'_>) -> Result<(), StoreError> {
+    pub async fn record(&self, visit: &Visit, outcome: Outcome<'_>) -> Result<(), StoreError> {
         let record = AuditRecord {
             at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            principal: self.pseudonym(visit.principal),
+            principal: self.pseudonym(&visit.principal),
             role: visit.principal.role.to_string(),
             route: visit.route.to_string(),
             status: outcome.status,
             question: visit
                 .question
+                .as_deref()
                 .map(|q| cabildo_text::redact_pii(q).into_owned()),
-            filters: visit.filters.and_then(|f| serde_json::to_string(f).ok()),
+            filters: visit
+                .filters
+                .as_ref()
+                .and_then(|f| serde_json::to_string(f).ok()),
             passages: outcome.passages,
             answer_hash: outcome
                 .answer

@@ -217,7 +217,7 @@ pub fn visible(state: &AppState, principal: &Principal, hits: Vec<SearchHit>) ->
 /// left by then, so there the failure is only logged.)
 pub async fn audit(
     state: &AppState,
-    visit: &Visit<'_>,
+    visit: &Visit,
     outcome: Outcome<'_>,
     lang: cabildo_core::Language,
 ) -> Result<(), Problem> {

@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use cabildo_core::{Filters, FinishReason, Language, ModelError, Principal};
+use cabildo_core::{FinishReason, Language, ModelError, Principal};
 use cabildo_engine::answer::{compose, Answer, AskOptions, Question, Register, Sources, Writer};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -69,16 +69,19 @@ pub async fn ask(
     let options = state.config.ask.clone();
     let sources = gather(&state, &principal, &question, &options, lang).await?;
     let mut pieces = start(&state, sources, options, lang).await?;
-    let trail = Trail {
+    let visit = Visit {
         principal,
         route: "/v1/ask",
         started,
-        question: question.text,
-        filters: question.filters,
+        question: Some(question.text),
+        filters: Some(question.filters),
     };
     if !wants_stream(&headers, request.stream) {
         let answer = collect(&mut pieces, lang).await;
-        trail.write(&state, answer.as_ref().ok(), 500, lang).await?;
+        let outcome = answer
+            .as_ref()
+            .map_or(Outcome::status(500), Outcome::answer);
+        audit(&state, &visit, outcome, lang).await?;
         return Ok(Json(answer?).into_response());
     }
     let (events, stream) = mpsc::channel::<Result<Event, Infallible>>(64);
@@ -117,10 +120,7 @@ pub async fn ask(
                 break; // the client left: dropping `pieces` stops the writer
             }
         }
-        let unanswered = if events.is_closed() { CLIENT_GONE } else { 500 };
-        let _ = trail
-            .write(&state, answered.as_ref(), unanswered, lang)
-            .await;
+        audit_stream(&state, &visit, answered.as_ref(), &events, lang).await;
     });
     Ok(Sse::new(ReceiverStream::new(stream))
         .keep_alive(keep_alive())
@@ -169,19 +169,20 @@ pub async fn chat(
     };
     let sources = gather(&state, &principal, &question, &options, lang).await?;
     let mut pieces = start(&state, sources, options, lang).await?;
-    let trail = Trail {
+    let visit = Visit {
         principal,
         route: "/v1/chat/completions",
         started,
-        question: question.text,
-        filters: question.filters,
+        question: Some(question.text),
+        filters: Some(question.filters),
     };
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = chrono::Utc::now().timestamp();
     let model = format!("cabildo/{}", state.writer.name());
     if !request.stream.unwrap_or(false) {
         let a = collect(&mut pieces, lang).await;
-        trail.write(&state, a.as_ref().ok(), 500, lang).await?;
+        let outcome = a.as_ref().map_or(Outcome::status(500), Outcome::answer);
+        audit(&state, &visit, outcome, lang).await?;
         let a = a?;
         let usage = ChatUsage {
             prompt_tokens: a.timings.prompt_tokens,
@@ -218,7 +219,7 @@ pub async fn chat(
         let mut answered = None;
         let first = chunk(json!({"role": "assistant", "content": ""}), None);
         if events.send(Ok(data(&first))).await.is_err() {
-            let _ = trail.write(&state, None, CLIENT_GONE, lang).await;
+            audit_stream(&state, &visit, None, &events, lang).await;
             return;
         }
         while let Some(piece) = next_piece(&mut pieces, &events).await {
@@ -255,10 +256,7 @@ pub async fn chat(
                 break;
             }
         }
-        let unanswered = if events.is_closed() { CLIENT_GONE } else { 500 };
-        let _ = trail
-            .write(&state, answered.as_ref(), unanswered, lang)
-            .await;
+        audit_stream(&state, &visit, answered.as_ref(), &events, lang).await;
     });
     Ok(Sse::new(ReceiverStream::new(stream))
         .keep_alive(keep_alive())
@@ -332,46 +330,22 @@ async fn gather(
 /// "client closed request").
 const CLIENT_GONE: u16 = 499;
 
-/// What an answer leaves in the audit log, written when the answer is complete.
-struct Trail {
-    principal: Principal,
-    route: &'static str,
-    started: Instant,
-    question: String,
-    filters: Filters,
-}
-
-impl Trail {
-    /// Writes the record: the cited passages, the answer's hash, its model and prompt; or,
-    /// without an answer, `unanswered` as the status.
-    async fn write(
-        &self,
-        state: &AppState,
-        answer: Option<&Answer>,
-        unanswered: u16,
-        lang: Language,
-    ) -> Result<(), Problem> {
-        let visit = Visit {
-            principal: &self.principal,
-            route: self.route,
-            started: self.started,
-            question: Some(&self.question),
-            filters: Some(&self.filters),
-        };
-        let outcome = match answer {
-            Some(a) => Outcome {
-                status: 200,
-                passages: a.citations.iter().map(|c| c.passage_id.clone()).collect(),
-                answer: Some(&a.answer),
-                model: Some(&a.model),
-            },
-            None => Outcome {
-                status: unanswered,
-                ..Outcome::default()
-            },
-        };
-        audit(state, &visit, outcome, lang).await
-    }
+/// Audits a stream when it ends: its answer; without one, 499 if the client left first,
+/// 500 if the answer failed. The text has left by then, so a record that cannot be written
+/// is only logged (by `audit`).
+async fn audit_stream(
+    state: &AppState,
+    visit: &Visit,
+    answered: Option<&Answer>,
+    events: &mpsc::Sender<Result<Event, Infallible>>,
+    lang: Language,
+) {
+    let outcome = match answered {
+        Some(a) => Outcome::answer(a),
+        None if events.is_closed() => Outcome::status(CLIENT_GONE),
+        None => Outcome::status(500),
+    };
+    let _ = audit(state, visit, outcome, lang).await;
 }
 
 /// Starts writing the answer on its own thread. Answers that need the model wait for a

@@ -66,16 +66,12 @@ pub async fn export(
         body.push('\n');
     }
     let visit = Visit {
-        principal: &principal,
+        principal,
         route: "/v1/audit",
         started,
-        question: Some(&format!("export {from}..{to}")),
+        question: Some(format!("export {from}..{to}")),
         filters: None,
     };
-    let outcome = Outcome {
-        status: 200,
-        ..Outcome::default()
-    };
-    audit(&state, &visit, outcome, lang).await?;
+    audit(&state, &visit, Outcome::status(200), lang).await?;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }

@@ -84,7 +84,7 @@ pub async fn upload(
         .map_err(|e| Problem::internal(lang, &e))?;
     spawn_ingest(&state, job, dir, files.clone(), defaults);
     let visit = Visit {
-        principal: &principal,
+        principal,
         route: "/v1/documents",
         started,
         question: None,
@@ -387,7 +387,7 @@ pub async fn delete_norm(
         .await
         .map_err(|e| engine_problem(lang, e))?;
     let visit = Visit {
-        principal: &principal,
+        principal,
         route: "/v1/norms/{id}",
         started,
         question: None,

@@ -69,16 +69,17 @@ pub async fn search(
     let took = retrieval.elapsed().as_secs_f64();
     state.metrics.retrieval.observe(took);
     let hits = visible(&state, &principal, hits);
+    let passages = hits.iter().map(|h| h.passage.id.clone()).collect();
     let visit = Visit {
-        principal: &principal,
+        principal,
         route: "/v1/search",
         started,
-        question: Some(&request.query),
-        filters: Some(&filters),
+        question: Some(request.query),
+        filters: Some(filters),
     };
     let outcome = Outcome {
         status: 200,
-        passages: hits.iter().map(|h| h.passage.id.clone()).collect(),
+        passages,
         ..Outcome::default()
     };
     audit(&state, &visit, outcome, lang).await?;
