@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use cabildo_core::{AccessLevel, AccessRole};
+use cabildo_engine::Engine;
 use cabildo_server::auth::{key_hash, new_api_key};
 use cabildo_server::{AuthConfig, JwksSource, Limits};
 use cabildo_store::{NewClient, Registry};
@@ -143,7 +144,7 @@ pub enum AuditCommand {
 }
 
 async fn registry(data: &Path) -> Result<Registry> {
-    let path = data.join("registry.sqlite");
+    let path = Engine::registry_path(data);
     if !path.exists() {
         bail!(
             "{} has no registry: run `cabildo ingest` or `cabildo serve` with --data {} first",
@@ -159,7 +160,7 @@ async fn registry(data: &Path) -> Result<Registry> {
 /// Runs `cabildo clients …`.
 pub async fn clients(data: &Path, command: ClientsCommand) -> Result<()> {
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
-    let registry = Registry::open(&data.join("registry.sqlite")).await?;
+    let registry = Registry::open(&Engine::registry_path(data)).await?;
     match command {
         ClientsCommand::Add {
             name,

@@ -85,7 +85,7 @@ impl Engine {
             reason: e.to_string(),
         })?;
         let index = LexicalIndex::open(&data_dir.join("index"))?;
-        let registry = Registry::open(&data_dir.join("registry.sqlite")).await?;
+        let registry = Registry::open(&Engine::registry_path(data_dir)).await?;
         Ok(Engine {
             data_dir: data_dir.to_path_buf(),
             index,
@@ -93,6 +93,11 @@ impl Engine {
             dense: None,
             reranker: None,
         })
+    }
+
+    /// The registry's SQLite file inside a data folder.
+    pub fn registry_path(data_dir: &Path) -> PathBuf {
+        data_dir.join("registry.sqlite")
     }
 
     /// The folder of the embedded vector store inside a data folder.
