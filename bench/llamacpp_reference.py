@@ -4,8 +4,13 @@ source by pip) on the same GGUF file and the very same rendered prompt. Usage:
 
     target/release/cabildo bench generate ../shared/eval/bcn-es --save-prompt /tmp/prompt.txt
     python3 bench/llamacpp_reference.py models/qwen2.5-0.5b/model.gguf /tmp/prompt.txt --max-tokens 64
+
+`--min-tokens N` suppresses the end of turn until N tokens, like `cabildo bench generate
+--min-tokens N`, so that decode is timed over the same length in both engines.
 """
 import argparse, json, resource, time
+
+import numpy as np
 
 from llama_cpp import Llama
 
@@ -13,22 +18,34 @@ p = argparse.ArgumentParser()
 p.add_argument("model")
 p.add_argument("prompt")
 p.add_argument("--max-tokens", type=int, default=64)
+p.add_argument("--min-tokens", type=int, default=0,
+               help="keep generating past the end of the answer until this many tokens")
 p.add_argument("--threads", type=int, default=2)
 a = p.parse_args()
 
 llm = Llama(model_path=a.model, n_ctx=4096, n_threads=a.threads, n_batch=512, verbose=False)
 prompt = open(a.prompt, encoding="utf-8").read()
 tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+# End-of-turn tokens, held back while fewer than --min-tokens are out.
+ends = [llm.token_eos(), *llm.tokenize(b"<|im_end|><|endoftext|>", add_bos=False, special=True)]
 llm.reset()
 t0 = time.perf_counter()
 llm.eval(tokens)
 first = None
 out = []
+
+
+def hold_end(_ids, logits):
+    if len(out) < a.min_tokens:
+        logits[ends] = -np.inf
+    return logits
+
+
 for _ in range(a.max_tokens):
-    tok = llm.sample(temp=0.0)
+    tok = llm.sample(temp=0.0, logits_processor=[hold_end])
     if first is None:
         first = time.perf_counter()
-    if tok == llm.token_eos() or llm.detokenize([tok]) in (b"<|im_end|>", b"<|endoftext|>"):
+    if tok in ends:
         break
     out.append(tok)
     llm.eval([tok])

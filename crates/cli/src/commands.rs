@@ -112,7 +112,7 @@ pub fn bench_generate(
     model_dir: &Path,
     set: &Path,
     prompt_tokens: usize,
-    max_tokens: usize,
+    (min_tokens, max_tokens): (usize, usize),
     save_prompt: Option<&Path>,
     json: bool,
 ) -> Result<()> {
@@ -129,6 +129,7 @@ pub fn bench_generate(
     let question = question["text"].as_str().unwrap_or("¿Qué dice la ley?");
     let mut sources = String::new();
     let mut request = GenerationRequest::greedy(Vec::new(), max_tokens);
+    request.min_tokens = min_tokens;
     for (n, line) in corpus.lines().enumerate() {
         let p: serde_json::Value = serde_json::from_str(line)?;
         sources.push_str(&format!(

@@ -201,6 +201,10 @@ enum BenchCommand {
         /// Tokens to generate.
         #[arg(long, default_value_t = 64)]
         max_tokens: usize,
+        /// Keep generating past the end of the answer until this many tokens (to time decoding
+        /// over a fixed length; `bench/llamacpp_reference.py --min-tokens` does the same).
+        #[arg(long, default_value_t = 0)]
+        min_tokens: usize,
         /// Write the rendered prompt here (to run a baseline on the very same text).
         #[arg(long)]
         save_prompt: Option<PathBuf>,
@@ -417,6 +421,7 @@ async fn main() -> Result<()> {
                     model,
                     prompt_tokens,
                     max_tokens,
+                    min_tokens,
                     save_prompt,
                     json,
                 },
@@ -424,7 +429,7 @@ async fn main() -> Result<()> {
             &cli.models.join(model),
             &set,
             prompt_tokens,
-            max_tokens,
+            (min_tokens, max_tokens),
             save_prompt.as_deref(),
             json,
         )?,

@@ -102,6 +102,9 @@ pub struct GenerationRequest {
     pub seed: u64,
     /// Generation stops before any of these strings.
     pub stop: Vec<String>,
+    /// End-of-turn tokens are suppressed until this many tokens are out (vLLM's
+    /// `min_tokens`; benchmarks use it to time decoding over a fixed length).
+    pub min_tokens: usize,
 }
 
 impl GenerationRequest {
@@ -114,6 +117,7 @@ impl GenerationRequest {
             top_p: None,
             seed: 0,
             stop: Vec::new(),
+            min_tokens: 0,
         }
     }
 }

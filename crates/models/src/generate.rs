@@ -16,14 +16,15 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::{llama, quantized_gemma3, quantized_llama, quantized_qwen2};
+use candle_transformers::models::{llama, quantized_gemma3};
 use tokenizers::Tokenizer;
 
-use crate::{gguf_tokenizer, runtime};
+use crate::decoder::Decoder;
+use crate::{gguf_tokenizer, runtime, widen};
 
 enum Weights {
-    Llama(quantized_llama::ModelWeights),
-    Qwen2(quantized_qwen2::ModelWeights),
+    /// Llama and Qwen2 GGUF: Cabildo's own forward pass.
+    Decoder(Decoder),
     Gemma3(quantized_gemma3::ModelWeights),
     /// Llama-family safetensors (f32 on the CPU, bf16 on a GPU).
     LlamaDense {
@@ -35,10 +36,15 @@ enum Weights {
 }
 
 impl Weights {
-    fn forward(&mut self, x: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
+    /// Logits after `ids`, which sit at positions `pos..` (0 starts a new sequence).
+    fn forward(&mut self, ids: &[u32], pos: usize, device: &Device) -> candle_core::Result<Tensor> {
+        if let Weights::Decoder(m) = self {
+            return m.forward(ids, pos);
+        }
+        let x = Tensor::new(ids, device)?.unsqueeze(0)?;
+        let x = &x;
         match self {
-            Weights::Llama(m) => m.forward(x, pos),
-            Weights::Qwen2(m) => m.forward(x, pos),
+            Weights::Decoder(m) => m.forward(ids, pos),
             Weights::Gemma3(m) => m.forward(x, pos),
             Weights::LlamaDense {
                 model,
@@ -120,6 +126,29 @@ const GEMMA: &str = "{% for m in messages %}{% if m.role == 'system' %}<start_of
 /// ChatML, for GGUF files without a template.
 const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
 
+/// The model of a GGUF file's architecture, its tensors read from `reader`.
+fn load_gguf<R: std::io::Read + std::io::Seek>(
+    architecture: &str,
+    ct: Content,
+    reader: &mut R,
+    device: &Device,
+) -> Result<Weights, String> {
+    let error = |e: candle_core::Error| e.to_string();
+    Ok(match architecture {
+        a if Decoder::supports(a) => {
+            Weights::Decoder(Decoder::from_gguf(&ct, reader, device).map_err(error)?)
+        }
+        a if a.starts_with("gemma") => Weights::Gemma3(
+            quantized_gemma3::ModelWeights::from_gguf(ct, reader, device).map_err(error)?,
+        ),
+        other => {
+            return Err(format!(
+                "architecture {other:?} is not supported (llama, qwen2, gemma3)"
+            ))
+        }
+    })
+}
+
 impl LocalGenerator {
     /// Loads a GGUF file; `tokenizer_json` overrides the tokenizer built from the GGUF.
     pub fn from_gguf(path: &Path, tokenizer_json: Option<&Path>) -> Result<Self, ModelError> {
@@ -174,25 +203,13 @@ impl LocalGenerator {
                 .to_string()
         });
         let device = crate::device();
-        let weights = match architecture.as_str() {
-            "llama" => Weights::Llama(
-                quantized_llama::ModelWeights::from_gguf(ct, &mut file, &device)
-                    .map_err(|e| corrupt(e.to_string()))?,
-            ),
-            "qwen2" => Weights::Qwen2(
-                quantized_qwen2::ModelWeights::from_gguf(ct, &mut file, &device)
-                    .map_err(|e| corrupt(e.to_string()))?,
-            ),
-            a if a.starts_with("gemma") => Weights::Gemma3(
-                quantized_gemma3::ModelWeights::from_gguf(ct, &mut file, &device)
-                    .map_err(|e| corrupt(e.to_string()))?,
-            ),
-            other => {
-                return Err(corrupt(format!(
-                    "architecture {other:?} is not supported (llama, qwen2, gemma3)"
-                )))
-            }
-        };
+        let mut ct = ct;
+        let weights = match widen::widen_q5_0(&mut ct, &mut file) {
+            Ok(Some(mut widened)) => load_gguf(&architecture, ct, &mut widened, &device),
+            Ok(None) => load_gguf(&architecture, ct, &mut file, &device),
+            Err(e) => Err(e.to_string()),
+        }
+        .map_err(corrupt)?;
         Ok(LocalGenerator {
             bos_id,
             name,
@@ -485,12 +502,9 @@ impl Generator for LocalGenerator {
         // smaller chunks keep them in cache (and the peak memory down).
         let mut logits = None;
         for (i, piece) in prompt_ids.chunks(PREFILL_CHUNK).enumerate() {
-            let input = Tensor::new(piece, &self.device)
-                .and_then(|t| t.unsqueeze(0))
-                .map_err(runtime)?;
             logits = Some(
                 weights
-                    .forward(&input, i * PREFILL_CHUNK)
+                    .forward(piece, i * PREFILL_CHUNK, &self.device)
                     .map_err(runtime)?,
             );
         }
@@ -509,9 +523,12 @@ impl Generator for LocalGenerator {
         let mut generated = 0;
         let hold = request.stop.iter().map(String::len).max().unwrap_or(0);
         for step in 0..request.max_tokens {
-            let last = last_logits(&logits)
+            let mut last = last_logits(&logits)
                 .and_then(|l| l.to_dtype(candle_core::DType::F32))
                 .map_err(runtime)?;
+            if generated < request.min_tokens {
+                last = without(&last, &self.end_ids).map_err(runtime)?;
+            }
             let next = sampler.sample(&last).map_err(runtime)?;
             first_token_at.get_or_insert_with(Instant::now);
             if self.end_ids.contains(&next) {
@@ -547,11 +564,8 @@ impl Generator for LocalGenerator {
             if step + 1 == request.max_tokens {
                 break;
             }
-            let input = Tensor::new(&[next], &self.device)
-                .and_then(|t| t.unsqueeze(0))
-                .map_err(runtime)?;
             logits = weights
-                .forward(&input, prompt_ids.len() + step)
+                .forward(&[next], prompt_ids.len() + step, &self.device)
                 .map_err(runtime)?;
         }
         if finish != FinishReason::Cancelled && text.len() > sent {
@@ -567,6 +581,17 @@ impl Generator for LocalGenerator {
             decode_seconds: first.elapsed().as_secs_f64(),
         })
     }
+}
+
+/// `logits` with the given tokens made impossible.
+fn without(logits: &Tensor, ids: &[u32]) -> candle_core::Result<Tensor> {
+    let mut values = logits.to_vec1::<f32>()?;
+    for &id in ids {
+        if let Some(v) = values.get_mut(id as usize) {
+            *v = f32::NEG_INFINITY;
+        }
+    }
+    Tensor::new(values, logits.device())
 }
 
 /// Logits of the last position, whatever rank the model returns.

@@ -22,6 +22,7 @@
 mod bert;
 mod cache;
 pub mod catalog;
+mod decoder;
 mod e5s1;
 mod embedder;
 mod generate;
@@ -29,6 +30,7 @@ mod gguf_tokenizer;
 mod remote;
 mod rerank;
 mod stream;
+mod widen;
 
 pub use cabildo_core::{Embedder, Generator, ModelError, Reranker};
 pub use cache::CachedEmbedder;

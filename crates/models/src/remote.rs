@@ -107,6 +107,9 @@ impl Generator for OpenAiGenerator {
         if let Some(p) = request.top_p {
             body["top_p"] = json!(p);
         }
+        if request.min_tokens > 0 {
+            body["min_tokens"] = json!(request.min_tokens);
+        }
         if !request.stop.is_empty() {
             body["stop"] = json!(request.stop);
         }

@@ -337,6 +337,7 @@ pub fn compose(
                 top_p: None,
                 seed: 0,
                 stop: Vec::new(),
+                min_tokens: 0,
             };
             let generated = generator.generate(&request, &mut |piece| {
                 for sentence in splitter.push(piece) {
