@@ -22,6 +22,8 @@ use candle_core::{DType, Device, Module, Result, Storage, Tensor};
 use candle_nn::kv_cache::KvCache;
 use candle_transformers::quantized_nn::RmsNorm;
 
+use crate::widen;
+
 /// KV cache positions allocated at a time (the cache grows by this much when full).
 const CACHE_STEP: usize = 512;
 
@@ -128,7 +130,9 @@ impl Decoder {
         }
         let head_dim = width / heads;
         let table = ct.tensor(reader, "token_embd.weight", &Device::Cpu)?;
-        let mut tensor = |name: &str| ct.tensor(reader, name, device);
+        // Matrices are read with Q5_0 widened to Q8_0 (see `widen`); the token table stays
+        // as it is, since only its looked-up rows are read.
+        let mut tensor = |name: &str| widen::read_tensor(ct, reader, name, device);
         let dtype = table.dtype();
         let tokens = TokenTable {
             row_bytes: width / dtype.block_size() * dtype.type_size(),

@@ -20,7 +20,7 @@ use candle_transformers::models::{llama, quantized_gemma3};
 use tokenizers::Tokenizer;
 
 use crate::decoder::Decoder;
-use crate::{gguf_tokenizer, runtime, widen};
+use crate::{gguf_tokenizer, runtime};
 
 enum Weights {
     /// Llama and Qwen2 GGUF: Cabildo's own forward pass.
@@ -203,13 +203,7 @@ impl LocalGenerator {
                 .to_string()
         });
         let device = crate::device();
-        let mut ct = ct;
-        let weights = match widen::widen_q5_0(&mut ct, &mut file) {
-            Ok(Some(mut widened)) => load_gguf(&architecture, ct, &mut widened, &device),
-            Ok(None) => load_gguf(&architecture, ct, &mut file, &device),
-            Err(e) => Err(e.to_string()),
-        }
-        .map_err(corrupt)?;
+        let weights = load_gguf(&architecture, ct, &mut file, &device).map_err(corrupt)?;
         Ok(LocalGenerator {
             bos_id,
             name,

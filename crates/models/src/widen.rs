@@ -1,4 +1,4 @@
-//! Q5_0 matrices widened to Q8_0 at load, exactly.
+//! Q5_0 matrices widened to Q8_0 as they are loaded, exactly.
 //!
 //! llama.cpp's "Q4_K_M" and similar recipes store every matrix whose rows are not a multiple
 //! of 256 values (Qwen2.5-0.5B's 896, SmolLM2's 576, Gemma 3 270M's 640) as Q5_0. candle has
@@ -7,12 +7,14 @@
 //! Q5_0 block is 32 five-bit integers in -16..=15 with one f16 scale; a Q8_0 block is 32
 //! eight-bit integers with one f16 scale, so the same numbers fit it with nothing rounded,
 //! and Q8_0 has candle's AVX2 kernel. The price is memory: 34 bytes per 32 values instead of
-//! 22.
+//! 22. Only [`crate::decoder`] widens (Gemma 3 runs on candle-transformers' model as stored).
 
-use std::io::{Cursor, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 
+use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::quantized::gguf_file::Content;
-use candle_core::quantized::GgmlDType;
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::Device;
 
 /// Bytes of one Q5_0 block: f16 scale, 32 high bits, 16 bytes of low nibbles.
 const Q5_0_BLOCK: usize = 22;
@@ -21,49 +23,29 @@ const Q8_0_BLOCK: usize = 34;
 /// Values per block (both formats).
 const BLOCK_VALUES: usize = 32;
 
-/// When `ct` has Q5_0 tensors, reads every tensor from `reader`, widens the Q5_0 ones to
-/// Q8_0 and returns the tensor data in memory, with `ct`'s offsets rewritten to point into
-/// it. Returns `None` (and leaves `ct` alone) when there is nothing to widen.
-pub(crate) fn widen_q5_0<R: Read + Seek>(
-    ct: &mut Content,
+/// Reads tensor `name` of `ct` from `reader`, a Q5_0 one as the Q8_0 tensor holding the same
+/// values.
+pub(crate) fn read_tensor<R: Read + Seek>(
+    ct: &Content,
     reader: &mut R,
-) -> std::io::Result<Option<Cursor<Vec<u8>>>> {
-    if !ct
+    name: &str,
+    device: &Device,
+) -> candle_core::Result<QTensor> {
+    let info = ct
         .tensor_infos
-        .values()
-        .any(|t| t.ggml_dtype == GgmlDType::Q5_0)
-    {
-        return Ok(None);
+        .get(name)
+        .ok_or_else(|| candle_core::Error::Msg(format!("tensor {name} is missing")))?;
+    if info.ggml_dtype != GgmlDType::Q5_0 {
+        return info.read(reader, ct.tensor_data_offset, device);
     }
-    let mut names: Vec<String> = ct.tensor_infos.keys().cloned().collect();
-    names.sort_by_key(|n| ct.tensor_infos[n].offset);
-    let mut data = Vec::new();
-    let mut raw = Vec::new();
-    for name in names {
-        let info = ct
-            .tensor_infos
-            .get_mut(&name)
-            .ok_or_else(|| std::io::Error::other("tensor list changed while reading"))?;
-        let dtype = info.ggml_dtype;
-        let bytes = info.shape.elem_count() / dtype.block_size() * dtype.type_size();
-        raw.resize(bytes, 0);
-        reader.seek(SeekFrom::Start(ct.tensor_data_offset + info.offset))?;
-        reader.read_exact(&mut raw)?;
-        // Keep each tensor 32-byte aligned, as GGUF does.
-        data.resize(data.len().next_multiple_of(32), 0);
-        info.offset = data.len() as u64;
-        if dtype == GgmlDType::Q5_0 {
-            data.reserve(raw.len() / Q5_0_BLOCK * Q8_0_BLOCK);
-            for block in raw.chunks_exact(Q5_0_BLOCK) {
-                data.extend_from_slice(&q5_0_to_q8_0(block));
-            }
-            info.ggml_dtype = GgmlDType::Q8_0;
-        } else {
-            data.extend_from_slice(&raw);
-        }
-    }
-    ct.tensor_data_offset = 0;
-    Ok(Some(Cursor::new(data)))
+    let mut raw = vec![0u8; info.shape.elem_count() / BLOCK_VALUES * Q5_0_BLOCK];
+    reader.seek(SeekFrom::Start(ct.tensor_data_offset + info.offset))?;
+    reader.read_exact(&mut raw)?;
+    let wide: Vec<u8> = raw
+        .chunks_exact(Q5_0_BLOCK)
+        .flat_map(q5_0_to_q8_0)
+        .collect();
+    qtensor_from_ggml(GgmlDType::Q8_0, &wide, info.shape.dims().to_vec(), device)
 }
 
 /// One Q5_0 block as the Q8_0 block holding the same values (ggml's layouts: value `j` of
