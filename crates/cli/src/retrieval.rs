@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use cabildo_engine::{Dense, EdgeStore, Engine, QdrantStore};
-use cabildo_models::{CrossEncoder, Embedder, Reranker, TextEmbedder};
+use cabildo_models::{CrossEncoder, DecoderEmbedder, Embedder, Pooling, Reranker, TextEmbedder};
 use clap::{Args, ValueEnum};
 
 /// Where passage vectors live.
@@ -21,7 +21,9 @@ pub enum Backend {
 /// Options of dense retrieval, shared by every command.
 #[derive(Args, Clone)]
 pub struct DenseOptions {
-    /// Embedding model: `e5-small` or a BERT-family folder under --models.
+    /// Embedding model: `e5-small`, a BERT-family folder under --models, or a Llama-family
+    /// GGUF folder (`model.gguf`; Latam-GPT, qwen2.5-0.5b) as `NAME` or `NAME:last`
+    /// (last-token pooling after a one-word prompt) or `NAME:mean` (mean pooling).
     #[arg(
         long,
         global = true,
@@ -63,13 +65,37 @@ impl DenseOptions {
 
 /// Loads the embedding model named `name` from the models folder.
 pub fn load_embedder(models: &Path, name: &str) -> Result<Arc<dyn Embedder>> {
-    let dir = models.join(name);
+    let (folder, pooling) = match name.split_once(':') {
+        Some((folder, pooling)) => (
+            folder,
+            Some(pooling.parse::<Pooling>().map_err(anyhow::Error::msg)?),
+        ),
+        None => (name, None),
+    };
+    let dir = models.join(folder);
+    let context = || format!("loading the embedding model {name} from {}", dir.display());
+    let gguf = dir.join("model.gguf");
+    if gguf.is_file() {
+        let tokenizer = dir.join("tokenizer.json");
+        let embedder = DecoderEmbedder::from_gguf(
+            &gguf,
+            tokenizer.is_file().then_some(tokenizer.as_path()),
+            pooling.unwrap_or(Pooling::LastToken),
+        )
+        .with_context(context)?;
+        return Ok(Arc::new(embedder));
+    }
+    if pooling.is_some() {
+        anyhow::bail!(
+            "{name}: pooling can only be chosen for a decoder (a folder with model.gguf)"
+        );
+    }
     let embedder = if name == "e5-small" {
         TextEmbedder::e5_small(&dir)
     } else {
         TextEmbedder::bert_dir(&dir)
     }
-    .with_context(|| format!("loading the embedding model {name} from {}", dir.display()))?;
+    .with_context(context)?;
     Ok(Arc::new(embedder))
 }
 

@@ -191,6 +191,16 @@ impl Decoder {
         })
     }
 
+    /// Width of the hidden states.
+    pub(crate) fn width(&self) -> usize {
+        self.heads * self.head_dim
+    }
+
+    /// Positions the model was trained for.
+    pub(crate) fn context(&self) -> usize {
+        self.cos.dims()[0]
+    }
+
     /// Logits of the last of `ids`, which sit at positions `pos..`; position 0 starts a new
     /// sequence (the cache is cleared).
     pub(crate) fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Tensor> {

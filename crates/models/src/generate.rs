@@ -96,6 +96,57 @@ fn meta_u32(ct: &Content, key: &str) -> Option<u32> {
     })
 }
 
+/// A GGUF file opened for loading: its header, the file to read tensors from, and the
+/// tokenizer (from a tokenizer.json when given, else built from the GGUF vocabulary).
+pub(crate) struct GgufFile {
+    pub ct: Content,
+    pub file: std::fs::File,
+    pub tokenizer: Tokenizer,
+    /// Put before a prompt when the model asks for it (`tokenizer.ggml.add_bos_token`).
+    pub bos_id: Option<u32>,
+    /// The declared beginning-of-sequence token, whether or not prompts start with it.
+    pub declared_bos: Option<u32>,
+}
+
+impl GgufFile {
+    pub fn open(path: &Path, tokenizer_json: Option<&Path>) -> Result<Self, ModelError> {
+        let mut file = std::fs::File::open(path).map_err(|e| ModelError::Missing {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let ct = Content::read(&mut file).map_err(|e| gguf_corrupt(path, e.to_string()))?;
+        let tokenizer = match tokenizer_json {
+            Some(t) => Tokenizer::from_file(t).map_err(|e| ModelError::Corrupt {
+                path: t.display().to_string(),
+                format: "tokenizer.json",
+                reason: e.to_string(),
+            })?,
+            None => gguf_tokenizer::from_gguf(&ct).map_err(|e| gguf_corrupt(path, e))?,
+        };
+        let add_bos = matches!(
+            ct.metadata.get("tokenizer.ggml.add_bos_token"),
+            Some(Value::Bool(true))
+        );
+        let declared_bos = meta_u32(&ct, "tokenizer.ggml.bos_token_id");
+        Ok(GgufFile {
+            bos_id: declared_bos.filter(|_| add_bos),
+            declared_bos,
+            ct,
+            file,
+            tokenizer,
+        })
+    }
+}
+
+/// A GGUF file that could not be read as one.
+pub(crate) fn gguf_corrupt(path: &Path, reason: String) -> ModelError {
+    ModelError::Corrupt {
+        path: path.display().to_string(),
+        format: "GGUF model",
+        reason,
+    }
+}
+
 /// The declared end-of-sequence ids plus the end-of-turn markers the chat formats use, when
 /// the vocabulary has them: instruction models end a reply with those, not always with EOS.
 fn end_of_turn_ids(tokenizer: &Tokenizer, mut ids: Vec<u32>, eos: &str) -> Vec<u32> {
@@ -152,27 +203,17 @@ fn load_gguf<R: std::io::Read + std::io::Seek>(
 impl LocalGenerator {
     /// Loads a GGUF file; `tokenizer_json` overrides the tokenizer built from the GGUF.
     pub fn from_gguf(path: &Path, tokenizer_json: Option<&Path>) -> Result<Self, ModelError> {
-        let corrupt = |reason: String| ModelError::Corrupt {
-            path: path.display().to_string(),
-            format: "GGUF model",
-            reason,
-        };
-        let mut file = std::fs::File::open(path).map_err(|e| ModelError::Missing {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let ct = Content::read(&mut file).map_err(|e| corrupt(e.to_string()))?;
+        let corrupt = |reason: String| gguf_corrupt(path, reason);
+        let GgufFile {
+            ct,
+            mut file,
+            tokenizer,
+            bos_id,
+            ..
+        } = GgufFile::open(path, tokenizer_json)?;
         let architecture = meta_str(&ct, "general.architecture").unwrap_or_default();
         let context =
             meta_u32(&ct, &format!("{architecture}.context_length")).unwrap_or(2048) as usize;
-        let tokenizer = match tokenizer_json {
-            Some(t) => Tokenizer::from_file(t).map_err(|e| ModelError::Corrupt {
-                path: t.display().to_string(),
-                format: "tokenizer.json",
-                reason: e.to_string(),
-            })?,
-            None => gguf_tokenizer::from_gguf(&ct).map_err(corrupt)?,
-        };
         let token_text = |key: &str| meta_u32(&ct, key).and_then(|id| tokenizer.id_to_token(id));
         let bos = token_text("tokenizer.ggml.bos_token_id").unwrap_or_default();
         let eos = token_text("tokenizer.ggml.eos_token_id").unwrap_or_default();
@@ -191,11 +232,6 @@ impl LocalGenerator {
             }
             .to_string()
         });
-        let add_bos = matches!(
-            ct.metadata.get("tokenizer.ggml.add_bos_token"),
-            Some(Value::Bool(true))
-        );
-        let bos_id = meta_u32(&ct, "tokenizer.ggml.bos_token_id").filter(|_| add_bos);
         let name = meta_str(&ct, "general.name").unwrap_or_else(|| {
             path.file_stem()
                 .and_then(|s| s.to_str())

@@ -6,8 +6,10 @@
 //!   folder (all-MiniLM-L6-v2); batched by token budget with padding masks; texts longer
 //!   than the model's window are embedded in windows whose mean-pooled sums are averaged, so
 //!   nothing is silently cut.
+//! - [`DecoderEmbedder`]: a Llama-family GGUF decoder (Latam-GPT, Qwen2) as an embedder:
+//!   last-token pooling after a one-word prompt, or mean pooling, over its hidden states.
 //! - [`CachedEmbedder`]: a cache keyed by text hash, so re-embedding unchanged passages is free.
-//! - [`LocalGenerator`]: Qwen2, Llama and Gemma 3 GGUF models behind
+//! - [`LocalGenerator`]: Qwen2, Llama (Cabildo's own forward pass) and Gemma 3 GGUF models behind
 //!   [`cabildo_core::Generator`], with the model's chat template, sampling, stop sequences,
 //!   streaming and a context budget; tokenizer from tokenizer.json or the GGUF vocabulary.
 //! - [`OpenAiGenerator`]: any OpenAI-compatible server (vLLM, TGI, llama.cpp server) behind
@@ -23,6 +25,7 @@ mod bert;
 mod cache;
 pub mod catalog;
 mod decoder;
+mod decoder_embedder;
 mod e5s1;
 mod embedder;
 mod generate;
@@ -34,6 +37,7 @@ mod widen;
 
 pub use cabildo_core::{Embedder, Generator, ModelError, Reranker};
 pub use cache::CachedEmbedder;
+pub use decoder_embedder::{DecoderEmbedder, Pooling, ONE_WORD_PROMPT};
 pub use embedder::TextEmbedder;
 pub use generate::LocalGenerator;
 pub use remote::OpenAiGenerator;

@@ -1,13 +1,16 @@
 //! Generators: tiny random-weight Llama and Qwen2 GGUF files written by the test (loading,
 //! determinism, sampling seeds, stop sequences, the context budget, the GGUF-built
-//! tokenizer), and the real models when `scripts/setup-models.sh` installed them.
+//! tokenizer), and the real models when `scripts/setup-models.sh` installed them. The same
+//! decoders as embedders ([`DecoderEmbedder`]) are tested here too.
 
 mod common;
 
 use std::path::Path;
 
-use cabildo_core::{ChatMessage, FinishReason, GenerationRequest, Generator, ModelError, Role};
-use cabildo_models::{generate_stream, LocalGenerator, StreamEvent};
+use cabildo_core::{
+    ChatMessage, Embedder, FinishReason, GenerationRequest, Generator, ModelError, Role,
+};
+use cabildo_models::{generate_stream, DecoderEmbedder, LocalGenerator, Pooling, StreamEvent};
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
@@ -442,4 +445,82 @@ fn gemma3_loads_with_a_sentencepiece_tokenizer_built_from_its_gguf() {
     // A base model: it completes rather than follows instructions, but it writes words.
     let (out, _) = run(&g, &ask("The capital of France is", 16));
     assert!(out.text.split_whitespace().count() >= 3, "{out:?}");
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[test]
+fn tiny_decoders_embed_whole_texts_deterministically() {
+    for arch in ["llama", "qwen2"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tiny.gguf");
+        write_tiny(&path, arch, 64);
+        let mean = DecoderEmbedder::from_gguf(&path, None, Pooling::Mean).expect("load");
+        assert_eq!(mean.dimension(), 64);
+        // The context less the first position, which holds BOS as an attention sink.
+        assert_eq!(mean.max_tokens(), 63);
+        let short = "el derecho de propiedad";
+        let long = "el derecho de propiedad en sus diversas especies ".repeat(6);
+        let v = mean.embed_passages(&[short, &long]).expect("embed");
+        for x in &v {
+            assert_eq!(x.len(), 64);
+            assert!((dot(x, x) - 1.0).abs() < 1e-4, "{arch}: unit length");
+        }
+        assert_eq!(
+            v[0],
+            mean.embed_query(short).expect("query"),
+            "{arch}: deterministic"
+        );
+        // The long text spans several windows; its tail counts.
+        let head: String = long.chars().take(60).collect();
+        let first_window = mean.embed_passages(&[&head]).expect("embed");
+        assert!(
+            dot(&v[1], &first_window[0]) < 0.9999,
+            "{arch}: windows after the first count"
+        );
+        let last = DecoderEmbedder::from_gguf(&path, None, Pooling::LastToken).expect("load");
+        let l = last.embed_passages(&[short]).expect("embed");
+        assert_ne!(l[0], v[0], "{arch}: pooling matters");
+        assert!(last.max_tokens() < 63, "{arch}: the prompt takes positions");
+        assert!(matches!(mean.embed_query("  "), Err(ModelError::Input(_))));
+        assert!(matches!(
+            mean.with_templates(&"palabra ".repeat(40), "{text}"),
+            Err(ModelError::Input(_))
+        ));
+    }
+}
+
+#[test]
+fn qwen_embeddings_put_a_question_in_three_languages_closer_than_an_unrelated_sentence() {
+    let Some(dir) = common::installed("qwen2.5-0.5b") else {
+        return;
+    };
+    let tokenizer = dir.join("tokenizer.json");
+    let e = DecoderEmbedder::from_gguf(
+        &dir.join("model.gguf"),
+        tokenizer.is_file().then_some(tokenizer.as_path()),
+        Pooling::LastToken,
+    )
+    .expect("load");
+    assert_eq!(e.dimension(), 896);
+    let v = e
+        .embed_passages(&[
+            "¿Cuál es la edad mínima para votar en Chile?",
+            "Qual é a idade mínima para votar no Chile?",
+            "What is the minimum voting age in Chile?",
+            "La receta lleva harina, huevos, leche y azúcar.",
+        ])
+        .expect("embed");
+    let unrelated = dot(&v[0], &v[3])
+        .max(dot(&v[1], &v[3]))
+        .max(dot(&v[2], &v[3]));
+    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+        let c = dot(&v[i], &v[j]);
+        assert!(
+            c > unrelated + 0.05,
+            "pair ({i},{j}) cos {c} vs unrelated {unrelated}"
+        );
+    }
 }
