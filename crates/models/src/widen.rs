@@ -1,4 +1,4 @@
-//! Q5_0 matrices widened to Q8_0 as they are loaded, exactly.
+//! Q5_0 (and Q4_0) matrices widened to Q8_0 as they are loaded, exactly.
 //!
 //! llama.cpp's "Q4_K_M" and similar recipes store every matrix whose rows are not a multiple
 //! of 256 values (Qwen2.5-0.5B's 896, SmolLM2's 576, Gemma 3 270M's 640) as Q5_0. candle has
@@ -66,6 +66,26 @@ fn q5_0_to_q8_0(block: &[u8]) -> [u8; Q8_0_BLOCK] {
     out
 }
 
+/// Bytes of one Q4_0 block: f16 scale, 16 bytes of nibbles.
+const Q4_0_BLOCK: usize = 18;
+
+/// A Q4_0 matrix's bytes as the Q8_0 matrix holding the same values (value `j` of a block is
+/// the low nibble of `qs[j]`, value `j + 16` the high one, both offset by 8).
+pub(crate) fn q4_0_bytes_to_q8_0(raw: &[u8]) -> Vec<u8> {
+    let half = BLOCK_VALUES / 2;
+    raw.chunks_exact(Q4_0_BLOCK)
+        .flat_map(|block| {
+            let mut out = [0u8; Q8_0_BLOCK];
+            out[..2].copy_from_slice(&block[..2]);
+            for (j, &q) in block[2..].iter().enumerate() {
+                out[2 + j] = ((q & 0x0f) as i8 - 8) as u8;
+                out[2 + half + j] = ((q >> 4) as i8 - 8) as u8;
+            }
+            out
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +106,15 @@ mod tests {
             .collect();
         let q8 = qtensor_from_ggml(GgmlDType::Q8_0, &widened, vec![2, 256], &dev)?;
         let expected = q5.dequantize(&dev)?.flatten_all()?.to_vec1::<f32>()?;
+        assert_eq!(
+            expected,
+            q8.dequantize(&dev)?.flatten_all()?.to_vec1::<f32>()?
+        );
+
+        let q4 = QTensor::quantize(&q5.dequantize(&dev)?, GgmlDType::Q4_0)?;
+        let widened = q4_0_bytes_to_q8_0(&q4.data()?);
+        let q8 = qtensor_from_ggml(GgmlDType::Q8_0, &widened, vec![2, 256], &dev)?;
+        let expected = q4.dequantize(&dev)?.flatten_all()?.to_vec1::<f32>()?;
         assert_eq!(
             expected,
             q8.dequantize(&dev)?.flatten_all()?.to_vec1::<f32>()?
