@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::dot;
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -31,10 +33,6 @@ const WORDS: &[&str] = &[
     "voto",
     "edad",
 ];
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
 
 /// Writes config.json, model.safetensors (random weights) and tokenizer.json.
 fn tiny_bert(dir: &Path, max_positions: usize) {
@@ -210,24 +208,8 @@ fn e5_puts_a_question_in_three_languages_closer_than_an_unrelated_sentence() {
     };
     let e = TextEmbedder::e5_small(&dir).expect("load e5");
     assert_eq!(e.dimension(), 384);
-    let v = e
-        .embed_passages(&[
-            "¿Cuál es la edad mínima para votar en Chile?",
-            "Qual é a idade mínima para votar no Chile?",
-            "What is the minimum voting age in Chile?",
-            "La receta lleva harina, huevos, leche y azúcar.",
-        ])
-        .expect("embed");
-    let unrelated = dot(&v[0], &v[3])
-        .max(dot(&v[1], &v[3]))
-        .max(dot(&v[2], &v[3]));
-    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
-        let c = dot(&v[i], &v[j]);
-        assert!(
-            c > unrelated + 0.05,
-            "pair ({i},{j}) cos {c} vs unrelated {unrelated}"
-        );
-    }
+    let v = e.embed_passages(&common::VOTING_AGE).expect("embed");
+    common::assert_languages_agree(&v, 0.05);
     // A question retrieves the passage that answers it.
     let q = e
         .embed_query("¿me pueden despedir estando embarazada?")

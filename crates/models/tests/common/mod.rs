@@ -50,3 +50,31 @@ pub fn installed(rel: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// Cosine of two unit vectors.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// One question in Spanish, Portuguese and English, then an unrelated sentence.
+pub const VOTING_AGE: [&str; 4] = [
+    "¿Cuál es la edad mínima para votar en Chile?",
+    "Qual é a idade mínima para votar no Chile?",
+    "What is the minimum voting age in Chile?",
+    "La receta lleva harina, huevos, leche y azúcar.",
+];
+
+/// Checks that the vectors of [`VOTING_AGE`]'s three questions are closer to each other, by
+/// `margin`, than any of them is to the unrelated sentence.
+pub fn assert_languages_agree(v: &[Vec<f32>], margin: f32) {
+    let unrelated = dot(&v[0], &v[3])
+        .max(dot(&v[1], &v[3]))
+        .max(dot(&v[2], &v[3]));
+    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+        let c = dot(&v[i], &v[j]);
+        assert!(
+            c > unrelated + margin,
+            "pair ({i},{j}) cos {c} vs unrelated {unrelated}"
+        );
+    }
+}
