@@ -339,4 +339,33 @@ mod tests {
         assert_eq!(index.passage_ids_of("n1").unwrap(), ["n1/art-1"]);
         assert_eq!(index.len(), 2);
     }
+
+    #[test]
+    fn snippets_of_long_passages_look_for_matches_only_near_the_start() {
+        let filler = "el consejo sesionará en la capital de la región. ".repeat(400); // ~20k chars
+        let index = LexicalIndex::in_memory(Analysis::Legal).unwrap();
+        let mut b = index.batch().unwrap();
+        let early = format!("la municipalidad fijará la patente. {filler}");
+        let late = format!("{filler} la municipalidad fijará la patente.");
+        b.add(&passage("n1", "art-1", &early, 0)).unwrap();
+        b.add(&passage("n1", "art-2", &late, 1)).unwrap();
+        b.commit().unwrap();
+        let hits = index
+            .search(
+                "patente municipal",
+                &Filters::default(),
+                10,
+                &QueryOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(hits.len(), 2, "both are found: the cap is only on snippets");
+        let early = hits.iter().find(|h| h.passage.id == "n1/art-1").unwrap();
+        assert!(early.snippet.contains("patente") && !early.highlights.is_empty());
+        let late = hits.iter().find(|h| h.passage.id == "n1/art-2").unwrap();
+        assert!(
+            late.highlights.is_empty(),
+            "past the scanned part: the head instead"
+        );
+        assert!(late.snippet.starts_with("el consejo"));
+    }
 }
