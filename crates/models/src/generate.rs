@@ -38,14 +38,10 @@ enum Weights {
 impl Weights {
     /// Logits after `ids`, which sit at positions `pos..` (0 starts a new sequence).
     fn forward(&mut self, ids: &[u32], pos: usize, device: &Device) -> candle_core::Result<Tensor> {
-        if let Weights::Decoder(m) = self {
-            return m.forward(ids, pos);
-        }
-        let x = Tensor::new(ids, device)?.unsqueeze(0)?;
-        let x = &x;
+        let x = || Tensor::new(ids, device)?.unsqueeze(0);
         match self {
             Weights::Decoder(m) => m.forward(ids, pos),
-            Weights::Gemma3(m) => m.forward(x, pos),
+            Weights::Gemma3(m) => m.forward(&x()?, pos),
             Weights::LlamaDense {
                 model,
                 cache,
@@ -54,9 +50,9 @@ impl Weights {
             } => {
                 if pos == 0 {
                     // A new conversation: this cache does not reset itself.
-                    *cache = llama::Cache::new(true, *dtype, config, x.device())?;
+                    *cache = llama::Cache::new(true, *dtype, config, device)?;
                 }
-                model.forward(x, pos, cache)
+                model.forward(&x()?, pos, cache)
             }
         }
     }
