@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use candle_core::quantized::k_quants::QK_K;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::Module;
 use candle_core::{DType, Device, Tensor, D};
@@ -192,26 +193,22 @@ impl Weights for E5Weights<'_> {
         // Dequantised once at load (85 MB for e5-small): for batches candle's Q4_0 path
         // measured ~1.7x slower than f32 GEMM here. Short inputs use the 8-bit copy.
         let w = q.dequantize(self.device).map_err(|e| e.to_string())?;
-        let raw = self.raw(&format!("{base}.w"))?;
-        let mut q8 = widen::q4_0_bytes_to_q8_0(raw.bytes);
         // candle's AVX512-VNNI kernels take rows of a multiple of 256 values and are several
         // times faster than its AVX2 ones: where the CPU has them, rows are padded with zero
         // blocks (and inputs with zeros), which changes no dot product.
         let pad = if vnni() {
-            cols.next_multiple_of(256) - cols
+            cols.next_multiple_of(QK_K) - cols
         } else {
             0
         };
-        if pad > 0 {
-            let row_bytes = q8.len() / rows;
-            let zeros = vec![0u8; pad / 32 * row_bytes / (cols / 32)];
-            q8 = q8
-                .chunks_exact(row_bytes)
-                .flat_map(|row| row.iter().chain(&zeros).copied())
-                .collect();
-        }
-        let q8 = qtensor_from_ggml(GgmlDType::Q8_0, &q8, vec![rows, cols + pad], self.device)
-            .map_err(|e| e.to_string())?;
+        let q8 = widen::q4_0_bytes_to_q8_0(&q.data().map_err(|e| e.to_string())?);
+        let q8 = qtensor_from_ggml(
+            GgmlDType::Q8_0,
+            &widen::pad_q8_0_rows(q8, rows, pad),
+            vec![rows, cols + pad],
+            self.device,
+        )
+        .map_err(|e| e.to_string())?;
         let quantised = Some(Short {
             matrix: QMatMul::from_qtensor(q8).map_err(|e| e.to_string())?,
             pad,

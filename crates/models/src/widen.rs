@@ -41,29 +41,29 @@ pub(crate) fn read_tensor<R: Read + Seek>(
     let mut raw = vec![0u8; info.shape.elem_count() / BLOCK_VALUES * Q5_0_BLOCK];
     reader.seek(SeekFrom::Start(ct.tensor_data_offset + info.offset))?;
     reader.read_exact(&mut raw)?;
-    let wide: Vec<u8> = raw
-        .chunks_exact(Q5_0_BLOCK)
-        .flat_map(q5_0_to_q8_0)
-        .collect();
+    let wide = q5_0_bytes_to_q8_0(&raw);
     qtensor_from_ggml(GgmlDType::Q8_0, &wide, info.shape.dims().to_vec(), device)
 }
 
-/// One Q5_0 block as the Q8_0 block holding the same values (ggml's layouts: value `j` of
-/// the first half is the low nibble of `qs[j]` plus bit `j` of `qh` as bit 4; value `j` of
-/// the second half the high nibble plus bit `j + 16`; both offset by 16).
-fn q5_0_to_q8_0(block: &[u8]) -> [u8; Q8_0_BLOCK] {
-    let mut out = [0u8; Q8_0_BLOCK];
-    out[..2].copy_from_slice(&block[..2]);
-    let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
-    let qs = &block[6..Q5_0_BLOCK];
+/// A Q5_0 matrix's bytes as the Q8_0 matrix holding the same values (ggml's layouts: value
+/// `j` of the first half of a block is the low nibble of `qs[j]` plus bit `j` of `qh` as bit
+/// 4; value `j` of the second half the high nibble plus bit `j + 16`; both offset by 16).
+fn q5_0_bytes_to_q8_0(raw: &[u8]) -> Vec<u8> {
     let half = BLOCK_VALUES / 2;
-    for j in 0..half {
-        let low = (qs[j] & 0x0f) | ((((qh >> j) & 1) as u8) << 4);
-        let high = (qs[j] >> 4) | ((((qh >> (j + half)) & 1) as u8) << 4);
-        out[2 + j] = (low as i8 - 16) as u8;
-        out[2 + half + j] = (high as i8 - 16) as u8;
-    }
-    out
+    raw.chunks_exact(Q5_0_BLOCK)
+        .flat_map(|block| {
+            let mut out = [0u8; Q8_0_BLOCK];
+            out[..2].copy_from_slice(&block[..2]);
+            let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+            for (j, &q) in block[6..].iter().enumerate() {
+                let low = (q & 0x0f) | ((((qh >> j) & 1) as u8) << 4);
+                let high = (q >> 4) | ((((qh >> (j + half)) & 1) as u8) << 4);
+                out[2 + j] = (low as i8 - 16) as u8;
+                out[2 + half + j] = (high as i8 - 16) as u8;
+            }
+            out
+        })
+        .collect()
 }
 
 /// Bytes of one Q4_0 block: f16 scale, 16 bytes of nibbles.
@@ -86,6 +86,18 @@ pub(crate) fn q4_0_bytes_to_q8_0(raw: &[u8]) -> Vec<u8> {
         .collect()
 }
 
+/// Q8_0 matrix bytes of `rows` rows with `extra` zero values (whole blocks) added to the end
+/// of each row: zero blocks change no dot product.
+pub(crate) fn pad_q8_0_rows(q8: Vec<u8>, rows: usize, extra: usize) -> Vec<u8> {
+    if extra == 0 || rows == 0 {
+        return q8;
+    }
+    let zeros = vec![0u8; extra / BLOCK_VALUES * Q8_0_BLOCK];
+    q8.chunks_exact(q8.len() / rows)
+        .flat_map(|row| row.iter().chain(&zeros).copied())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,11 +111,7 @@ mod tests {
             .collect();
         let dev = Device::Cpu;
         let q5 = QTensor::quantize(&Tensor::from_vec(xs, (2, 256), &dev)?, GgmlDType::Q5_0)?;
-        let widened: Vec<u8> = q5
-            .data()?
-            .chunks_exact(Q5_0_BLOCK)
-            .flat_map(q5_0_to_q8_0)
-            .collect();
+        let widened = q5_0_bytes_to_q8_0(&q5.data()?);
         let q8 = qtensor_from_ggml(GgmlDType::Q8_0, &widened, vec![2, 256], &dev)?;
         let expected = q5.dequantize(&dev)?.flatten_all()?.to_vec1::<f32>()?;
         assert_eq!(
@@ -114,10 +122,19 @@ mod tests {
         let q4 = QTensor::quantize(&q5.dequantize(&dev)?, GgmlDType::Q4_0)?;
         let widened = q4_0_bytes_to_q8_0(&q4.data()?);
         let q8 = qtensor_from_ggml(GgmlDType::Q8_0, &widened, vec![2, 256], &dev)?;
-        let expected = q4.dequantize(&dev)?.flatten_all()?.to_vec1::<f32>()?;
+        let expected = q4.dequantize(&dev)?;
         assert_eq!(
-            expected,
+            expected.flatten_all()?.to_vec1::<f32>()?,
             q8.dequantize(&dev)?.flatten_all()?.to_vec1::<f32>()?
+        );
+
+        // Padded rows: each row's values, then zeros.
+        let padded = pad_q8_0_rows(widened, 2, 64);
+        let q8 = qtensor_from_ggml(GgmlDType::Q8_0, &padded, vec![2, 320], &dev)?;
+        let zeros = Tensor::zeros((2, 64), candle_core::DType::F32, &dev)?;
+        assert_eq!(
+            Tensor::cat(&[&expected, &zeros], 1)?.to_vec2::<f32>()?,
+            q8.dequantize(&dev)?.to_vec2::<f32>()?
         );
         Ok(())
     }
