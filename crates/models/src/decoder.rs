@@ -97,7 +97,8 @@ impl Decoder {
         matches!(architecture, "llama" | "qwen2")
     }
 
-    /// Loads the tensors named in `ct` from `reader`.
+    /// Loads the tensors named in `ct` from `reader`; other architectures than
+    /// [`Decoder::supports`] are refused.
     pub(crate) fn from_gguf<R: Read + Seek>(
         ct: &Content,
         reader: &mut R,
@@ -107,6 +108,9 @@ impl Decoder {
             Some(v) => v.to_string()?.clone(),
             None => candle_core::bail!("general.architecture is missing"),
         };
+        if !Self::supports(&arch) {
+            candle_core::bail!("architecture {arch:?} is not a Llama-family decoder (llama, qwen2)")
+        }
         let meta = |key: &str| {
             ct.metadata
                 .get(&format!("{arch}.{key}"))
@@ -220,7 +224,7 @@ impl Decoder {
             }
         }
         let n = ids.len();
-        if pos + n > self.cos.dim(0)? {
+        if pos + n > self.context() {
             candle_core::bail!("position {} is past the model's context", pos + n)
         }
         let mask = (n > 1)

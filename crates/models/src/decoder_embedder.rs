@@ -43,15 +43,24 @@ pub enum Pooling {
     LastToken,
 }
 
+impl Pooling {
+    /// The name `--embedder NAME:POOLING` and the embedder's own name use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pooling::Mean => "mean",
+            Pooling::LastToken => "last",
+        }
+    }
+}
+
 impl FromStr for Pooling {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "mean" => Ok(Pooling::Mean),
-            "last" => Ok(Pooling::LastToken),
-            other => Err(format!("pooling {other:?}: use mean or last")),
-        }
+        [Pooling::Mean, Pooling::LastToken]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("pooling {s:?}: use mean or last"))
     }
 }
 
@@ -91,18 +100,6 @@ impl DecoderEmbedder {
             declared_bos,
             ..
         } = GgufFile::open(path, tokenizer_json)?;
-        let architecture = ct
-            .metadata
-            .get("general.architecture")
-            .and_then(|v| v.to_string().ok())
-            .cloned()
-            .unwrap_or_default();
-        if !Decoder::supports(&architecture) {
-            return Err(gguf_corrupt(
-                path,
-                format!("architecture {architecture:?} cannot embed (llama, qwen2)"),
-            ));
-        }
         let decoder = Decoder::from_gguf(&ct, &mut file, &crate::device())
             .map_err(|e| gguf_corrupt(path, e.to_string()))?;
         // The pooling is part of the name: vectors made one way are not comparable with the
@@ -113,10 +110,7 @@ impl DecoderEmbedder {
                 .and_then(|d| d.file_name())
                 .and_then(|n| n.to_str())
                 .unwrap_or("decoder"),
-            match pooling {
-                Pooling::Mean => "mean",
-                Pooling::LastToken => "last",
-            }
+            pooling.as_str()
         );
         let empty = || Template {
             before: Vec::new(),
