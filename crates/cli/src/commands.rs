@@ -330,8 +330,8 @@ pub async fn bench_search(models: &Path, embedder_name: &str, args: &SearchBench
         let mut recalls = Vec::new();
         for ef in [None, Some(64), Some(128), Some(256)] {
             let options = SearchOptions {
-                exact: false,
                 hnsw_ef: ef,
+                ..SearchOptions::default()
             };
             let (mut overlap, mut total) = (0usize, 0usize);
             for (v, truth) in query_vectors.iter().zip(&exact) {

@@ -8,7 +8,7 @@ use qdrant_edge::{
     CountRequest, CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeVectorParamsBuilder,
     FieldIndexOperations, Filter, JsonPath, NamedQuery, PayloadFieldSchema, PayloadSchemaType,
     PointId, PointInsertOperations, PointOperations, PointStruct, QueryEnum, QueryRequest,
-    ScoringQuery, SearchParams, UpdateOperation, WithPayloadInterface, WithVector,
+    ScoringQuery, SearchParams, UpdateOperation, VectorStructInternal, WithPayloadInterface, WithVector,
     DEFAULT_VECTOR_NAME,
 };
 
@@ -190,7 +190,7 @@ impl VectorStore for EdgeStore {
                 hnsw_ef: Some(options.breadth(k)),
                 ..SearchParams::default()
             }),
-            with_vector: WithVector::Bool(false),
+            with_vector: WithVector::Bool(options.with_vectors),
             with_payload: WithPayloadInterface::Bool(true),
         };
         let points = self.shard.query(request).map_err(|e| self.err(e))?;
@@ -198,9 +198,14 @@ impl VectorStore for EdgeStore {
             .into_iter()
             .filter_map(|p| {
                 let payload = p.payload?;
-                VectorHit::from_payload(p.score, |key| {
+                let mut hit = VectorHit::from_payload(p.score, |key| {
                     payload.0.get(key)?.as_str().map(str::to_string)
-                })
+                })?;
+                hit.vector = match p.vector {
+                    Some(VectorStructInternal::Single(v)) => Some(v),
+                    _ => None,
+                };
+                Some(hit)
             })
             .collect())
     }

@@ -59,6 +59,8 @@ pub struct VectorHit {
     pub norm_id: String,
     /// Cosine similarity to the query.
     pub score: f32,
+    /// The stored vector, when the search asked for it ([`SearchOptions::with_vectors`]).
+    pub vector: Option<Vec<f32>>,
 }
 
 impl VectorHit {
@@ -69,6 +71,7 @@ impl VectorHit {
             passage_id: field(keys::PASSAGE_ID)?,
             norm_id: field(keys::NORM_ID)?,
             score,
+            vector: None,
         })
     }
 }
@@ -82,6 +85,8 @@ pub struct SearchOptions {
     /// Candidates the HNSW walk keeps (higher: better recall, slower); `None` is
     /// [`DEFAULT_HNSW_EF`].
     pub hnsw_ef: Option<usize>,
+    /// Return each hit's stored vector (pseudo-relevance feedback reads them).
+    pub with_vectors: bool,
 }
 
 impl SearchOptions {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use cabildo_core::{Filters, Passage};
 use qdrant_client::qdrant::{
-    vectors_config, Condition, CountPointsBuilder, CreateCollectionBuilder,
+    vector_output, vectors_config, Condition, CountPointsBuilder, CreateCollectionBuilder,
     CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter,
     PointStruct, Query, QueryPointsBuilder, Range, SearchParamsBuilder, UpsertPointsBuilder,
     VectorParamsBuilder,
@@ -218,6 +218,7 @@ impl VectorStore for QdrantStore {
                     .filter(filter)
                     .limit(k.max(1) as u64)
                     .with_payload(true)
+                    .with_vectors(options.with_vectors)
                     .params(
                         SearchParamsBuilder::default()
                             .exact(options.exact)
@@ -230,9 +231,14 @@ impl VectorStore for QdrantStore {
             .result
             .into_iter()
             .filter_map(|p| {
-                VectorHit::from_payload(p.score, |key| {
+                let mut hit = VectorHit::from_payload(p.score, |key| {
                     p.payload.get(key)?.as_str().map(|s| s.to_string())
-                })
+                })?;
+                hit.vector = match p.vectors.and_then(|v| v.get_vector()) {
+                    Some(vector_output::Vector::Dense(v)) => Some(v.data),
+                    _ => None,
+                };
+                Some(hit)
             })
             .collect())
     }
