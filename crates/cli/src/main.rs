@@ -220,9 +220,17 @@ struct FusionArgs {
     /// rrf (weighted reciprocal-rank fusion) or score (min-max-normalised scores).
     #[arg(long, default_value = "score")]
     fusion: Fusion,
-    /// Weight of the dense ranking, 0..1.
+    /// Weight of the dense ranking for long questions (40 words or more), 0..1.
     #[arg(long, default_value_t = HybridParams::default().dense_weight)]
     dense_weight: f32,
+    /// Weight of the dense ranking for short questions (20 words or fewer; in between,
+    /// the weight moves linearly), 0..1.
+    #[arg(long, default_value_t = HybridParams::default().short_dense_weight)]
+    short_dense_weight: f32,
+    /// Top fused passages that move the question's vector for a second dense search
+    /// (pseudo-relevance feedback); 0 turns it off.
+    #[arg(long, default_value_t = HybridParams::default().feedback)]
+    feedback: usize,
     /// RRF's k.
     #[arg(long, default_value_t = HybridParams::default().rrf_k)]
     rrf_k: f32,
@@ -236,13 +244,21 @@ struct FusionArgs {
 
 impl FusionArgs {
     fn params(&self) -> Result<HybridParams> {
-        if !(0.0..=1.0).contains(&self.dense_weight) {
-            bail!("--dense-weight must be between 0 and 1");
+        for (flag, w) in [
+            ("--dense-weight", self.dense_weight),
+            ("--short-dense-weight", self.short_dense_weight),
+        ] {
+            if !(0.0..=1.0).contains(&w) {
+                bail!("{flag} must be between 0 and 1");
+            }
         }
         Ok(HybridParams {
             fusion: self.fusion,
             rrf_k: self.rrf_k,
             dense_weight: self.dense_weight,
+            short_dense_weight: self.short_dense_weight,
+            feedback: self.feedback,
+            feedback_weight: HybridParams::default().feedback_weight,
             lexical_depth: self.depth,
             dense_depth: self.depth,
             rerank_depth: self.rerank_depth,
@@ -507,22 +523,22 @@ async fn main() -> Result<()> {
                     let plain =
                         PreparedSet::new(&set, &options, true, None, &mut progress.callback())
                             .await?;
-                    reports.push(plain.score(Method::Lexical, &params, None)?);
+                    reports.push(plain.score(Method::Lexical, &params, None).await?);
                 }
                 let prepared = prepare(&set, &options, dense.as_ref(), &mut progress).await?;
                 for m in &method {
                     if let EvalMethod::Retrieval(m) = m {
-                        reports.push(prepared.score(*m, &params, reranker.as_deref())?);
+                        reports.push(prepared.score(*m, &params, reranker.as_deref()).await?);
                     }
                 }
                 if answerability {
                     // The set's own questions (answerable), then questions nothing in it
                     // answers, asked of the same corpus.
                     let ask = cabildo_engine::answer::AskOptions::default();
-                    answered.push(prepared.answerability(&params, &ask)?);
+                    answered.push(prepared.answerability(&params, &ask).await?);
                     let other = set.with_questions(out_of_scope_questions(&out_of_scope)?);
                     let asked = prepare(&other, &options, dense.as_ref(), &mut progress).await?;
-                    let mut outside = asked.answerability(&params, &ask)?;
+                    let mut outside = asked.answerability(&params, &ask).await?;
                     outside.set = format!("{} (out-of-scope questions)", set.name);
                     answered.push(outside);
                 }
@@ -530,7 +546,7 @@ async fn main() -> Result<()> {
                     let grid = cabildo_engine::eval::sweep_grid();
                     let mut scored = Vec::with_capacity(grid.len());
                     for p in &grid {
-                        scored.push(prepared.score(Method::Hybrid, p, None)?);
+                        scored.push(prepared.score(Method::Hybrid, p, None).await?);
                     }
                     sweeps.push(scored);
                 }

@@ -225,26 +225,25 @@ pub fn search_hits(hits: &[SearchHit], json: bool) -> Result<()> {
     Ok(())
 }
 
-/// A method's name with its fusion settings (`hybrid (score, w=0.3, depth 100)`).
+/// A method's name with its fusion settings
+/// (`hybrid (score, w=0.8/0.45, feedback 3, depth 100)`: dense weight for short/long
+/// questions).
 fn method_label(r: &EvalReport) -> String {
-    match &r.params {
-        None => r.method.name().to_string(),
-        Some(p) => match p.fusion {
-            Fusion::Rrf => format!(
-                "{} (rrf k={}, w={}, depth {})",
-                r.method.name(),
-                p.rrf_k,
-                p.dense_weight,
-                p.lexical_depth
-            ),
-            Fusion::Score => format!(
-                "{} (score, w={}, depth {})",
-                r.method.name(),
-                p.dense_weight,
-                p.lexical_depth
-            ),
-        },
-    }
+    let Some(p) = &r.params else {
+        return r.method.name().to_string();
+    };
+    let fusion = match p.fusion {
+        Fusion::Rrf => format!("rrf k={}", p.rrf_k),
+        Fusion::Score => "score".to_string(),
+    };
+    format!(
+        "{} ({fusion}, w={}/{}, feedback {}, depth {})",
+        r.method.name(),
+        p.short_dense_weight,
+        p.dense_weight,
+        p.feedback,
+        p.lexical_depth
+    )
 }
 
 /// The sweep's best settings by mean nDCG@10 over the sets (each inner list is one set's

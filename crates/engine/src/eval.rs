@@ -10,13 +10,15 @@ use std::time::Instant;
 
 use cabildo_core::{AccessLevel, Embedder, Filters, Jurisdiction, NormKind, Passage, Reranker};
 use cabildo_index::{Analysis, LexicalIndex, QueryOptions};
-use cabildo_vectors::{EdgeStore, SearchOptions, VectorStore};
+use cabildo_vectors::{EdgeStore, VectorHit, VectorStore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::answer::{best_coverage, guess_question_language, judge, AskOptions};
+use crate::context::with_context;
 use crate::retrieve::{
-    closest, dense_text, fuse, rerank_scores, Fusion, HybridParams, Method, Ranking,
+    closest, dense_text, first_dense, hybrid_ranking, rerank_scores, Fusion, HybridParams,
+    Method, Ranking,
 };
 use crate::{EngineError, Result};
 
@@ -93,6 +95,9 @@ impl EvalSet {
             .enumerate()
             .map(|(i, c)| {
                 let title = c.title.unwrap_or_default();
+                // A LexML URN names the dispositivo after its `!` (`…;13709!art5_cpt_inc1`):
+                // the anchor our LexML ingestor keeps, which gives the passage its context.
+                let anchor = c.id.split_once('!').map(|(_, a)| a.to_string());
                 Passage {
                     norm_id: c.doc_id.unwrap_or_else(|| c.id.clone()),
                     id: c.id,
@@ -102,7 +107,7 @@ impl EvalSet {
                     provision: String::new(),
                     label: title,
                     url: c.url,
-                    anchor: None,
+                    anchor,
                     text: c.text,
                     span: None,
                     page: None,
@@ -261,7 +266,8 @@ struct QueryRun {
     text: String,
     lexical: Ranking,
     lexical_ms: f64,
-    dense: Option<Ranking>,
+    /// The question's vector and its nearest passages (with their vectors, for feedback).
+    dense: Option<(Vec<f32>, Vec<VectorHit>)>,
     /// Question embedding plus vector search.
     dense_ms: f64,
 }
@@ -271,9 +277,18 @@ pub struct PreparedSet<'a> {
     set: &'a EvalSet,
     baseline: bool,
     runs: Vec<QueryRun>,
+    /// The vector store (and the folder it lives in), when dense retrieval runs.
+    store: Option<(EdgeStore, tempfile::TempDir)>,
     by_id: HashMap<&'a str, &'a Passage>,
     index_seconds: f64,
     embed_seconds: f64,
+}
+
+/// A ranking of vector hits (without moving their vectors).
+fn hits_ranking(hits: &[VectorHit]) -> Ranking {
+    hits.iter()
+        .map(|h| (h.passage_id.clone(), h.score))
+        .collect()
 }
 
 /// Candidates taken from each retriever per question: the deepest any method or sweep uses.
@@ -339,6 +354,10 @@ impl<'a> PreparedSet<'a> {
         }
 
         let filters = Filters::operator();
+        let first = HybridParams {
+            dense_depth: DEPTH,
+            ..HybridParams::default()
+        };
         let mut runs = Vec::with_capacity(set.queries.len());
         for (i, (id, text)) in set.queries.iter().enumerate() {
             let t = Instant::now();
@@ -352,12 +371,8 @@ impl<'a> PreparedSet<'a> {
                 (Some((edge, _)), Some(d)) => {
                     let t = Instant::now();
                     let v = d.embedder.embed_query(text)?;
-                    let hits = edge
-                        .search(&v, &filters, DEPTH, SearchOptions::default())
-                        .await?;
-                    let ranking: Ranking =
-                        hits.into_iter().map(|h| (h.passage_id, h.score)).collect();
-                    (Some(ranking), t.elapsed().as_secs_f64() * 1000.0)
+                    let hits = first_dense(edge, &v, &filters, &first).await?;
+                    (Some((v, hits)), t.elapsed().as_secs_f64() * 1000.0)
                 }
                 _ => (None, 0.0),
             };
@@ -375,6 +390,7 @@ impl<'a> PreparedSet<'a> {
             set,
             baseline,
             runs,
+            store,
             by_id: set.passages.iter().map(|p| (p.id.as_str(), p)).collect(),
             index_seconds,
             embed_seconds,
@@ -385,23 +401,23 @@ impl<'a> PreparedSet<'a> {
     /// retrieval with `params`, then [`crate::answer::judge`] over the top `2 × sources`
     /// passages, as `Engine::gather` does (without its definition shaping, which needs the
     /// registry's index). Needs the dense candidates.
-    pub fn answerability(
+    pub async fn answerability(
         &self,
         params: &HybridParams,
         options: &AskOptions,
     ) -> Result<Answerability> {
         let mut answered = 0;
         for run in &self.runs {
-            let dense = run.dense.as_ref().ok_or_else(|| {
+            let fused = self.hybrid(run, params).await?.ok_or_else(|| {
                 EngineError::Unavailable("answerability needs an embedding model".into())
             })?;
-            let fused = fuse(&run.lexical, dense, params);
+            let dense = run.dense.as_ref().map(|(_, hits)| hits_ranking(hits)).unwrap_or_default();
             let top: Vec<&Passage> = fused
                 .iter()
                 .take(options.sources.max(1) * 2)
                 .filter_map(|(id, _)| self.by_id.get(id.as_str()).copied())
                 .collect();
-            let best_cosine = closest(top.iter().map(|p| p.id.as_str()), dense);
+            let best_cosine = closest(top.iter().map(|p| p.id.as_str()), &dense);
             let language = guess_question_language(&run.text);
             let coverage = best_coverage(&run.text, language, &top);
             let answers = judge(coverage, best_cosine, options);
@@ -417,8 +433,21 @@ impl<'a> PreparedSet<'a> {
         })
     }
 
+    /// A question's hybrid ranking with `params`, as [`crate::Engine::search`] makes it;
+    /// `None` without dense retrieval.
+    async fn hybrid(&self, run: &QueryRun, params: &HybridParams) -> Result<Option<Ranking>> {
+        let (Some((vector, first)), Some((store, _))) = (&run.dense, &self.store) else {
+            return Ok(None);
+        };
+        let filters = Filters::operator();
+        Ok(Some(
+            hybrid_ranking(store, &run.text, vector, &run.lexical, first, &filters, params)
+                .await?,
+        ))
+    }
+
     /// Scores `method` (with `params` for hybrid and rerank; `reranker` for rerank).
-    pub fn score(
+    pub async fn score(
         &self,
         method: Method,
         params: &HybridParams,
@@ -427,20 +456,21 @@ impl<'a> PreparedSet<'a> {
         let mut sums = [0.0f64; 5];
         let mut times = Vec::with_capacity(self.runs.len());
         for run in &self.runs {
-            let dense = || {
-                run.dense.as_ref().ok_or_else(|| {
-                    EngineError::Unavailable(format!(
-                        "the {} method needs an embedding model",
-                        method.name()
-                    ))
-                })
+            let unavailable = || {
+                EngineError::Unavailable(format!(
+                    "the {} method needs an embedding model",
+                    method.name()
+                ))
             };
             let t = Instant::now();
             let (ranking, ms) = match method {
                 Method::Lexical => (run.lexical.clone(), run.lexical_ms),
-                Method::Dense => (dense()?.clone(), run.dense_ms),
+                Method::Dense => {
+                    let (_, hits) = run.dense.as_ref().ok_or_else(unavailable)?;
+                    (hits_ranking(hits), run.dense_ms)
+                }
                 Method::Hybrid | Method::Rerank => {
-                    let mut fused = fuse(&run.lexical, dense()?, params);
+                    let mut fused = self.hybrid(run, params).await?.ok_or_else(unavailable)?;
                     if method == Method::Rerank {
                         let reranker = reranker.ok_or_else(|| {
                             EngineError::Unavailable(
@@ -509,30 +539,31 @@ impl<'a> PreparedSet<'a> {
     }
 }
 
-/// The fusion settings `--sweep` tries: weighted RRF over a range of `k` and score fusion,
-/// each over dense weights and candidate depths.
+/// The fusion settings `--sweep` tries: score fusion and weighted RRF (k 10, 20, 60), each
+/// over dense weights for short and for long questions, with and without feedback. Depth
+/// stays at 100 (earlier sweeps over 20, 50 and 100 found 100 best everywhere).
 pub fn sweep_grid() -> Vec<HybridParams> {
     let mut grid = Vec::new();
-    for depth in [20, 50, 100] {
-        for w in 1..=9 {
-            let dense_weight = w as f32 / 10.0;
-            for rrf_k in [5.0, 10.0, 20.0, 40.0, 60.0, 100.0] {
-                grid.push(HybridParams {
-                    fusion: Fusion::Rrf,
-                    rrf_k,
-                    dense_weight,
-                    lexical_depth: depth,
-                    dense_depth: depth,
-                    ..HybridParams::default()
-                });
+    let fusions = [
+        (Fusion::Score, 60.0),
+        (Fusion::Rrf, 10.0),
+        (Fusion::Rrf, 20.0),
+        (Fusion::Rrf, 60.0),
+    ];
+    for (fusion, rrf_k) in fusions {
+        for short_dense_weight in [0.5, 0.6, 0.7, 0.8, 0.9] {
+            for dense_weight in [0.3, 0.4, 0.45, 0.5] {
+                for feedback in [0, 3] {
+                    grid.push(HybridParams {
+                        fusion,
+                        rrf_k,
+                        dense_weight,
+                        short_dense_weight,
+                        feedback,
+                        ..HybridParams::default()
+                    });
+                }
             }
-            grid.push(HybridParams {
-                fusion: Fusion::Score,
-                dense_weight,
-                lexical_depth: depth,
-                dense_depth: depth,
-                ..HybridParams::default()
-            });
         }
     }
     grid
@@ -550,7 +581,8 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 /// The set's passage vectors: read from the cache when present, else embedded in chunks,
 /// each appended to a partial cache file so an interrupted run resumes where it stopped.
 /// With `embed_missing` false, only what the cache holds (the first passages' vectors, all
-/// of them once a run has finished) is returned and nothing is embedded.
+/// of them once a run has finished) is returned and nothing is embedded. The cache keeps
+/// each passage's own embedding; what is returned is mixed with its context, as stored.
 pub fn passage_vectors(
     set: &EvalSet,
     d: &EvalDense,
@@ -591,7 +623,10 @@ pub fn passage_vectors(
     }
     flat.truncate(texts.len() * dim);
     if !embed_missing {
-        return Ok(flat.chunks(dim).map(<[f32]>::to_vec).collect());
+        return Ok(stored_vectors(
+            set,
+            flat.chunks(dim).map(<[f32]>::to_vec).collect(),
+        ));
     }
     let mut start = flat.len() / dim;
     progress("embedding passages", start, texts.len());
@@ -619,7 +654,14 @@ pub fn passage_vectors(
             std::fs::rename(partial, done).map_err(|e| io(partial, e))?;
         }
     }
-    Ok(flat.chunks(dim).map(<[f32]>::to_vec).collect())
+    Ok(stored_vectors(set, flat.chunks(dim).map(<[f32]>::to_vec).collect()))
+}
+
+/// The vectors stored for the set's first `own.len()` passages, given their own
+/// embeddings (what the cache keeps): each mixed with its context, as ingest stores them.
+fn stored_vectors(set: &EvalSet, own: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+    let passages: Vec<&Passage> = set.passages.iter().take(own.len()).collect();
+    with_context(&passages, own)
 }
 
 /// Metrics of one ranked list against its relevant set.

@@ -24,6 +24,7 @@ use cabildo_store::JobSummary;
 use cabildo_text::redact_pii;
 use serde::Serialize;
 
+use crate::context::{vector_recipe, with_context};
 use crate::retrieve::dense_text;
 use crate::{Dense, Engine, EngineError, Result};
 
@@ -188,6 +189,9 @@ impl Engine {
         let mut embedded = 0;
         let mut embed_seconds = 0.0;
         let embedder = self.dense.as_ref().map(|d| d.embedder.name().to_string());
+        // What the registry records as having made a file's vectors: the model and the
+        // recipe, so vectors made before context mixing are remade.
+        let vectors_by = embedder.as_deref().map(vector_recipe);
 
         for (path, size) in files.iter().zip(sizes) {
             let key = std::fs::canonicalize(path)
@@ -202,8 +206,8 @@ impl Engine {
                     bytes_read += bytes.len() as u64;
                     let hash = cabildo_text::content_hash(&bytes);
                     let previous = self.registry.source(&key).await?;
-                    let embedded_alike = |e: &Option<String>| match &self.dense {
-                        Some(d) => e.as_deref() == Some(d.embedder.name()),
+                    let embedded_alike = |e: &Option<String>| match &vectors_by {
+                        Some(by) => e.as_deref() == Some(by.as_str()),
                         None => true,
                     };
                     if previous
@@ -280,14 +284,14 @@ impl Engine {
             progress.file_done(path, size, &outcome);
             if pending_passages >= COMMIT_EVERY_PASSAGES {
                 batch.commit()?;
-                self.registry.record(&pending, embedder.as_deref()).await?;
+                self.registry.record(&pending, vectors_by.as_deref()).await?;
                 pending.clear();
                 pending_passages = 0;
                 batch = self.index.batch()?;
             }
         }
         batch.commit()?;
-        self.registry.record(&pending, embedder.as_deref()).await?;
+        self.registry.record(&pending, vectors_by.as_deref()).await?;
         if let Some(d) = &self.dense {
             if embedded > 0 {
                 // Builds the HNSW graph over what was added, so queries need not scan.
@@ -341,22 +345,27 @@ fn flag_instructions(passages: &[Passage]) -> u64 {
     flagged
 }
 
-/// Replaces a norm's vectors: deletes the old ones, embeds its passages in batches and
-/// writes them. Returns the number embedded.
+/// Replaces a norm's vectors: embeds its passages in batches, mixes each vector with its
+/// context (which needs the whole norm's), then deletes the old vectors and writes the new
+/// ones. Returns the number embedded.
 async fn embed_norm(
     dense: &Dense,
     norm_id: &str,
     passages: &[Passage],
     progress: &mut dyn Progress,
 ) -> Result<u64> {
-    dense.store.delete_norm(norm_id).await?;
+    let mut own = Vec::with_capacity(passages.len());
     for chunk in passages.chunks(EMBED_BATCH) {
         let texts: Vec<String> = chunk.iter().map(dense_text).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let vectors = dense.embedder.embed_passages(&refs)?;
-        let chunk_refs: Vec<&Passage> = chunk.iter().collect();
-        dense.store.upsert(&chunk_refs, &vectors).await?;
+        own.extend(dense.embedder.embed_passages(&refs)?);
         progress.embedded(chunk.len());
+    }
+    let refs: Vec<&Passage> = passages.iter().collect();
+    let vectors = with_context(&refs, own);
+    dense.store.delete_norm(norm_id).await?;
+    for (ps, vs) in refs.chunks(EMBED_BATCH).zip(vectors.chunks(EMBED_BATCH)) {
+        dense.store.upsert(ps, vs).await?;
     }
     Ok(passages.len() as u64)
 }

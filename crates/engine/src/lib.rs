@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod answer;
+pub mod context;
 pub mod eval;
 pub mod ingest;
 pub mod retrieve;

@@ -34,11 +34,13 @@ async fn lexical_clears_the_bm25_bar_on_both_sets() {
             .await
             .expect("prepare")
             .score(Method::Lexical, &params, None)
+            .await
             .expect("eval");
         let plain = PreparedSet::new(&s, &options, true, None, &mut |_, _, _| {})
             .await
             .expect("prepare")
             .score(Method::Lexical, &params, None)
+            .await
             .expect("eval");
         assert!(
             lexical.ndcg_10 > bar,
@@ -76,10 +78,15 @@ async fn hybrid_beats_lexical_on_lgpd() {
     let params = HybridParams::default();
     let lexical = prepared
         .score(Method::Lexical, &params, None)
+        .await
         .expect("lexical");
-    let dense = prepared.score(Method::Dense, &params, None).expect("dense");
+    let dense = prepared
+        .score(Method::Dense, &params, None)
+        .await
+        .expect("dense");
     let hybrid = prepared
         .score(Method::Hybrid, &params, None)
+        .await
         .expect("hybrid");
     assert!(
         dense.ndcg_10 > 0.3,
@@ -93,7 +100,10 @@ async fn hybrid_beats_lexical_on_lgpd() {
         lexical.ndcg_10
     );
     assert!(
-        prepared.score(Method::Rerank, &params, None).is_err(),
+        prepared
+            .score(Method::Rerank, &params, None)
+            .await
+            .is_err(),
         "rerank without a reranker is an error, not a silent hybrid"
     );
 }

@@ -1,0 +1,152 @@
+//! A passage's vector with its context: the passage's own embedding mixed with the mean
+//! embedding of the provision it belongs to.
+//!
+//! A dispositivo ("Art. 5º, inciso X") or an article means more with its surroundings: an
+//! inciso is read under its article's caput, an article under its norm's subject. Embedding
+//! each passage alone loses that, and a question about the subject of a law finds its
+//! passages only one by one. Adding a share of the mean vector of the passage's parent
+//! (the article of a LexML dispositivo, else the norm) to every passage vector lifts the
+//! passages of a provision that matches as a whole. On the development sets (stored vector
+//! = normalised `passage + 0.3 × parent mean`) hybrid nDCG@10 rose from 0.716 / 0.716 to
+//! 0.739 / 0.730 on lgpd-pt / bcn-es with pseudo-relevance feedback on (docs/evaluation.md).
+
+use std::collections::HashMap;
+
+use cabildo_core::Passage;
+
+/// Share of the parent's mean vector added to a passage's own (best of 0.2–0.7 on the
+/// development sets).
+pub const CONTEXT_WEIGHT: f32 = 0.3;
+
+/// How the vectors stored by `model` are made, as the registry records it: a file whose
+/// vectors were made another way (another model, or before context mixing) is re-embedded.
+pub fn vector_recipe(model: &str) -> String {
+    format!("{model}+context{CONTEXT_WEIGHT}")
+}
+
+/// The provision whose passages share a context with `p`: for a LexML-style anchor that
+/// names a part of an article (`art5_cpt_inc1`, `anexo1!art1_par2`), the article it starts
+/// with (`art5`, `anexo1!art1`); for any other passage (BCN's numeric parts, articles of
+/// plain-text sources, no anchor) the whole norm.
+pub fn context_key(p: &Passage) -> String {
+    let article = p.anchor.as_deref().and_then(|anchor| {
+        let head = anchor.split('_').next().unwrap_or(anchor);
+        // The last `!`-separated step of the head is the provision itself (`art5`, `cap2`).
+        let step = head.rsplit('!').next().unwrap_or(head);
+        let lexml = step
+            .find(|c: char| c.is_ascii_digit())
+            .is_some_and(|i| i > 0 && step[..i].chars().all(|c| c.is_ascii_lowercase()));
+        lexml.then_some(head)
+    });
+    match article {
+        Some(head) => format!("{}!{head}", p.norm_id),
+        None => p.norm_id.clone(),
+    }
+}
+
+/// Mixes each of `vectors` (the passages' own, unit length, in the order of `passages`)
+/// with the mean vector of its [`context_key`] group among `passages`, and scales the result
+/// back to unit length. Groups are formed within `passages` only: pass all of a norm's
+/// passages together.
+pub fn with_context(passages: &[&Passage], vectors: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+    let Some(dim) = vectors.first().map(Vec::len) else {
+        return vectors;
+    };
+    let keys: Vec<String> = passages.iter().map(|p| context_key(p)).collect();
+    let mut sums: HashMap<&str, Vec<f32>> = HashMap::new();
+    for (key, v) in keys.iter().zip(&vectors) {
+        let sum = sums.entry(key).or_insert_with(|| vec![0.0; dim]);
+        for (s, x) in sum.iter_mut().zip(v) {
+            *s += x;
+        }
+    }
+    for sum in sums.values_mut() {
+        normalise(sum);
+    }
+    keys.iter()
+        .zip(vectors)
+        .map(|(key, mut v)| {
+            if let Some(mean) = sums.get(key.as_str()) {
+                for (x, m) in v.iter_mut().zip(mean) {
+                    *x += CONTEXT_WEIGHT * m;
+                }
+            }
+            normalise(&mut v);
+            v
+        })
+        .collect()
+}
+
+/// Scales `v` to unit length (left as is when it is all zeros).
+pub fn normalise(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        for x in v.iter_mut() {
+            *x /= norm;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cabildo_core::{AccessLevel, Jurisdiction, Language, NormKind};
+
+    fn passage(norm: &str, anchor: Option<&str>) -> Passage {
+        Passage {
+            id: format!("{norm}/{}", anchor.unwrap_or("x")),
+            norm_id: norm.into(),
+            ordinal: 0,
+            norm_title: String::new(),
+            breadcrumb: Vec::new(),
+            provision: String::new(),
+            label: String::new(),
+            url: None,
+            anchor: anchor.map(str::to_string),
+            text: String::new(),
+            span: None,
+            page: None,
+            jurisdiction: Jurisdiction::country("CL"),
+            kind: NormKind::Ley,
+            language: Language::Es,
+            access: AccessLevel::Public,
+            tenant: None,
+            valid_from: None,
+            valid_to: None,
+        }
+    }
+
+    #[test]
+    fn dispositivos_share_their_article_and_other_passages_their_norm() {
+        let key = |norm, anchor| context_key(&passage(norm, anchor));
+        assert_eq!(key("lgpd", Some("art5_cpt_inc1")), "lgpd!art5");
+        assert_eq!(key("lgpd", Some("art5")), "lgpd!art5");
+        assert_eq!(key("lgpd", Some("art55-1_par2")), "lgpd!art55-1");
+        assert_eq!(key("res", Some("anexo1!art1_par1u")), "res!anexo1!art1");
+        assert_eq!(key("res", Some("anexo1!cap2_sec4")), "res!anexo1!cap2");
+        // BCN's idParte is a number: an article of a Chilean norm takes the norm's context.
+        assert_eq!(key("1984", Some("8516371")), "1984");
+        assert_eq!(key("1984", None), "1984");
+    }
+
+    #[test]
+    fn a_passage_moves_towards_its_group_and_stays_unit_length() {
+        let ps = [
+            passage("a", Some("art1_cpt")),
+            passage("a", Some("art1_par1")),
+            passage("b", None),
+        ];
+        let refs: Vec<&Passage> = ps.iter().collect();
+        let vectors = vec![vec![1.0, 0.0, 0.0], vec![0.0, 1.0, 0.0], vec![0.0, 0.0, 1.0]];
+        let mixed = with_context(&refs, vectors);
+        for v in &mixed {
+            let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5);
+        }
+        // The caput gains a component along its paragraph, and vice versa.
+        assert!(mixed[0][1] > 0.1 && mixed[0][0] > mixed[0][1]);
+        assert!(mixed[1][0] > 0.1 && mixed[1][1] > mixed[1][0]);
+        // A passage alone in its group keeps its direction.
+        assert_eq!(mixed[2], vec![0.0, 0.0, 1.0]);
+    }
+}
