@@ -218,6 +218,46 @@ impl Weights for E5Weights<'_> {
 }
 
 /// Whether the CPU has AVX512-VNNI (candle's fastest 8-bit kernels).
+/// BERT's GELU, `x·Φ(x)` with the exact normal CDF. On the CPU it runs as a plain loop over
+/// [`erf`] that the compiler vectorises: candle's `gelu_erf` calls a scalar erf per element,
+/// which was 13% of a question's embedding time.
+fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
+    if !x.device().is_cpu() || x.dtype() != DType::F32 {
+        return x.gelu_erf();
+    }
+    let mut v = x.flatten_all()?.to_vec1::<f32>()?;
+    for x in v.iter_mut() {
+        *x *= 0.5 * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
+    }
+    Tensor::from_vec(v, x.shape(), x.device())
+}
+
+/// The error function as a rational function of `x` clamped to ±4 (beyond which erf is ±1
+/// in f32): the approximation Eigen and XLA use for f32, within 4.2e-7 of the exact value.
+fn erf(x: f32) -> f32 {
+    const ALPHA: [f32; 7] = [
+        -2.726_142_3e-10,
+        2.770_681_4e-8,
+        -2.101_024e-6,
+        -5.692_506_4e-5,
+        -7.349_906_3e-4,
+        -2.954_600_1e-3,
+        -1.609_603_3e-2,
+    ];
+    const BETA: [f32; 5] = [
+        -1.456_607_2e-5,
+        -2.133_740_6e-4,
+        -1.682_827e-3,
+        -7.373_329_2e-3,
+        -1.426_473_9e-2,
+    ];
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let p = ALPHA.iter().fold(0.0, |acc, a| acc * x2 + a) * x;
+    let q = BETA.iter().fold(0.0, |acc, b| acc * x2 + b);
+    p / q
+}
+
 fn vnni() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -483,7 +523,7 @@ impl BertEncoder {
             x = layer.attn_norm.forward(&(x + attn)?)?;
             let ff = layer
                 .ff_out
-                .forward(&layer.ff_in.forward(&x, eight_bit)?.gelu_erf()?, eight_bit)?;
+                .forward(&gelu(&layer.ff_in.forward(&x, eight_bit)?)?, eight_bit)?;
             x = layer.out_norm.forward(&(x + ff)?)?;
         }
         Ok((x, mask_t))
@@ -498,5 +538,26 @@ impl BertEncoder {
         let (x, mask_t) = self.hidden(ids, None, mask)?;
         let masked = x.broadcast_mul(&mask_t.unsqueeze(D::Minus1)?)?;
         masked.sum(1)?.to_dtype(DType::F32)?.to_vec2::<f32>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gelu_matches_candles_exact_gelu() {
+        let xs: Vec<f32> = (-800..800).map(|i| i as f32 / 100.0).collect();
+        let t = Tensor::from_vec(xs.clone(), (2, xs.len() / 2), &Device::Cpu).expect("tensor");
+        let flat = |t: Tensor| -> Vec<f32> {
+            t.flatten_all()
+                .and_then(|t| t.to_vec1())
+                .expect("values")
+        };
+        let ours = flat(gelu(&t).expect("gelu"));
+        let candle = flat(t.gelu_erf().expect("gelu_erf"));
+        for ((x, a), b) in xs.iter().zip(&ours).zip(&candle) {
+            assert!((a - b).abs() <= 2e-6 * x.abs().max(1.0), "gelu({x}): {a} vs {b}");
+        }
     }
 }
