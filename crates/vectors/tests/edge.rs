@@ -25,6 +25,13 @@ async fn in_force_on_a_date_returns_that_dates_version() {
 }
 
 #[tokio::test]
+async fn hits_carry_their_vectors_when_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EdgeStore::open(dir.path(), DIM).expect("open");
+    common::hits_carry_their_vectors_when_asked(&store).await;
+}
+
+#[tokio::test]
 async fn vectors_survive_a_restart_and_another_dimension_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ps: Vec<_> = (0..50).map(|i| passage(&format!("p{i}"), "n")).collect();

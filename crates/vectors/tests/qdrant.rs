@@ -32,3 +32,10 @@ async fn in_force_on_a_date_returns_that_dates_version() {
         common::versions_by_date(&s).await;
     }
 }
+
+#[tokio::test]
+async fn hits_carry_their_vectors_when_asked() {
+    if let Some(s) = store("with-vectors").await {
+        common::hits_carry_their_vectors_when_asked(&s).await;
+    }
+}

@@ -156,3 +156,34 @@ pub async fn versions_by_date(store: &dyn VectorStore) {
     store.delete_norm("ley-1").await.expect("delete");
     assert!(ids(store, &q, &Filters::operator(), 10).await.is_empty());
 }
+
+/// A search returns each hit's stored vector when asked (pseudo-relevance feedback reads
+/// them), and none otherwise.
+pub async fn hits_carry_their_vectors_when_asked(store: &dyn VectorStore) {
+    let ps = [passage("a", "n"), passage("b", "n")];
+    let vs = vec![unit(2, 0.1), unit(3, 0.1)];
+    store
+        .upsert(&[&ps[0], &ps[1]], &vs)
+        .await
+        .expect("upsert");
+    let with = SearchOptions {
+        with_vectors: true,
+        ..SearchOptions::default()
+    };
+    let hits = store
+        .search(&unit(2, 0.1), &Filters::operator(), 2, with)
+        .await
+        .expect("search");
+    assert_eq!(hits.len(), 2);
+    for hit in &hits {
+        let stored = if hit.passage_id == "a" { &vs[0] } else { &vs[1] };
+        let got = hit.vector.as_ref().expect("a vector was asked for");
+        let cosine: f32 = got.iter().zip(stored).map(|(x, y)| x * y).sum();
+        assert!(cosine > 0.9999, "{}: {cosine}", hit.passage_id);
+    }
+    let hits = store
+        .search(&unit(2, 0.1), &Filters::operator(), 2, SearchOptions::default())
+        .await
+        .expect("search");
+    assert!(hits.iter().all(|h| h.vector.is_none()));
+}
