@@ -57,7 +57,8 @@ pub struct AskOptions {
     /// Fusion parameters.
     pub params: HybridParams,
     /// Relevance: the closest passage's cosine similarity to the question at or above this
-    /// counts as relevant (e5-small; calibrated with `cabildo eval --answerability`).
+    /// counts as relevant (e5-small vectors with their context, `crate::context`; calibrated
+    /// with `cabildo eval --answerability`: out-of-scope questions reach 0.859 at most).
     pub min_cosine: f32,
     /// Relevance: a passage holding at least this share of the question's content terms
     /// (and at least three of them), or all of them, counts as relevant. Calibrated with
@@ -74,7 +75,7 @@ impl Default for AskOptions {
             temperature: 0.0,
             method: None,
             params: HybridParams::default(),
-            min_cosine: 0.85,
+            min_cosine: 0.865,
             min_coverage: 0.75,
         }
     }
