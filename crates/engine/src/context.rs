@@ -138,7 +138,11 @@ mod tests {
             passage("b", None),
         ];
         let refs: Vec<&Passage> = ps.iter().collect();
-        let vectors = vec![vec![1.0, 0.0, 0.0], vec![0.0, 1.0, 0.0], vec![0.0, 0.0, 1.0]];
+        let vectors = vec![
+            vec![1.0, 0.0, 0.0],
+            vec![0.0, 1.0, 0.0],
+            vec![0.0, 0.0, 1.0],
+        ];
         let mixed = with_context(&refs, vectors);
         for v in &mixed {
             let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use crate::answer::{best_coverage, guess_question_language, judge, AskOptions};
 use crate::context::with_context;
 use crate::retrieve::{
-    closest, dense_text, first_dense, hybrid_ranking, rerank_scores, Fusion, HybridParams,
-    Method, Ranking,
+    closest, dense_text, first_dense, hybrid_ranking, ranking_of, rerank_scores, Fusion,
+    HybridParams, Method, Ranking,
 };
 use crate::{EngineError, Result};
 
@@ -284,13 +284,6 @@ pub struct PreparedSet<'a> {
     embed_seconds: f64,
 }
 
-/// A ranking of vector hits (without moving their vectors).
-fn hits_ranking(hits: &[VectorHit]) -> Ranking {
-    hits.iter()
-        .map(|h| (h.passage_id.clone(), h.score))
-        .collect()
-}
-
 /// Candidates taken from each retriever per question: the deepest any method or sweep uses.
 const DEPTH: usize = 100;
 
@@ -411,7 +404,11 @@ impl<'a> PreparedSet<'a> {
             let fused = self.hybrid(run, params).await?.ok_or_else(|| {
                 EngineError::Unavailable("answerability needs an embedding model".into())
             })?;
-            let dense = run.dense.as_ref().map(|(_, hits)| hits_ranking(hits)).unwrap_or_default();
+            let dense = run
+                .dense
+                .as_ref()
+                .map(|(_, hits)| ranking_of(hits))
+                .unwrap_or_default();
             let top: Vec<&Passage> = fused
                 .iter()
                 .take(options.sources.max(1) * 2)
@@ -441,8 +438,16 @@ impl<'a> PreparedSet<'a> {
         };
         let filters = Filters::operator();
         Ok(Some(
-            hybrid_ranking(store, &run.text, vector, &run.lexical, first, &filters, params)
-                .await?,
+            hybrid_ranking(
+                store,
+                &run.text,
+                vector,
+                &run.lexical,
+                first,
+                &filters,
+                params,
+            )
+            .await?,
         ))
     }
 
@@ -467,7 +472,7 @@ impl<'a> PreparedSet<'a> {
                 Method::Lexical => (run.lexical.clone(), run.lexical_ms),
                 Method::Dense => {
                     let (_, hits) = run.dense.as_ref().ok_or_else(unavailable)?;
-                    (hits_ranking(hits), run.dense_ms)
+                    (ranking_of(hits), run.dense_ms)
                 }
                 Method::Hybrid | Method::Rerank => {
                     let mut fused = self.hybrid(run, params).await?.ok_or_else(unavailable)?;
@@ -654,7 +659,10 @@ pub fn passage_vectors(
             std::fs::rename(partial, done).map_err(|e| io(partial, e))?;
         }
     }
-    Ok(stored_vectors(set, flat.chunks(dim).map(<[f32]>::to_vec).collect()))
+    Ok(stored_vectors(
+        set,
+        flat.chunks(dim).map(<[f32]>::to_vec).collect(),
+    ))
 }
 
 /// The vectors stored for the set's first `own.len()` passages, given their own

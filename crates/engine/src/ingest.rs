@@ -284,14 +284,18 @@ impl Engine {
             progress.file_done(path, size, &outcome);
             if pending_passages >= COMMIT_EVERY_PASSAGES {
                 batch.commit()?;
-                self.registry.record(&pending, vectors_by.as_deref()).await?;
+                self.registry
+                    .record(&pending, vectors_by.as_deref())
+                    .await?;
                 pending.clear();
                 pending_passages = 0;
                 batch = self.index.batch()?;
             }
         }
         batch.commit()?;
-        self.registry.record(&pending, vectors_by.as_deref()).await?;
+        self.registry
+            .record(&pending, vectors_by.as_deref())
+            .await?;
         if let Some(d) = &self.dense {
             if embedded > 0 {
                 // Builds the HNSW graph over what was added, so queries need not scan.

@@ -100,10 +100,7 @@ async fn hybrid_beats_lexical_on_lgpd() {
         lexical.ndcg_10
     );
     assert!(
-        prepared
-            .score(Method::Rerank, &params, None)
-            .await
-            .is_err(),
+        prepared.score(Method::Rerank, &params, None).await.is_err(),
         "rerank without a reranker is an error, not a silent hybrid"
     );
 }

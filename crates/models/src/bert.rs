@@ -549,15 +549,15 @@ mod tests {
     fn gelu_matches_candles_exact_gelu() {
         let xs: Vec<f32> = (-800..800).map(|i| i as f32 / 100.0).collect();
         let t = Tensor::from_vec(xs.clone(), (2, xs.len() / 2), &Device::Cpu).expect("tensor");
-        let flat = |t: Tensor| -> Vec<f32> {
-            t.flatten_all()
-                .and_then(|t| t.to_vec1())
-                .expect("values")
-        };
+        let flat =
+            |t: Tensor| -> Vec<f32> { t.flatten_all().and_then(|t| t.to_vec1()).expect("values") };
         let ours = flat(gelu(&t).expect("gelu"));
         let candle = flat(t.gelu_erf().expect("gelu_erf"));
         for ((x, a), b) in xs.iter().zip(&ours).zip(&candle) {
-            assert!((a - b).abs() <= 2e-6 * x.abs().max(1.0), "gelu({x}): {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 2e-6 * x.abs().max(1.0),
+                "gelu({x}): {a} vs {b}"
+            );
         }
     }
 }

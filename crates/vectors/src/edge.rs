@@ -8,8 +8,8 @@ use qdrant_edge::{
     CountRequest, CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeVectorParamsBuilder,
     FieldIndexOperations, Filter, JsonPath, NamedQuery, PayloadFieldSchema, PayloadSchemaType,
     PointId, PointInsertOperations, PointOperations, PointStruct, QueryEnum, QueryRequest,
-    ScoringQuery, SearchParams, UpdateOperation, VectorStructInternal, WithPayloadInterface, WithVector,
-    DEFAULT_VECTOR_NAME,
+    ScoringQuery, SearchParams, UpdateOperation, VectorStructInternal, WithPayloadInterface,
+    WithVector, DEFAULT_VECTOR_NAME,
 };
 
 use crate::filter::{conditions, of_norm, to_json, Cond};

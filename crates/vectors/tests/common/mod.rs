@@ -162,10 +162,7 @@ pub async fn versions_by_date(store: &dyn VectorStore) {
 pub async fn hits_carry_their_vectors_when_asked(store: &dyn VectorStore) {
     let ps = [passage("a", "n"), passage("b", "n")];
     let vs = vec![unit(2, 0.1), unit(3, 0.1)];
-    store
-        .upsert(&[&ps[0], &ps[1]], &vs)
-        .await
-        .expect("upsert");
+    store.upsert(&[&ps[0], &ps[1]], &vs).await.expect("upsert");
     let with = SearchOptions {
         with_vectors: true,
         ..SearchOptions::default()
@@ -176,13 +173,22 @@ pub async fn hits_carry_their_vectors_when_asked(store: &dyn VectorStore) {
         .expect("search");
     assert_eq!(hits.len(), 2);
     for hit in &hits {
-        let stored = if hit.passage_id == "a" { &vs[0] } else { &vs[1] };
+        let stored = if hit.passage_id == "a" {
+            &vs[0]
+        } else {
+            &vs[1]
+        };
         let got = hit.vector.as_ref().expect("a vector was asked for");
         let cosine: f32 = got.iter().zip(stored).map(|(x, y)| x * y).sum();
         assert!(cosine > 0.9999, "{}: {cosine}", hit.passage_id);
     }
     let hits = store
-        .search(&unit(2, 0.1), &Filters::operator(), 2, SearchOptions::default())
+        .search(
+            &unit(2, 0.1),
+            &Filters::operator(),
+            2,
+            SearchOptions::default(),
+        )
         .await
         .expect("search");
     assert!(hits.iter().all(|h| h.vector.is_none()));
