@@ -217,7 +217,6 @@ impl Weights for E5Weights<'_> {
     }
 }
 
-/// Whether the CPU has AVX512-VNNI (candle's fastest 8-bit kernels).
 /// BERT's GELU, `x·Φ(x)` with the exact normal CDF. On the CPU it runs as a plain loop over
 /// [`erf`] that the compiler vectorises: candle's `gelu_erf` calls a scalar erf per element,
 /// which was 13% of a question's embedding time.
@@ -258,6 +257,7 @@ fn erf(x: f32) -> f32 {
     p / q
 }
 
+/// Whether the CPU has AVX512-VNNI (candle's fastest 8-bit kernels).
 fn vnni() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
