@@ -198,14 +198,13 @@ impl VectorStore for EdgeStore {
             .into_iter()
             .filter_map(|p| {
                 let payload = p.payload?;
-                let mut hit = VectorHit::from_payload(p.score, |key| {
-                    payload.0.get(key)?.as_str().map(str::to_string)
-                })?;
-                hit.vector = match p.vector {
+                let vector = match p.vector {
                     Some(VectorStructInternal::Single(v)) => Some(v),
                     _ => None,
                 };
-                Some(hit)
+                VectorHit::from_payload(p.score, vector, |key| {
+                    payload.0.get(key)?.as_str().map(str::to_string)
+                })
             })
             .collect())
     }

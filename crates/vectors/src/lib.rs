@@ -64,14 +64,18 @@ pub struct VectorHit {
 }
 
 impl VectorHit {
-    /// A hit from a point's score and its payload's text fields (`field` looks one up);
-    /// `None` when the point lacks the passage or norm id.
-    pub(crate) fn from_payload(score: f32, field: impl Fn(&str) -> Option<String>) -> Option<Self> {
+    /// A hit from a point's score, its stored vector (when returned) and its payload's text
+    /// fields (`field` looks one up); `None` when the point lacks the passage or norm id.
+    pub(crate) fn from_payload(
+        score: f32,
+        vector: Option<Vec<f32>>,
+        field: impl Fn(&str) -> Option<String>,
+    ) -> Option<Self> {
         Some(VectorHit {
             passage_id: field(keys::PASSAGE_ID)?,
             norm_id: field(keys::NORM_ID)?,
             score,
-            vector: None,
+            vector,
         })
     }
 }

@@ -231,14 +231,13 @@ impl VectorStore for QdrantStore {
             .result
             .into_iter()
             .filter_map(|p| {
-                let mut hit = VectorHit::from_payload(p.score, |key| {
-                    p.payload.get(key)?.as_str().map(|s| s.to_string())
-                })?;
-                hit.vector = match p.vectors.and_then(|v| v.get_vector()) {
+                let vector = match p.vectors.as_ref().and_then(|v| v.get_vector()) {
                     Some(vector_output::Vector::Dense(v)) => Some(v.data),
                     _ => None,
                 };
-                Some(hit)
+                VectorHit::from_payload(p.score, vector, |key| {
+                    p.payload.get(key)?.as_str().map(|s| s.to_string())
+                })
             })
             .collect())
     }
