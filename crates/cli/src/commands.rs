@@ -199,8 +199,7 @@ fn nudged(v: &[f32], copy: usize) -> Vec<f32> {
             x + 0.02 * noise
         })
         .collect();
-    let n = out.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    out.iter_mut().for_each(|x| *x /= n);
+    cabildo_engine::context::normalise(&mut out);
     out
 }
 
