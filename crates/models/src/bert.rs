@@ -41,11 +41,13 @@ fn default_eps() -> f64 {
     1e-12
 }
 
-/// Rows (tokens in a batch) up to which the 8-bit matrix is used. A question is ~20 tokens:
-/// f32 GEMM repacked each whole matrix per call and spent 33 ms per question (p50; 48–55 ms
-/// p99) where candle's Q8_0 kernels take 17 ms (25 ms p99). Batches of passages stay on
-/// GEMM, which wins at hundreds of rows.
-const SHORT_INPUT: usize = 64;
+/// Rows (tokens in a batch) up to which the 8-bit matrix is used: any single text e5 takes
+/// (512 positions). A question is ~20 tokens: f32 GEMM repacked each whole matrix per call and
+/// spent 33 ms per question (p50; 48–55 ms p99) where candle's Q8_0 kernels take 17 ms (25 ms
+/// p99). lgpd-pt's exam items (100–512 tokens) took 135 ms p50 / 178 mean on GEMM and 88 / 125
+/// on the 8-bit kernels (p99, the 512-token ones, the same). Batches of passages, thousands of
+/// rows, stay on GEMM.
+const SHORT_INPUT: usize = 512;
 
 /// A dense layer: `x Wᵀ + b`.
 struct Linear {
@@ -76,6 +78,52 @@ impl Linear {
         let out = y.dim(1)?;
         y.reshape((b, t, out))
     }
+
+    /// One layer computing all of `parts` side by side: its output is theirs concatenated.
+    /// Attention's query, key and value projections read the same input, and one call
+    /// quantises that input once and dispatches the worker pool once instead of three times.
+    /// Every output value is the same dot product as before, so the numbers do not change.
+    /// Parts whose 8-bit copies cannot be joined (different padding, or candle told to
+    /// dequantise everything) are joined in f32 only.
+    fn stack(parts: &[Linear]) -> candle_core::Result<Linear> {
+        let ws: Vec<&Tensor> = parts.iter().map(|p| &p.w).collect();
+        let bs: Vec<&Tensor> = parts.iter().map(|p| &p.b).collect();
+        let w = Tensor::cat(&ws, 0)?;
+        let b = Tensor::cat(&bs, 0)?;
+        let mut bytes = Vec::new();
+        let mut pad = None;
+        for part in parts {
+            match &part.quantised {
+                Some(Short {
+                    matrix: QMatMul::QTensor(q),
+                    pad: p,
+                }) if q.dtype() == GgmlDType::Q8_0 && pad.is_none_or(|pad| pad == *p) => {
+                    bytes.extend_from_slice(&q.data()?);
+                    pad = Some(*p);
+                }
+                _ => {
+                    return Ok(Linear {
+                        w,
+                        b,
+                        quantised: None,
+                    })
+                }
+            }
+        }
+        let quantised = match pad {
+            Some(pad) => {
+                let (rows, cols) = w.dims2()?;
+                let q8 =
+                    qtensor_from_ggml(GgmlDType::Q8_0, &bytes, vec![rows, cols + pad], w.device())?;
+                Some(Short {
+                    matrix: QMatMul::from_qtensor(q8)?,
+                    pad,
+                })
+            }
+            None => None,
+        };
+        Ok(Linear { w, b, quantised })
+    }
 }
 
 struct LayerNorm {
@@ -91,9 +139,8 @@ impl LayerNorm {
 }
 
 struct Layer {
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// Query, key and value projections in one matrix ([`Linear::stack`]).
+    qkv: Linear,
     attn_out: Linear,
     attn_norm: LayerNorm,
     ff_in: Linear,
@@ -337,10 +384,14 @@ fn layers(c: &BertConfig, w: &dyn Weights) -> Result<Vec<Layer>, String> {
                     eps,
                 })
             };
+            let qkv = Linear::stack(&[
+                w.matrix(&p("attention.self.query"), h, h)?,
+                w.matrix(&p("attention.self.key"), h, h)?,
+                w.matrix(&p("attention.self.value"), h, h)?,
+            ])
+            .map_err(|e| e.to_string())?;
             Ok(Layer {
-                q: w.matrix(&p("attention.self.query"), h, h)?,
-                k: w.matrix(&p("attention.self.key"), h, h)?,
-                v: w.matrix(&p("attention.self.value"), h, h)?,
+                qkv,
                 attn_out: w.matrix(&p("attention.output.dense"), h, h)?,
                 attn_norm: norm("attention.output.LayerNorm")?,
                 ff_in: w.matrix(&p("intermediate.dense"), ff, h)?,
@@ -506,12 +557,14 @@ impl BertEncoder {
         let hd = h / heads;
         let scale = 1.0 / (hd as f64).sqrt();
         for layer in &self.layers {
-            let split = |y: Tensor| -> candle_core::Result<Tensor> {
-                y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()
-            };
-            let q = split(layer.q.forward(&x, eight_bit)?)?;
-            let k = split(layer.k.forward(&x, eight_bit)?)?;
-            let v = split(layer.v.forward(&x, eight_bit)?)?;
+            // [b, t, 3h] → [3, b, heads, t, hd] in one copy, then query, key, value.
+            let qkv = layer
+                .qkv
+                .forward(&x, eight_bit)?
+                .reshape((b, t, 3, heads, hd))?
+                .permute((2, 0, 3, 1, 4))?
+                .contiguous()?;
+            let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
             let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&bias)?;
             let probs = candle_nn::ops::softmax_last_dim(&scores)?;
             let ctx = probs
