@@ -342,6 +342,23 @@ pub async fn bench_search(models: &Path, embedder_name: &str, args: &SearchBench
             recalls.push((ef, overlap as f64 / total.max(1) as f64));
         }
         let recall = recalls[0].1;
+        // The vector search alone, as hybrid's first search runs it (top `dense_depth`, the
+        // default breadth, stored vectors returned for feedback): hybrid runs two of these.
+        let first_options = SearchOptions {
+            with_vectors: params.feedback > 0,
+            ..SearchOptions::default()
+        };
+        let mut search_times = Vec::with_capacity(query_vectors.len());
+        for v in &query_vectors {
+            let t = Instant::now();
+            store
+                .search(v, &filters, params.dense_depth, first_options)
+                .await?;
+            search_times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        search_times.sort_by(|a, b| a.total_cmp(b));
+        let search_p50 = cabildo_engine::eval::percentile(&search_times, 0.5);
+        let search_p99 = cabildo_engine::eval::percentile(&search_times, 0.99);
 
         let store: std::sync::Arc<dyn VectorStore> = std::sync::Arc::new(store);
         let dense = Dense {
@@ -412,6 +429,7 @@ pub async fn bench_search(models: &Path, embedder_name: &str, args: &SearchBench
                 "build_seconds": build_seconds,
                 "recall_at_10_vs_exact": recall,
                 "recall_by_hnsw_ef": recalls,
+                "vector_search": { "p50_ms": search_p50, "p99_ms": search_p99 },
                 "runs": runs,
             });
             println!("{r}");
@@ -422,6 +440,10 @@ pub async fn bench_search(models: &Path, embedder_name: &str, args: &SearchBench
             for (ef, r) in &recalls {
                 println!("  recall@10 with hnsw_ef {ef}: {r:.3}");
             }
+            println!(
+                "  vector search alone (top {}): p50 {search_p50:.1} ms, p99 {search_p99:.1} ms",
+                params.dense_depth
+            );
             for run in &runs {
                 println!(
                     "  {}, {} client(s): {} searches, {:.1} q/s, p50 {:.1} ms, p99 {:.1} ms",
