@@ -244,7 +244,7 @@ pub async fn bench_search(models: &Path, embedder_name: &str, args: &SearchBench
     }
     use cabildo_core::{Filters, Passage};
     use cabildo_engine::eval::{default_cache_dir, passage_vectors, EvalDense, EvalSet};
-    use cabildo_engine::retrieve::{HybridParams, Method, Retriever};
+    use cabildo_engine::retrieve::{first_dense, HybridParams, Method, Retriever};
     use cabildo_engine::{Dense, EdgeStore, SearchOptions, VectorStore};
 
     let set = EvalSet::load(set_dir).with_context(|| format!("loading {}", set_dir.display()))?;
@@ -342,18 +342,11 @@ pub async fn bench_search(models: &Path, embedder_name: &str, args: &SearchBench
             recalls.push((ef, overlap as f64 / total.max(1) as f64));
         }
         let recall = recalls[0].1;
-        // The vector search alone, as hybrid's first search runs it (top `dense_depth`, the
-        // default breadth, stored vectors returned for feedback): hybrid runs two of these.
-        let first_options = SearchOptions {
-            with_vectors: params.feedback > 0,
-            ..SearchOptions::default()
-        };
+        // The vector search alone, as hybrid's first search runs it: hybrid runs two of these.
         let mut search_times = Vec::with_capacity(query_vectors.len());
         for v in &query_vectors {
             let t = Instant::now();
-            store
-                .search(v, &filters, params.dense_depth, first_options)
-                .await?;
+            first_dense(&store, v, &filters, &params).await?;
             search_times.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         search_times.sort_by(|a, b| a.total_cmp(b));
