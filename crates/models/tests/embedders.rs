@@ -226,8 +226,8 @@ fn e5_puts_a_question_in_three_languages_closer_than_an_unrelated_sentence() {
 #[test]
 fn e5_vectors_agree_whether_a_text_runs_alone_or_in_a_batch() {
     // Alone, a short text runs through the 8-bit matrices (fast path for questions); in a
-    // batch over 512 rows (two texts of ~380 tokens), through f32 GEMM (passages). Questions and passages must land in
-    // the same space.
+    // batch over 512 rows (the long text pads both rows to its ~400 tokens), through f32
+    // GEMM (passages). Questions and passages must land in the same space.
     let Some(dir) = common::installed("e5-small") else {
         return;
     };
@@ -235,6 +235,11 @@ fn e5_vectors_agree_whether_a_text_runs_alone_or_in_a_batch() {
     let short = "¿Desde qué edad se puede votar en Chile?";
     let alone = e.embed_passages(&[short]).expect("embed");
     let long = "Son ciudadanos los chilenos que hayan cumplido dieciocho años de edad y que no hayan sido condenados a pena aflictiva. ".repeat(15);
+    let tokens = e.token_count(&long, false).expect("count");
+    assert!(
+        2 * tokens > 512,
+        "the batch must be over the 8-bit path's 512 rows to reach GEMM: {tokens} tokens"
+    );
     let batch = e.embed_passages(&[short, &long]).expect("embed");
     let cos = dot(&alone[0], &batch[0]);
     assert!(cos > 0.999, "cosine between the two paths: {cos}");
