@@ -6,10 +6,13 @@
 #![deny(missing_docs)]
 
 mod filters;
+#[cfg(feature = "test-fixtures")]
+pub mod fixtures;
 mod models;
 mod norm;
 mod passage;
 mod principal;
+pub mod settings;
 
 pub use filters::{AccessLevel, Filters};
 pub use models::{
@@ -19,6 +22,7 @@ pub use models::{
 pub use norm::{Jurisdiction, Language, Norm, NormKind};
 pub use passage::{Passage, SearchHit};
 pub use principal::{AccessRole, Principal};
+pub use settings::{Fusion, HybridParams, Method, Settings};
 
 /// Errors for malformed domain values (a bad date, an unknown kind).
 #[derive(Debug, thiserror::Error)]
