@@ -1,5 +1,6 @@
-//! A passage's vector with its context: the passage's own embedding mixed with the mean
-//! embedding of the provision it belongs to.
+//! How a passage's stored vector is made, in one place ([`stored_vectors`], used by ingest
+//! and evaluation alike): the passage's own embedding of [`dense_text`] (where it sits, then
+//! the start of its text), mixed with the mean embedding of the provision it belongs to.
 //!
 //! A dispositivo ("Art. 5º, inciso X") or an article means more with its surroundings: an
 //! inciso is read under its article's caput, an article under its norm's subject. Embedding
@@ -45,11 +46,50 @@ pub fn context_key(p: &Passage) -> String {
     }
 }
 
+/// The vectors stored for `passages`: `embed` turns their [`dense_text`]s into their own
+/// embeddings (batched, cached, with progress: the caller's business; it may return fewer,
+/// for the first passages only), and each is mixed with its context. Pass all of a norm's
+/// passages together: contexts are formed among `passages`.
+pub(crate) fn stored_vectors<E>(
+    passages: &[&Passage],
+    embed: impl FnOnce(&[String]) -> Result<Vec<Vec<f32>>, E>,
+) -> Result<Vec<Vec<f32>>, E> {
+    let texts: Vec<String> = passages.iter().map(|p| dense_text(p)).collect();
+    let own = embed(&texts)?;
+    let embedded = own.len().min(passages.len());
+    Ok(with_context(&passages[..embedded], own))
+}
+
+/// Longest text a passage's vector is computed from, in chars (~250 tokens): the heading and
+/// the start of the article carry its topic, and embedding cost grows with length (a 2-core
+/// machine embeds ~1,500 tokens/s). The whole text stays searchable lexically.
+pub(crate) const DENSE_MAX_CHARS: usize = 1_000;
+
+/// What a passage's vector is computed from: where it sits (norm, title, chapter, article),
+/// then its text, cut at [`DENSE_MAX_CHARS`].
+pub(crate) fn dense_text(p: &Passage) -> String {
+    let heading = if p.breadcrumb.is_empty() {
+        p.norm_title.clone()
+    } else {
+        p.breadcrumb.join(" › ")
+    };
+    let heading = if !p.label.is_empty() && !heading.contains(&p.label) {
+        format!("{heading} › {}", p.label)
+    } else {
+        heading
+    };
+    let text = format!("{heading}\n{}", p.text);
+    match text.char_indices().nth(DENSE_MAX_CHARS) {
+        Some((cut, _)) => text[..cut].to_string(),
+        None => text,
+    }
+}
+
 /// Mixes each of `vectors` (the passages' own, unit length, in the order of `passages`)
 /// with the mean vector of its [`context_key`] group among `passages`, and scales the result
 /// back to unit length. Groups are formed within `passages` only: pass all of a norm's
 /// passages together.
-pub fn with_context(passages: &[&Passage], vectors: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+fn with_context(passages: &[&Passage], vectors: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
     let Some(dim) = vectors.first().map(Vec::len) else {
         return vectors;
     };
@@ -91,29 +131,12 @@ pub fn normalise(v: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cabildo_core::{AccessLevel, Jurisdiction, Language, NormKind};
 
     fn passage(norm: &str, anchor: Option<&str>) -> Passage {
+        let id = format!("{norm}/{}", anchor.unwrap_or("x"));
         Passage {
-            id: format!("{norm}/{}", anchor.unwrap_or("x")),
-            norm_id: norm.into(),
-            ordinal: 0,
-            norm_title: String::new(),
-            breadcrumb: Vec::new(),
-            provision: String::new(),
-            label: String::new(),
-            url: None,
             anchor: anchor.map(str::to_string),
-            text: String::new(),
-            span: None,
-            page: None,
-            jurisdiction: Jurisdiction::country("CL"),
-            kind: NormKind::Ley,
-            language: Language::Es,
-            access: AccessLevel::Public,
-            tenant: None,
-            valid_from: None,
-            valid_to: None,
+            ..cabildo_core::fixtures::passage(&id, norm, "")
         }
     }
 
@@ -153,5 +176,19 @@ mod tests {
         assert!(mixed[1][0] > 0.1 && mixed[1][1] > mixed[1][0]);
         // A passage alone in its group keeps its direction.
         assert_eq!(mixed[2], vec![0.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn dense_text_leads_with_the_heading_and_is_capped() {
+        let p = Passage {
+            norm_title: "Constitución".into(),
+            breadcrumb: vec!["Constitución".into(), "Capítulo II".into()],
+            label: "Artículo 13".into(),
+            kind: cabildo_core::NormKind::Constitucion,
+            ..cabildo_core::fixtures::passage("p", "n", &"x".repeat(5_000))
+        };
+        let t = dense_text(&p);
+        assert!(t.starts_with("Constitución › Capítulo II › Artículo 13\nxx"));
+        assert_eq!(t.chars().count(), DENSE_MAX_CHARS);
     }
 }

@@ -10,17 +10,15 @@ use std::time::Instant;
 
 use cabildo_core::{AccessLevel, Embedder, Filters, Jurisdiction, NormKind, Passage, Reranker};
 use cabildo_index::{Analysis, LexicalIndex, QueryOptions};
-use cabildo_vectors::{EdgeStore, VectorHit, VectorStore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::answer::check::Analysed;
 use crate::answer::{best_coverage, guess_question_language, judge, AskOptions};
-use crate::context::with_context;
-use crate::retrieve::{
-    closest, dense_text, first_dense, hybrid_ranking, ranking_of, rerank_scores, Fusion,
-    HybridParams, Method, Ranking,
-};
-use crate::{EngineError, Result};
+use crate::assemble::ScratchStore;
+use crate::context::stored_vectors;
+use crate::retrieve::{closest, Candidates, Fusion, HybridParams, Method, Pipeline};
+use crate::{Dense, EngineError, Result};
 
 #[derive(Deserialize)]
 struct CorpusLine {
@@ -240,6 +238,9 @@ pub struct EvalReport {
 pub struct EvalDense {
     /// Embeds the set's passages and its questions.
     pub embedder: Arc<dyn Embedder>,
+    /// Which vector backend holds the set's vectors (`[vectors]`: the embedded engine, or a
+    /// scratch collection on a Qdrant server).
+    pub settings: cabildo_core::Settings,
     /// Where passage vectors are cached between runs (keyed by model and texts), so a
     /// re-run or a sweep does not re-embed; an interrupted embedding resumes from the cache.
     pub cache_dir: Option<PathBuf>,
@@ -259,26 +260,17 @@ pub struct Answerability {
 /// Progress of the long steps of a run: (step, done, total).
 pub type EvalProgress<'a> = &'a mut dyn FnMut(&str, usize, usize);
 
-/// One question's candidate lists, computed once and then scored under every method and
-/// fusion setting.
-struct QueryRun {
-    id: String,
-    text: String,
-    lexical: Ranking,
-    lexical_ms: f64,
-    /// The question's vector and its nearest passages (with their vectors, for feedback).
-    dense: Option<(Vec<f32>, Vec<VectorHit>)>,
-    /// Question embedding plus vector search.
-    dense_ms: f64,
-}
-
-/// A set with its indexes built and every question's candidates retrieved.
+/// A set with its indexes built and every question's candidates retrieved once, to be ranked
+/// under every method and fusion setting.
 pub struct PreparedSet<'a> {
     set: &'a EvalSet,
     baseline: bool,
-    runs: Vec<QueryRun>,
-    /// The vector store (and the folder it lives in), when dense retrieval runs.
-    store: Option<(EdgeStore, tempfile::TempDir)>,
+    /// Each question's id and candidates.
+    runs: Vec<(String, Candidates)>,
+    /// The pipeline over the set's indexes.
+    pipeline: Pipeline,
+    /// The run's own vector store, removed by [`PreparedSet::close`].
+    vectors: Option<ScratchStore>,
     by_id: HashMap<&'a str, &'a Passage>,
     index_seconds: f64,
     embed_seconds: f64,
@@ -293,12 +285,14 @@ const EMBED_CHUNK: usize = 256;
 impl<'a> PreparedSet<'a> {
     /// Builds the lexical index (legal analysis, or the plain baseline when `baseline`), and
     /// with `dense` the passage vectors in an embedded Qdrant store, then retrieves each
-    /// question's candidates from both.
+    /// question's candidates from both through the pipeline every search uses (`reranker`
+    /// serves the rerank method).
     pub async fn new(
         set: &'a EvalSet,
         options: &QueryOptions,
         baseline: bool,
         dense: Option<&EvalDense>,
+        reranker: Option<Arc<dyn Reranker>>,
         progress: EvalProgress<'_>,
     ) -> Result<PreparedSet<'a>> {
         let t0 = Instant::now();
@@ -326,68 +320,69 @@ impl<'a> PreparedSet<'a> {
         let mut index_seconds = t0.elapsed().as_secs_f64();
 
         let mut embed_seconds = 0.0;
-        let mut store = None;
+        let mut scratch_store = None;
+        let mut pipeline_dense = None;
         if let Some(d) = dense {
             let t = Instant::now();
             let vectors = passage_vectors(set, d, true, progress)?;
             embed_seconds = t.elapsed().as_secs_f64();
             let t = Instant::now();
-            let dir = tempfile::tempdir().map_err(|e| EngineError::Io {
-                path: std::env::temp_dir().display().to_string(),
-                reason: e.to_string(),
-            })?;
-            let edge = EdgeStore::open(dir.path(), d.embedder.dimension())?;
+            let scratch =
+                ScratchStore::open(&d.settings, d.embedder.dimension(), &set.name).await?;
             let refs: Vec<&Passage> = set.passages.iter().collect();
             for (ps, vs) in refs.chunks(1_000).zip(vectors.chunks(1_000)) {
-                edge.upsert(ps, vs).await?;
+                scratch.store.upsert(ps, vs).await?;
             }
-            edge.optimize().await?;
+            scratch.store.optimize().await?;
             index_seconds += t.elapsed().as_secs_f64();
-            store = Some((edge, dir));
+            pipeline_dense = Some(Dense {
+                embedder: d.embedder.clone(),
+                store: scratch.store.clone(),
+            });
+            scratch_store = Some(scratch);
         }
+        let pipeline = Pipeline::new(index, pipeline_dense, reranker, options);
 
+        // Both indexes' candidates at the deepest any method or sweep uses.
         let filters = Filters::operator();
-        let first = HybridParams {
-            dense_depth: DEPTH,
-            ..HybridParams::default()
+        let (method, deepest) = if pipeline.dense().is_some() {
+            (
+                Method::Hybrid,
+                HybridParams {
+                    lexical_depth: DEPTH,
+                    dense_depth: DEPTH,
+                    ..HybridParams::default()
+                },
+            )
+        } else {
+            (Method::Lexical, HybridParams::default())
         };
         let mut runs = Vec::with_capacity(set.queries.len());
         for (i, (id, text)) in set.queries.iter().enumerate() {
-            let t = Instant::now();
-            let lexical: Ranking = index
-                .search(text, &filters, DEPTH, &options)?
-                .into_iter()
-                .map(|h| (h.passage.id, h.score))
-                .collect();
-            let lexical_ms = t.elapsed().as_secs_f64() * 1000.0;
-            let (dense_ranking, dense_ms) = match (&store, dense) {
-                (Some((edge, _)), Some(d)) => {
-                    let t = Instant::now();
-                    let v = d.embedder.embed_query(text)?;
-                    let hits = first_dense(edge, &v, &filters, &first).await?;
-                    (Some((v, hits)), t.elapsed().as_secs_f64() * 1000.0)
-                }
-                _ => (None, 0.0),
-            };
-            runs.push(QueryRun {
-                id: id.clone(),
-                text: text.clone(),
-                lexical,
-                lexical_ms,
-                dense: dense_ranking,
-                dense_ms,
-            });
+            let candidates = pipeline
+                .candidates(text, &filters, DEPTH, method, &deepest)
+                .await?;
+            runs.push((id.clone(), candidates));
             progress("questions", i + 1, set.queries.len());
         }
         Ok(PreparedSet {
             set,
             baseline,
             runs,
-            store,
+            pipeline,
+            vectors: scratch_store,
             by_id: set.passages.iter().map(|p| (p.id.as_str(), p)).collect(),
             index_seconds,
             embed_seconds,
         })
+    }
+
+    /// Removes the run's vector store (a Qdrant scratch collection, or a temporary folder).
+    pub async fn close(self) -> Result<()> {
+        match self.vectors {
+            Some(v) => v.close().await,
+            None => Ok(()),
+        }
     }
 
     /// How many questions the answerer would answer rather than abstain on: hybrid
@@ -400,25 +395,24 @@ impl<'a> PreparedSet<'a> {
         options: &AskOptions,
     ) -> Result<Answerability> {
         let mut answered = 0;
-        for run in &self.runs {
-            let fused = self.hybrid(run, params).await?.ok_or_else(|| {
-                EngineError::Unavailable("answerability needs an embedding model".into())
-            })?;
-            let dense = run
-                .dense
-                .as_ref()
-                .map(|(_, hits)| ranking_of(hits))
-                .unwrap_or_default();
+        for (id, candidates) in &self.runs {
+            let fused = self
+                .pipeline
+                .rank(candidates, Method::Hybrid, params)
+                .await?;
+            let dense = candidates.dense_ranking();
             let top: Vec<&Passage> = fused
                 .iter()
                 .take(options.sources.max(1) * 2)
                 .filter_map(|(id, _)| self.by_id.get(id.as_str()).copied())
                 .collect();
             let best_cosine = closest(top.iter().map(|p| p.id.as_str()), &dense);
-            let language = guess_question_language(&run.text);
-            let coverage = best_coverage(&run.text, language, &top);
+            let question = candidates.query();
+            let language = guess_question_language(question);
+            let analysed: Vec<Analysed> = top.iter().map(|p| Analysed::new(p, language)).collect();
+            let coverage = best_coverage(question, language, &analysed);
             let answers = judge(coverage, best_cosine, options);
-            tracing::debug!(question = %run.id, ?best_cosine, ?coverage, answers, "answerability");
+            tracing::debug!(question = %id, ?best_cosine, ?coverage, answers, "answerability");
             if answers {
                 answered += 1;
             }
@@ -430,71 +424,20 @@ impl<'a> PreparedSet<'a> {
         })
     }
 
-    /// A question's hybrid ranking with `params`, as [`crate::Engine::search`] makes it;
-    /// `None` without dense retrieval.
-    async fn hybrid(&self, run: &QueryRun, params: &HybridParams) -> Result<Option<Ranking>> {
-        let (Some((vector, first)), Some((store, _))) = (&run.dense, &self.store) else {
-            return Ok(None);
-        };
-        let filters = Filters::operator();
-        Ok(Some(
-            hybrid_ranking(
-                store,
-                &run.text,
-                vector,
-                &run.lexical,
-                first,
-                &filters,
-                params,
-            )
-            .await?,
-        ))
-    }
-
-    /// Scores `method` (with `params` for hybrid and rerank; `reranker` for rerank).
-    pub async fn score(
-        &self,
-        method: Method,
-        params: &HybridParams,
-        reranker: Option<&dyn Reranker>,
-    ) -> Result<EvalReport> {
+    /// Scores `method` (with `params` for hybrid and rerank), ranking each question's
+    /// candidates as every search does.
+    pub async fn score(&self, method: Method, params: &HybridParams) -> Result<EvalReport> {
         let mut sums = [0.0f64; 5];
         let mut times = Vec::with_capacity(self.runs.len());
-        for run in &self.runs {
-            let unavailable = || {
-                EngineError::Unavailable(format!(
-                    "the {} method needs an embedding model",
-                    method.name()
-                ))
-            };
+        for (id, candidates) in &self.runs {
             let t = Instant::now();
-            let (ranking, ms) = match method {
-                Method::Lexical => (run.lexical.clone(), run.lexical_ms),
-                Method::Dense => {
-                    let (_, hits) = run.dense.as_ref().ok_or_else(unavailable)?;
-                    (ranking_of(hits), run.dense_ms)
-                }
+            let ranking = self.pipeline.rank(candidates, method, params).await?;
+            let ms = match method {
+                Method::Lexical => candidates.lexical_ms,
+                Method::Dense => candidates.dense_ms,
                 Method::Hybrid | Method::Rerank => {
-                    let mut fused = self.hybrid(run, params).await?.ok_or_else(unavailable)?;
-                    if method == Method::Rerank {
-                        let reranker = reranker.ok_or_else(|| {
-                            EngineError::Unavailable(
-                                "the rerank method needs a cross-encoder model".into(),
-                            )
-                        })?;
-                        fused.truncate(params.rerank_depth);
-                        let passages: Vec<&Passage> = fused
-                            .iter()
-                            .filter_map(|(id, _)| self.by_id.get(id.as_str()).copied())
-                            .collect();
-                        let scores = rerank_scores(reranker, &run.text, &passages)?;
-                        for (entry, s) in fused.iter_mut().zip(scores) {
-                            entry.1 = s;
-                        }
-                        fused.sort_by(|a, b| b.1.total_cmp(&a.1));
-                    }
                     let own = t.elapsed().as_secs_f64() * 1000.0;
-                    (fused, run.lexical_ms + run.dense_ms + own)
+                    candidates.lexical_ms + candidates.dense_ms + own
                 }
             };
             times.push(ms);
@@ -512,7 +455,7 @@ impl<'a> PreparedSet<'a> {
                     seen.insert(key.clone()).then_some(key)
                 })
                 .collect();
-            let s = score(&ranked, &self.set.qrels[&run.id]);
+            let s = score(&ranked, &self.set.qrels[id]);
             for (acc, v) in sums.iter_mut().zip([s.0, s.1, s.2, s.3, s.4]) {
                 *acc += v;
             }
@@ -594,11 +537,24 @@ pub fn passage_vectors(
     embed_missing: bool,
     progress: EvalProgress<'_>,
 ) -> Result<Vec<Vec<f32>>> {
-    let texts: Vec<String> = set.passages.iter().map(dense_text).collect();
+    let passages: Vec<&Passage> = set.passages.iter().collect();
+    stored_vectors(&passages, |texts| {
+        cached_embeddings(set, d, texts, embed_missing, progress)
+    })
+}
+
+/// The passages' own embeddings of `texts`, through the cache: see [`passage_vectors`].
+fn cached_embeddings(
+    set: &EvalSet,
+    d: &EvalDense,
+    texts: &[String],
+    embed_missing: bool,
+    progress: EvalProgress<'_>,
+) -> Result<Vec<Vec<f32>>> {
     let dim = d.embedder.dimension();
     let mut key = Sha256::new();
     key.update(d.embedder.name().as_bytes());
-    for t in &texts {
+    for t in texts {
         key.update((t.len() as u64).to_le_bytes());
         key.update(t.as_bytes());
     }
@@ -627,49 +583,35 @@ pub fn passage_vectors(
             .map_err(|e| io(done, e))?;
     }
     flat.truncate(texts.len() * dim);
-    if !embed_missing {
-        return Ok(stored_vectors(
-            set,
-            flat.chunks(dim).map(<[f32]>::to_vec).collect(),
-        ));
-    }
-    let mut start = flat.len() / dim;
-    progress("embedding passages", start, texts.len());
-    while start < texts.len() {
-        let end = (start + EMBED_CHUNK).min(texts.len());
-        let refs: Vec<&str> = texts[start..end].iter().map(String::as_str).collect();
-        let vectors = d.embedder.embed_passages(&refs)?;
-        let chunk: Vec<f32> = vectors.into_iter().flatten().collect();
-        if let Some((_, partial)) = &paths {
-            use std::io::Write;
-            let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(partial)
-                .and_then(|mut f| f.write_all(&bytes))
-                .map_err(|e| io(partial, e))?;
-        }
-        flat.extend(chunk);
-        start = end;
+    if embed_missing {
+        let mut start = flat.len() / dim;
         progress("embedding passages", start, texts.len());
-    }
-    if let Some((done, partial)) = &paths {
-        if partial.exists() {
-            std::fs::rename(partial, done).map_err(|e| io(partial, e))?;
+        while start < texts.len() {
+            let end = (start + EMBED_CHUNK).min(texts.len());
+            let refs: Vec<&str> = texts[start..end].iter().map(String::as_str).collect();
+            let vectors = d.embedder.embed_passages(&refs)?;
+            let chunk: Vec<f32> = vectors.into_iter().flatten().collect();
+            if let Some((_, partial)) = &paths {
+                use std::io::Write;
+                let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(partial)
+                    .and_then(|mut f| f.write_all(&bytes))
+                    .map_err(|e| io(partial, e))?;
+            }
+            flat.extend(chunk);
+            start = end;
+            progress("embedding passages", start, texts.len());
+        }
+        if let Some((done, partial)) = &paths {
+            if partial.exists() {
+                std::fs::rename(partial, done).map_err(|e| io(partial, e))?;
+            }
         }
     }
-    Ok(stored_vectors(
-        set,
-        flat.chunks(dim).map(<[f32]>::to_vec).collect(),
-    ))
-}
-
-/// The vectors stored for the set's first `own.len()` passages, given their own
-/// embeddings (what the cache keeps): each mixed with its context, as ingest stores them.
-fn stored_vectors(set: &EvalSet, own: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
-    let passages: Vec<&Passage> = set.passages.iter().take(own.len()).collect();
-    with_context(&passages, own)
+    Ok(flat.chunks(dim).map(<[f32]>::to_vec).collect())
 }
 
 /// Metrics of one ranked list against its relevant set.

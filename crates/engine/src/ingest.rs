@@ -24,8 +24,7 @@ use cabildo_store::JobSummary;
 use cabildo_text::redact_pii;
 use serde::Serialize;
 
-use crate::context::{vector_recipe, with_context};
-use crate::retrieve::dense_text;
+use crate::context::{stored_vectors, vector_recipe};
 use crate::{Dense, Engine, EngineError, Result};
 
 /// Commit after this many passages, to bound memory and the work a crash can lose.
@@ -182,13 +181,13 @@ impl Engine {
             ..JobSummary::default()
         };
         let mut failed = Vec::new();
-        let mut batch = self.index.batch()?;
+        let mut batch = self.index().batch()?;
         let mut pending: Vec<(Norm, usize)> = Vec::new();
         let mut pending_passages = 0;
         let mut bytes_read = 0;
         let mut embedded = 0;
         let mut embed_seconds = 0.0;
-        let embedder = self.dense.as_ref().map(|d| d.embedder.name().to_string());
+        let embedder = self.dense().map(|d| d.embedder.name().to_string());
         // What the registry records as having made a file's vectors: the model and the
         // recipe, so vectors made before context mixing are remade.
         let vectors_by = embedder.as_deref().map(vector_recipe);
@@ -233,13 +232,13 @@ impl Engine {
                                 if let Some(old) = &previous {
                                     if old.norm_id != parsed.norm.id {
                                         batch.delete_norm(&old.norm_id);
-                                        if let Some(d) = &self.dense {
+                                        if let Some(d) = self.dense() {
                                             d.store.delete_norm(&old.norm_id).await?;
                                         }
                                         self.registry.forget_norm(&old.norm_id).await?;
                                     }
                                 }
-                                if let Some(d) = &self.dense {
+                                if let Some(d) = self.dense() {
                                     let t = Instant::now();
                                     embedded +=
                                         embed_norm(d, &parsed.norm.id, &parsed.passages, progress)
@@ -289,14 +288,14 @@ impl Engine {
                     .await?;
                 pending.clear();
                 pending_passages = 0;
-                batch = self.index.batch()?;
+                batch = self.index().batch()?;
             }
         }
         batch.commit()?;
         self.registry
             .record(&pending, vectors_by.as_deref())
             .await?;
-        if let Some(d) = &self.dense {
+        if let Some(d) = self.dense() {
             if embedded > 0 {
                 // Builds the HNSW graph over what was added, so queries need not scan.
                 let t = Instant::now();
@@ -325,10 +324,10 @@ impl Engine {
     /// leaves at worst a registry row whose passages are gone, which the next delete or
     /// re-ingest of its file clears.
     pub async fn delete_norm(&self, norm_id: &str) -> Result<bool> {
-        let mut batch = self.index.batch()?;
+        let mut batch = self.index().batch()?;
         batch.delete_norm(norm_id);
         batch.commit()?;
-        if let Some(d) = &self.dense {
+        if let Some(d) = self.dense() {
             d.store.delete_norm(norm_id).await?;
         }
         Ok(self.registry.delete_norm(norm_id).await?)
@@ -358,15 +357,16 @@ async fn embed_norm(
     passages: &[Passage],
     progress: &mut dyn Progress,
 ) -> Result<u64> {
-    let mut own = Vec::with_capacity(passages.len());
-    for chunk in passages.chunks(EMBED_BATCH) {
-        let texts: Vec<String> = chunk.iter().map(dense_text).collect();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        own.extend(dense.embedder.embed_passages(&refs)?);
-        progress.embedded(chunk.len());
-    }
     let refs: Vec<&Passage> = passages.iter().collect();
-    let vectors = with_context(&refs, own);
+    let vectors = stored_vectors(&refs, |texts| -> Result<Vec<Vec<f32>>> {
+        let mut own = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(EMBED_BATCH) {
+            let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            own.extend(dense.embedder.embed_passages(&chunk)?);
+            progress.embedded(chunk.len());
+        }
+        Ok(own)
+    })?;
     dense.store.delete_norm(norm_id).await?;
     for (ps, vs) in refs.chunks(EMBED_BATCH).zip(vectors.chunks(EMBED_BATCH)) {
         dense.store.upsert(ps, vs).await?;

@@ -1,9 +1,11 @@
-//! The engine: ingest jobs that keep the lexical index and the registry consistent, search
-//! with filters, and retrieval evaluation on BEIR-style sets. The CLI (and later the HTTP
-//! server) are thin layers over it.
+//! The engine: ingest jobs that keep the lexical index, the vectors and the registry
+//! consistent; the retrieval pipeline ([`retrieve`]); cited, checked answers ([`answer`]);
+//! retrieval evaluation on BEIR-style sets ([`eval`]); and the one place all of it is
+//! assembled from settings ([`assemble`]). The CLI and the HTTP server are thin layers over it.
 #![deny(missing_docs)]
 
 pub mod answer;
+pub mod assemble;
 pub mod context;
 pub mod eval;
 pub mod ingest;
@@ -15,7 +17,10 @@ use std::sync::Arc;
 use cabildo_core::{Embedder, Filters, ModelError, Reranker, SearchHit};
 use cabildo_store::Registry;
 
-use retrieve::{HybridParams, Method, Retriever};
+use retrieve::{HybridParams, Method, Pipeline};
+
+pub use assemble::DenseMode;
+pub use cabildo_core::settings::{Layers as SettingsLayers, Settings, SettingsError};
 
 pub use cabildo_index::{Analysis, LexicalIndex, QueryOptions};
 pub use cabildo_ingestors::IngestDefaults;
@@ -53,6 +58,14 @@ pub enum EngineError {
     /// The method needs something this engine was not given.
     #[error("{0}")]
     Unavailable(String),
+    /// A model or store named in the settings could not be loaded.
+    #[error("loading {what}: {reason}")]
+    Load {
+        /// What was being loaded, and from where.
+        what: String,
+        /// Why it failed.
+        reason: String,
+    },
 }
 
 /// Result alias for this crate.
@@ -71,10 +84,8 @@ pub struct Dense {
 /// vector store with its embedder and a reranker.
 pub struct Engine {
     data_dir: PathBuf,
-    index: LexicalIndex,
     registry: Registry,
-    dense: Option<Dense>,
-    reranker: Option<Arc<dyn Reranker>>,
+    pipeline: Pipeline,
 }
 
 impl Engine {
@@ -89,10 +100,8 @@ impl Engine {
         let registry = Registry::open(&Engine::registry_path(data_dir)).await?;
         Ok(Engine {
             data_dir: data_dir.to_path_buf(),
-            index,
             registry,
-            dense: None,
-            reranker: None,
+            pipeline: Pipeline::new(index, None, None, QueryOptions::default()),
         })
     }
 
@@ -109,19 +118,25 @@ impl Engine {
     /// Adds dense retrieval: ingest embeds passages into `dense.store`, and the dense,
     /// hybrid and rerank methods become available.
     pub fn with_dense(mut self, dense: Dense) -> Self {
-        self.dense = Some(dense);
+        self.pipeline = self.pipeline.with_dense(dense);
         self
     }
 
     /// Adds a cross-encoder for the rerank method.
     pub fn with_reranker(mut self, reranker: Arc<dyn Reranker>) -> Self {
-        self.reranker = Some(reranker);
+        self.pipeline = self.pipeline.with_reranker(reranker);
+        self
+    }
+
+    /// Sets the lexical ranking's knobs (`[lexical]`).
+    pub fn with_query_options(mut self, options: QueryOptions) -> Self {
+        self.pipeline = self.pipeline.with_query_options(options);
         self
     }
 
     /// Dense retrieval, when configured.
     pub fn dense(&self) -> Option<&Dense> {
-        self.dense.as_ref()
+        self.pipeline.dense()
     }
 
     /// The data folder.
@@ -136,7 +151,12 @@ impl Engine {
 
     /// The lexical index.
     pub fn index(&self) -> &LexicalIndex {
-        &self.index
+        self.pipeline.index()
+    }
+
+    /// The retrieval pipeline over this folder's indexes.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
     }
 
     /// Searches with `method` under `filters`, returning at most `k` hits with snippets.
@@ -148,17 +168,10 @@ impl Engine {
         method: Method,
         params: &HybridParams,
     ) -> Result<Vec<SearchHit>> {
-        self.retriever()
-            .search(query, filters, k, method, params)
-            .await
-    }
-
-    /// The retrieval methods over this folder's indexes.
-    pub fn retriever(&self) -> Retriever<'_> {
-        Retriever {
-            index: &self.index,
-            dense: self.dense.as_ref(),
-            reranker: self.reranker.as_deref(),
-        }
+        Ok(self
+            .pipeline
+            .retrieve(query, filters, k, method, params, true)
+            .await?
+            .hits)
     }
 }

@@ -1,178 +1,96 @@
-//! Retrieval methods over the lexical index and the vector store, and how their rankings
-//! are fused.
+//! The retrieval pipeline, in three steps that every caller (the server, the CLI, evaluation,
+//! the benchmarks) goes through:
 //!
-//! Hybrid search runs both retrievers under the same filters and fuses their rankings.
-//! Plain reciprocal-rank fusion with equal weights lets a weak dense ranking pull down a
-//! strong lexical one (on `lgpd-pt`, e5-small + BM25 with RRF k=60 scored below BM25 alone),
-//! so both fusions here are weighted: RRF with a weight per list, and a convex combination
-//! of min-max-normalised scores. The weight depends on the question's length (short
-//! everyday questions lean on the embedding, long ones that quote the law on the lexical
-//! index), and the dense side searches twice: the second time from the question's vector
-//! moved towards the best fused passages (pseudo-relevance feedback). The defaults are the
-//! best of `cabildo eval --sweep` by mean nDCG@10 over the two development sets
-//! (docs/evaluation.md).
+//! 1. [`Pipeline::candidates`]: a question's candidates from each index under the same
+//!    filters: the lexical ranking (ids and BM25 scores only) and the dense one (the
+//!    question's embedding and its nearest passages), computed side by side off the async
+//!    runtime. Evaluation computes them once per question and ranks them many times.
+//! 2. [`Pipeline::rank`]: the method's ranking of those candidates (the one place the method
+//!    is chosen): lexical, dense, hybrid (fused), or rerank (hybrid, then a cross-encoder).
+//! 3. [`Pipeline::hits`]: the top passages loaded from the lexical index, once, with
+//!    snippets only where a caller shows them.
+//!
+//! Hybrid search fuses the two rankings. Plain reciprocal-rank fusion with equal weights lets
+//! a weak dense ranking pull down a strong lexical one (on `lgpd-pt`, e5-small + BM25 with
+//! RRF k=60 scored below BM25 alone), so both fusions here are weighted: RRF with a weight per
+//! list, and a convex combination of min-max-normalised scores. The weight depends on the
+//! question's length (short everyday questions lean on the embedding, long ones that quote
+//! the law on the lexical index), and the dense side searches twice: the second time from the
+//! question's vector moved towards the best fused passages (pseudo-relevance feedback). The
+//! defaults are the best of `cabildo eval --sweep` by mean nDCG@10 over the two development
+//! sets (docs/evaluation.md), and live in `config/cabildo.toml`'s `[retrieval]`.
 
 use std::collections::HashMap;
-use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
 
-use cabildo_core::{Filters, Passage, Reranker, SearchHit};
+use cabildo_core::{Filters, Reranker, SearchHit};
 use cabildo_index::{LexicalIndex, QueryOptions};
-use cabildo_vectors::{SearchOptions, VectorHit, VectorStore};
-use serde::Serialize;
+use cabildo_vectors::{SearchOptions, VectorHit};
 
-use crate::Dense;
+pub use cabildo_core::settings::{
+    Fusion, HybridParams, Method, LONG_QUESTION_WORDS, SHORT_QUESTION_WORDS,
+};
 
-/// A retrieval method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    /// BM25 over the legal analysers (the lexical index alone).
-    Lexical,
-    /// Nearest neighbours of the question's embedding (the vector store alone).
-    Dense,
-    /// Lexical and dense rankings fused.
-    Hybrid,
-    /// Hybrid, then the top candidates re-scored by a cross-encoder.
-    Rerank,
-}
-
-impl Method {
-    /// Every method, in the order reports list them.
-    pub const ALL: [Method; 4] = [
-        Method::Lexical,
-        Method::Dense,
-        Method::Hybrid,
-        Method::Rerank,
-    ];
-
-    /// The name used on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Lexical => "lexical",
-            Method::Dense => "dense",
-            Method::Hybrid => "hybrid",
-            Method::Rerank => "rerank",
-        }
-    }
-
-    /// Whether the method needs passage vectors.
-    pub fn needs_vectors(self) -> bool {
-        self != Method::Lexical
-    }
-}
-
-impl FromStr for Method {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Method::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| format!("unknown method {s:?}: use lexical, dense, hybrid or rerank"))
-    }
-}
-
-/// How two rankings are combined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Fusion {
-    /// Weighted reciprocal-rank fusion: `(1-w)/(k+rank_lexical) + w/(k+rank_dense)`.
-    Rrf,
-    /// Convex combination of min-max-normalised scores: `(1-w)·lexical + w·dense`.
-    Score,
-}
-
-impl FromStr for Fusion {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "rrf" => Ok(Fusion::Rrf),
-            "score" => Ok(Fusion::Score),
-            _ => Err(format!("unknown fusion {s:?}: use rrf or score")),
-        }
-    }
-}
-
-/// Questions of at most this many words take [`HybridParams::short_dense_weight`].
-pub const SHORT_QUESTION_WORDS: usize = 20;
-/// Questions of at least this many words take [`HybridParams::dense_weight`]; in between,
-/// the weight moves linearly from one to the other.
-pub const LONG_QUESTION_WORDS: usize = 40;
-
-/// Parameters of hybrid retrieval.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HybridParams {
-    /// How the rankings are combined.
-    pub fusion: Fusion,
-    /// RRF's `k` (ignored by score fusion).
-    pub rrf_k: f32,
-    /// Weight of the dense ranking for long questions, 0..=1 (the lexical one gets `1 - w`).
-    pub dense_weight: f32,
-    /// Weight of the dense ranking for short questions. A citizen's question in everyday
-    /// words ("¿me pueden despedir estando embarazada?") shares few words with the law,
-    /// which the embedding bridges; a long question (an exam item, a caseworker's pasted
-    /// paragraph) quotes the law's wording, which the lexical index matches exactly while
-    /// its embedding blurs several topics into one vector.
-    pub short_dense_weight: f32,
-    /// Top fused passages whose vectors move the question's for a second dense search
-    /// (pseudo-relevance feedback); 0 turns it off.
-    pub feedback: usize,
-    /// Weight of those passages' mean vector added to the question's.
-    pub feedback_weight: f32,
-    /// Candidates taken from the lexical index.
-    pub lexical_depth: usize,
-    /// Candidates taken from the vector store.
-    pub dense_depth: usize,
-    /// Fused candidates the reranker re-scores.
-    pub rerank_depth: usize,
-}
-
-impl Default for HybridParams {
-    /// The best parameters of `cabildo eval --sweep` by mean nDCG@10 over lgpd-pt and
-    /// bcn-es (docs/evaluation.md).
-    fn default() -> Self {
-        HybridParams {
-            fusion: Fusion::Score,
-            rrf_k: 60.0,
-            dense_weight: 0.45,
-            short_dense_weight: 0.8,
-            feedback: 3,
-            feedback_weight: 1.0,
-            lexical_depth: 100,
-            dense_depth: 100,
-            rerank_depth: 30,
-        }
-    }
-}
-
-impl HybridParams {
-    /// The dense ranking's weight for `question`, by its length in words.
-    pub fn dense_weight_for(&self, question: &str) -> f32 {
-        let words = question.split_whitespace().count();
-        let span = (LONG_QUESTION_WORDS - SHORT_QUESTION_WORDS) as f32;
-        let t = (words.saturating_sub(SHORT_QUESTION_WORDS) as f32 / span).min(1.0);
-        self.short_dense_weight + (self.dense_weight - self.short_dense_weight) * t
-    }
-}
+use crate::{Dense, EngineError, Result};
 
 /// A ranking: passage ids with scores, best first.
 pub type Ranking = Vec<(String, f32)>;
 
-/// The retrieval methods over a lexical index and, when given, a vector store and a
-/// reranker. [`crate::Engine::search`] runs through it, and so do benchmarks over indexes
-/// built in memory.
-pub struct Retriever<'a> {
-    /// The lexical index; it also holds the passages every method returns.
-    pub index: &'a LexicalIndex,
-    /// Dense retrieval, when configured.
-    pub dense: Option<&'a Dense>,
-    /// The cross-encoder of the rerank method, when configured.
-    pub reranker: Option<&'a dyn Reranker>,
+/// The retrieval pipeline over a lexical index and, when configured, dense retrieval and a
+/// reranker. Cheap to clone: the parts are shared.
+#[derive(Clone)]
+pub struct Pipeline {
+    index: LexicalIndex,
+    dense: Option<Dense>,
+    reranker: Option<Arc<dyn Reranker>>,
+    lexical: QueryOptions,
+}
+
+/// The question's nearest passages and its vector.
+#[derive(Debug, Clone)]
+struct DenseCandidates {
+    vector: Vec<f32>,
+    /// With their vectors when feedback will read them.
+    hits: Vec<VectorHit>,
+}
+
+/// Step one's result: a question's candidates from each index.
+#[derive(Debug, Clone)]
+pub struct Candidates {
+    query: String,
+    filters: Filters,
+    k: usize,
+    /// Absent for the dense method.
+    lexical: Option<Ranking>,
+    /// Absent for the lexical method.
+    dense: Option<DenseCandidates>,
+    /// Milliseconds the lexical search took.
+    pub lexical_ms: f64,
+    /// Milliseconds the question's embedding and the vector search took.
+    pub dense_ms: f64,
+}
+
+impl Candidates {
+    /// The dense ranking (passage id, cosine similarity to the question); empty without
+    /// dense candidates.
+    pub fn dense_ranking(&self) -> Ranking {
+        self.dense
+            .as_ref()
+            .map(|d| ranking_of(&d.hits))
+            .unwrap_or_default()
+    }
+
+    /// The question.
+    pub fn query(&self) -> &str {
+        &self.query
+    }
 }
 
 /// Hits of a search and the evidence behind them.
 #[derive(Debug, Clone, Default)]
 pub struct Retrieved {
-    /// The passages, best first, with snippets.
+    /// The passages, best first.
     pub hits: Vec<SearchHit>,
     /// The dense ranking the hits came from (passage id, cosine similarity to the question),
     /// empty for the lexical method: an absolute measure of closeness, unlike fused scores.
@@ -187,26 +105,94 @@ impl Retrieved {
 }
 
 /// The highest score `dense` gives any of the passages `ids`.
-pub fn closest<'a>(ids: impl IntoIterator<Item = &'a str>, dense: &Ranking) -> Option<f32> {
+pub(crate) fn closest<'a>(ids: impl IntoIterator<Item = &'a str>, dense: &Ranking) -> Option<f32> {
     ids.into_iter()
         .filter_map(|id| dense.iter().find(|(d, _)| d == id).map(|(_, s)| *s))
         .reduce(f32::max)
 }
 
-impl Retriever<'_> {
-    /// Searches with `method` under `filters`, returning at most `k` hits with snippets.
-    pub async fn search(
-        &self,
-        query: &str,
-        filters: &Filters,
-        k: usize,
-        method: Method,
-        params: &HybridParams,
-    ) -> crate::Result<Vec<SearchHit>> {
-        Ok(self.retrieve(query, filters, k, method, params).await?.hits)
+/// Runs CPU-bound work (model inference, index reads) on the blocking pool, so it never holds
+/// an async worker. A panic there is a panic here, as without the thread.
+pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(v) => v,
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Only a runtime shutting down cancels blocking work.
+            Err(e) => panic!("blocking work cancelled: {e}"),
+        },
+    }
+}
+
+fn milliseconds(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+impl Pipeline {
+    /// A pipeline over `index`, with dense retrieval and a reranker when given; `lexical`
+    /// holds the lexical ranking's knobs.
+    pub fn new(
+        index: LexicalIndex,
+        dense: Option<Dense>,
+        reranker: Option<Arc<dyn Reranker>>,
+        lexical: QueryOptions,
+    ) -> Self {
+        Pipeline {
+            index,
+            dense,
+            reranker,
+            lexical,
+        }
     }
 
-    /// Like [`Retriever::search`], and also returns the dense ranking behind the hits.
+    pub(crate) fn with_dense(self, dense: Dense) -> Self {
+        Pipeline {
+            dense: Some(dense),
+            ..self
+        }
+    }
+
+    pub(crate) fn with_reranker(self, reranker: Arc<dyn Reranker>) -> Self {
+        Pipeline {
+            reranker: Some(reranker),
+            ..self
+        }
+    }
+
+    pub(crate) fn with_query_options(self, lexical: QueryOptions) -> Self {
+        Pipeline { lexical, ..self }
+    }
+
+    /// The lexical index; it also holds the passages every method returns.
+    pub fn index(&self) -> &LexicalIndex {
+        &self.index
+    }
+
+    /// Dense retrieval, when configured.
+    pub fn dense(&self) -> Option<&Dense> {
+        self.dense.as_ref()
+    }
+
+    /// The method a caller gets when it names none: hybrid with vectors, else lexical.
+    pub fn default_method(&self) -> Method {
+        if self.dense.is_some() {
+            Method::Hybrid
+        } else {
+            Method::Lexical
+        }
+    }
+
+    fn require_dense(&self) -> Result<&Dense> {
+        self.dense.as_ref().ok_or_else(|| {
+            EngineError::Unavailable(
+                "dense retrieval needs an embedding model and a vector store; none is configured"
+                    .into(),
+            )
+        })
+    }
+
+    /// Steps one to three: `method`'s top `k` passages for `query` under `filters`, with
+    /// snippets when `snippets` is set.
     pub async fn retrieve(
         &self,
         query: &str,
@@ -214,182 +200,220 @@ impl Retriever<'_> {
         k: usize,
         method: Method,
         params: &HybridParams,
-    ) -> crate::Result<Retrieved> {
-        let options = QueryOptions::default();
-        match method {
-            Method::Lexical => Ok(Retrieved {
-                hits: self.index.search(query, filters, k, &options)?,
-                dense: Vec::new(),
-            }),
-            Method::Dense => {
-                let dense = self.dense_ranking(query, filters, k).await?;
-                let hits = self.index.hits_for(query, &dense, &options)?;
-                Ok(Retrieved { hits, dense })
-            }
-            Method::Hybrid | Method::Rerank => {
-                let unsnipped = QueryOptions {
-                    snippets: false,
-                    ..options.clone()
-                };
-                // The lexical search runs on its own thread while the question is embedded:
-                // long questions are slow in both, so one after the other their tails added
-                // up (p99 ~34 + ~16 ms at 100k passages; overlapped, 44).
-                let (lexical, vector) = std::thread::scope(|scope| {
-                    let lexical = scope.spawn(|| {
-                        self.index
-                            .search(query, filters, params.lexical_depth, &unsnipped)
-                    });
-                    let vector = self.embed_query(query);
-                    (lexical.join(), vector)
-                });
-                let lexical: Ranking = lexical
-                    // A panic there is a panic here, as without the thread.
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?
-                    .into_iter()
-                    .map(|h| (h.passage.id, h.score))
-                    .collect();
-                let vector = vector?;
-                let store = self.dense()?.store.as_ref();
-                let first = first_dense(store, &vector, filters, params).await?;
-                let mut fused =
-                    hybrid_ranking(store, query, &vector, &lexical, &first, filters, params)
-                        .await?;
-                let dense = ranking_of(&first);
-                if method == Method::Hybrid {
-                    fused.truncate(k);
-                    let hits = self.index.hits_for(query, &fused, &options)?;
-                    return Ok(Retrieved { hits, dense });
-                }
-                let reranker = self.reranker.ok_or_else(|| {
-                    crate::EngineError::Unavailable(
-                        "the rerank method needs a cross-encoder model; none is configured".into(),
-                    )
-                })?;
-                fused.truncate(params.rerank_depth.max(k));
-                let candidates = self.index.hits_for(query, &fused, &options)?;
-                let hits = rerank(reranker, query, candidates, k)?;
-                Ok(Retrieved { hits, dense })
-            }
-        }
+        snippets: bool,
+    ) -> Result<Retrieved> {
+        let candidates = self.candidates(query, filters, k, method, params).await?;
+        let ranking = self.rank(&candidates, method, params).await?;
+        self.hits(&candidates, &ranking, snippets).await
     }
 
-    /// The passages nearest to the question's embedding.
-    async fn dense_ranking(
+    /// Step one: the candidates `method` needs for its top `k`. The lexical and the dense
+    /// method take `k` from their index; hybrid and rerank take `params`' depths from both,
+    /// the lexical search and the question's embedding running side by side (long questions
+    /// are slow in both: one after the other, their tails added up).
+    pub async fn candidates(
         &self,
         query: &str,
         filters: &Filters,
         k: usize,
-    ) -> crate::Result<Ranking> {
-        let vector = self.embed_query(query)?;
-        self.nearest(&vector, filters, k).await
-    }
-
-    fn dense(&self) -> crate::Result<&Dense> {
-        self.dense.ok_or_else(|| {
-            crate::EngineError::Unavailable(
-                "dense retrieval needs an embedding model and a vector store; none is configured"
-                    .into(),
-            )
+        method: Method,
+        params: &HybridParams,
+    ) -> Result<Candidates> {
+        let (lexical_depth, dense_depth) = match method {
+            Method::Lexical => (Some(k), None),
+            Method::Dense => (None, Some(k)),
+            Method::Hybrid | Method::Rerank => {
+                (Some(params.lexical_depth), Some(params.dense_depth))
+            }
+        };
+        let lexical = lexical_depth.map(|depth| {
+            let (index, options) = (self.index.clone(), self.lexical.clone());
+            let (query, filters) = (query.to_string(), filters.clone());
+            tokio::task::spawn_blocking(move || {
+                let t = Instant::now();
+                let ranking = index.rank(&query, &filters, depth.max(1), &options);
+                (ranking, milliseconds(t))
+            })
+        });
+        let mut dense = None;
+        let mut dense_ms = 0.0;
+        if let Some(depth) = dense_depth {
+            let d = self.require_dense()?;
+            let t = Instant::now();
+            let embedder = d.embedder.clone();
+            let question = query.to_string();
+            let vector = blocking(move || embedder.embed_query(&question)).await?;
+            let options = SearchOptions {
+                // Feedback reads the first hits' vectors; the dense method never does.
+                with_vectors: method != Method::Dense && params.feedback > 0,
+                ..SearchOptions::default()
+            };
+            let hits = d.store.search(&vector, filters, depth, options).await?;
+            dense_ms = milliseconds(t);
+            dense = Some(DenseCandidates { vector, hits });
+        }
+        let (lexical, lexical_ms) = match lexical {
+            Some(task) => {
+                let (ranking, ms) = match task.await {
+                    Ok(v) => v,
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                };
+                (Some(ranking?), ms)
+            }
+            None => (None, 0.0),
+        };
+        Ok(Candidates {
+            query: query.to_string(),
+            filters: filters.clone(),
+            k,
+            lexical,
+            dense,
+            lexical_ms,
+            dense_ms,
         })
     }
 
-    fn embed_query(&self, query: &str) -> crate::Result<Vec<f32>> {
-        Ok(self.dense()?.embedder.embed_query(query)?)
+    /// Step two: `method`'s ranking of `candidates`, best first (longer than `k` for
+    /// evaluation's deeper metrics; [`Pipeline::hits`] cuts it).
+    pub async fn rank(
+        &self,
+        candidates: &Candidates,
+        method: Method,
+        params: &HybridParams,
+    ) -> Result<Ranking> {
+        let missing = |what: &str| {
+            EngineError::Unavailable(format!(
+                "the {} method needs {what} candidates, which this search did not retrieve",
+                method.name()
+            ))
+        };
+        match method {
+            Method::Lexical => candidates.lexical.clone().ok_or_else(|| missing("lexical")),
+            Method::Dense => {
+                let d = candidates.dense.as_ref().ok_or_else(|| missing("dense"))?;
+                Ok(ranking_of(&d.hits))
+            }
+            Method::Hybrid => self.hybrid_ranking(candidates, params).await,
+            Method::Rerank => {
+                let reranker = self.reranker.clone().ok_or_else(|| {
+                    EngineError::Unavailable(
+                        "the rerank method needs a cross-encoder model; none is configured".into(),
+                    )
+                })?;
+                let mut fused = self.hybrid_ranking(candidates, params).await?;
+                fused.truncate(params.rerank_depth.max(candidates.k));
+                let index = self.index.clone();
+                let query = candidates.query.clone();
+                blocking(move || rerank(&index, reranker.as_ref(), &query, fused)).await
+            }
+        }
     }
 
-    /// The passages nearest to `vector`.
-    async fn nearest(&self, vector: &[f32], filters: &Filters, k: usize) -> crate::Result<Ranking> {
-        Ok(ranking_of(
-            &self
-                .dense()?
-                .store
-                .search(vector, filters, k, SearchOptions::default())
-                .await?,
-        ))
+    /// Step three: the passages of `ranking`'s top `k`, loaded once from the lexical index,
+    /// with highlighted snippets when `snippets` is set.
+    pub async fn hits(
+        &self,
+        candidates: &Candidates,
+        ranking: &[(String, f32)],
+        snippets: bool,
+    ) -> Result<Retrieved> {
+        let top: Ranking = ranking.iter().take(candidates.k).cloned().collect();
+        let index = self.index.clone();
+        let options = QueryOptions {
+            snippets,
+            ..self.lexical.clone()
+        };
+        let query = candidates.query.clone();
+        let hits = blocking(move || index.hits_for(&query, &top, &options)).await?;
+        Ok(Retrieved {
+            hits,
+            dense: candidates.dense_ranking(),
+        })
     }
-}
 
-/// The question's nearest passages, for hybrid retrieval: with their vectors when
-/// pseudo-relevance feedback will read them.
-pub async fn first_dense(
-    store: &dyn VectorStore,
-    vector: &[f32],
-    filters: &Filters,
-    params: &HybridParams,
-) -> crate::Result<Vec<VectorHit>> {
-    let options = SearchOptions {
-        with_vectors: params.feedback > 0,
-        ..SearchOptions::default()
-    };
-    Ok(store
-        .search(vector, filters, params.dense_depth, options)
-        .await?)
+    /// The vector search of step one alone, for a question's `vector` (benchmarks time it).
+    pub async fn nearest(
+        &self,
+        vector: &[f32],
+        filters: &Filters,
+        params: &HybridParams,
+    ) -> Result<Vec<VectorHit>> {
+        let options = SearchOptions {
+            with_vectors: params.feedback > 0,
+            ..SearchOptions::default()
+        };
+        Ok(self
+            .require_dense()?
+            .store
+            .search(vector, filters, params.dense_depth, options)
+            .await?)
+    }
+
+    /// The hybrid ranking: the lexical candidates fused with the dense ones, with the dense
+    /// weight for the question's length. With feedback on, the question's vector is then
+    /// moved towards the vectors of the best fused passages (those among the dense
+    /// candidates, whose vectors they carry) and searched again, and that ranking is fused
+    /// instead: the passages the two retrievers agree on say in the corpus's own words what
+    /// the question is about (Rocchio's pseudo-relevance feedback). On the development sets
+    /// it is worth +0.02–0.03 nDCG@10 (docs/evaluation.md).
+    async fn hybrid_ranking(&self, c: &Candidates, params: &HybridParams) -> Result<Ranking> {
+        let (Some(lexical), Some(dense)) = (&c.lexical, &c.dense) else {
+            return Err(EngineError::Unavailable(
+                "hybrid ranking needs lexical and dense candidates".into(),
+            ));
+        };
+        let params = HybridParams {
+            dense_weight: params.dense_weight_for(&c.query),
+            ..params.clone()
+        };
+        let fused = fuse(lexical, &ranking_of(&dense.hits), &params);
+        if params.feedback == 0 {
+            return Ok(fused);
+        }
+        let vectors: HashMap<&str, &Vec<f32>> = dense
+            .hits
+            .iter()
+            .filter_map(|h| Some((h.passage_id.as_str(), h.vector.as_ref()?)))
+            .collect();
+        let feedback: Vec<&Vec<f32>> = fused
+            .iter()
+            .filter_map(|(id, _)| vectors.get(id.as_str()).copied())
+            .take(params.feedback)
+            .collect();
+        if feedback.is_empty() {
+            return Ok(fused);
+        }
+        let mut moved = dense.vector.clone();
+        let share = params.feedback_weight / feedback.len() as f32;
+        for v in feedback {
+            for (m, x) in moved.iter_mut().zip(v) {
+                *m += share * x;
+            }
+        }
+        crate::context::normalise(&mut moved);
+        let second = self
+            .require_dense()?
+            .store
+            .search(
+                &moved,
+                &c.filters,
+                params.dense_depth,
+                SearchOptions::default(),
+            )
+            .await?;
+        Ok(fuse(lexical, &ranking_of(&second), &params))
+    }
 }
 
 /// A ranking of vector hits: passage ids with their cosine similarity.
-pub fn ranking_of(hits: &[VectorHit]) -> Ranking {
+fn ranking_of(hits: &[VectorHit]) -> Ranking {
     hits.iter()
         .map(|h| (h.passage_id.clone(), h.score))
         .collect()
 }
 
-/// The hybrid ranking of `question` (embedded as `vector`): its `lexical` ranking fused with
-/// its `first` dense hits, with the dense weight for its length. With feedback on, the
-/// question's vector is then moved towards the vectors of the best fused passages (those
-/// among `first`, whose vectors it holds) and searched again, and that ranking is fused
-/// instead: the passages the two retrievers agree on say in the corpus's own words what
-/// the question is about (Rocchio's pseudo-relevance feedback). On the development sets it
-/// is worth +0.02–0.03 nDCG@10 (docs/evaluation.md).
-pub async fn hybrid_ranking(
-    store: &dyn VectorStore,
-    question: &str,
-    vector: &[f32],
-    lexical: &Ranking,
-    first: &[VectorHit],
-    filters: &Filters,
-    params: &HybridParams,
-) -> crate::Result<Ranking> {
-    let params = HybridParams {
-        dense_weight: params.dense_weight_for(question),
-        ..params.clone()
-    };
-    let fused = fuse(lexical, &ranking_of(first), &params);
-    if params.feedback == 0 {
-        return Ok(fused);
-    }
-    let vectors: HashMap<&str, &Vec<f32>> = first
-        .iter()
-        .filter_map(|h| Some((h.passage_id.as_str(), h.vector.as_ref()?)))
-        .collect();
-    let feedback: Vec<&Vec<f32>> = fused
-        .iter()
-        .filter_map(|(id, _)| vectors.get(id.as_str()).copied())
-        .take(params.feedback)
-        .collect();
-    if feedback.is_empty() {
-        return Ok(fused);
-    }
-    let mut moved = vector.to_vec();
-    let share = params.feedback_weight / feedback.len() as f32;
-    for v in feedback {
-        for (m, x) in moved.iter_mut().zip(v) {
-            *m += share * x;
-        }
-    }
-    crate::context::normalise(&mut moved);
-    let second = store
-        .search(
-            &moved,
-            filters,
-            params.dense_depth,
-            SearchOptions::default(),
-        )
-        .await?;
-    Ok(fuse(lexical, &ranking_of(&second), &params))
-}
-
 /// Fuses a lexical and a dense ranking (each best first) into one, best first.
-pub fn fuse(lexical: &[(String, f32)], dense: &[(String, f32)], p: &HybridParams) -> Ranking {
+fn fuse(lexical: &[(String, f32)], dense: &[(String, f32)], p: &HybridParams) -> Ranking {
     let lexical = &lexical[..lexical.len().min(p.lexical_depth)];
     let dense = &dense[..dense.len().min(p.dense_depth)];
     let w = p.dense_weight.clamp(0.0, 1.0);
@@ -429,63 +453,32 @@ fn normalised(list: &[(String, f32)]) -> Vec<f32> {
         .collect()
 }
 
-/// A cross-encoder's scores for passages, read as their vectors are: heading, then text.
-pub fn rerank_scores(
+/// `ranked` re-scored by a cross-encoder reading each passage as its vector does (heading,
+/// then text), best first.
+fn rerank(
+    index: &LexicalIndex,
     reranker: &dyn Reranker,
     query: &str,
-    passages: &[&Passage],
-) -> crate::Result<Vec<f32>> {
-    let texts: Vec<String> = passages.iter().map(|p| dense_text(p)).collect();
+    ranked: Ranking,
+) -> Result<Ranking> {
+    let unsnipped = QueryOptions {
+        snippets: false,
+        ..QueryOptions::default()
+    };
+    let passages = index.hits_for(query, &ranked, &unsnipped)?;
+    let texts: Vec<String> = passages
+        .iter()
+        .map(|h| crate::context::dense_text(&h.passage))
+        .collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    Ok(reranker.score(query, &refs)?)
-}
-
-/// Re-scores `candidates` with a cross-encoder and keeps the best `k`.
-pub fn rerank(
-    reranker: &dyn Reranker,
-    query: &str,
-    candidates: Vec<SearchHit>,
-    k: usize,
-) -> crate::Result<Vec<SearchHit>> {
-    let passages: Vec<&Passage> = candidates.iter().map(|h| &h.passage).collect();
-    let scores = rerank_scores(reranker, query, &passages)?;
-    let mut scored: Vec<(f32, SearchHit)> = scores.into_iter().zip(candidates).collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    Ok(scored
+    let scores = reranker.score(query, &refs)?;
+    let mut scored: Ranking = passages
         .into_iter()
-        .take(k)
-        .enumerate()
-        .map(|(i, (score, mut hit))| {
-            hit.rank = i + 1;
-            hit.score = score;
-            hit
-        })
-        .collect())
-}
-
-/// Longest text a passage's vector is computed from, in chars (~250 tokens): the heading and
-/// the start of the article carry its topic, and embedding cost grows with length (a 2-core
-/// machine embeds ~1,500 tokens/s). The whole text stays searchable lexically.
-pub const DENSE_MAX_CHARS: usize = 1_000;
-
-/// What a passage's vector is computed from: where it sits (norm, title, chapter, article),
-/// then its text, cut at [`DENSE_MAX_CHARS`].
-pub fn dense_text(p: &Passage) -> String {
-    let heading = if p.breadcrumb.is_empty() {
-        p.norm_title.clone()
-    } else {
-        p.breadcrumb.join(" › ")
-    };
-    let heading = if !p.label.is_empty() && !heading.contains(&p.label) {
-        format!("{heading} › {}", p.label)
-    } else {
-        heading
-    };
-    let text = format!("{heading}\n{}", p.text);
-    match text.char_indices().nth(DENSE_MAX_CHARS) {
-        Some((cut, _)) => text[..cut].to_string(),
-        None => text,
-    }
+        .zip(scores)
+        .map(|(h, s)| (h.passage.id, s))
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(scored)
 }
 
 #[cfg(test)]
@@ -556,33 +549,5 @@ mod tests {
             ..HybridParams::default()
         };
         assert_eq!(fuse(&lex, &[], &p).len(), 2);
-    }
-
-    #[test]
-    fn dense_text_leads_with_the_heading_and_is_capped() {
-        let p = Passage {
-            id: "p".into(),
-            norm_id: "n".into(),
-            ordinal: 0,
-            norm_title: "Constitución".into(),
-            breadcrumb: vec!["Constitución".into(), "Capítulo II".into()],
-            provision: String::new(),
-            label: "Artículo 13".into(),
-            url: None,
-            anchor: None,
-            text: "x".repeat(5_000),
-            span: None,
-            page: None,
-            jurisdiction: cabildo_core::Jurisdiction::country("CL"),
-            kind: cabildo_core::NormKind::Constitucion,
-            language: cabildo_core::Language::Es,
-            access: cabildo_core::AccessLevel::Public,
-            tenant: None,
-            valid_from: None,
-            valid_to: None,
-        };
-        let t = dense_text(&p);
-        assert!(t.starts_with("Constitución › Capítulo II › Artículo 13\nxx"));
-        assert_eq!(t.chars().count(), DENSE_MAX_CHARS);
     }
 }

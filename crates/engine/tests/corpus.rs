@@ -1,7 +1,7 @@
 //! Ingest and search over real documents from `../shared/corpus`; each test skips with a
 //! message when the corpus is not there.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cabildo_core::SearchHit;
 use cabildo_core::{Filters, NormKind};
@@ -10,13 +10,7 @@ use cabildo_engine::retrieve::{HybridParams, Method};
 use cabildo_engine::{Engine, IngestDefaults};
 
 fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: ../shared/corpus not found");
-        None
-    }
+    cabildo_core::fixtures::shared("corpus")
 }
 
 async fn ingest(

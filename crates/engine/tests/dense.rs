@@ -15,12 +15,9 @@ use cabildo_models::{Embedder, TextEmbedder};
 /// The Labour Code's front matter, its preliminary title and the maternity-protection title
 /// of Book II (articles 194–208), as a file in `dir`.
 fn labour_code_excerpt(dir: &Path, with_front_matter: bool) -> Option<PathBuf> {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/corpus/cl/leychile-md/codigos/codigo-del-trabajo.md");
-    let Ok(text) = std::fs::read_to_string(&source) else {
-        eprintln!("skipped: {} not found", source.display());
-        return None;
-    };
+    let source =
+        cabildo_core::fixtures::shared("corpus/cl/leychile-md/codigos/codigo-del-trabajo.md")?;
+    let text = std::fs::read_to_string(&source).expect("readable");
     let lines: Vec<&str> = text.lines().collect();
     let find = |prefix: &str| lines.iter().position(|l| l.starts_with(prefix));
     let (Some(prelim), Some(book1), Some(book2), Some(book3)) = (

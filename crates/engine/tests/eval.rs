@@ -12,15 +12,7 @@ use cabildo_engine::QueryOptions;
 use cabildo_models::TextEmbedder;
 
 fn set(name: &str) -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/eval")
-        .join(name);
-    if dir.join("corpus.jsonl").is_file() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: ../shared/eval/{name} not found");
-        None
-    }
+    cabildo_core::fixtures::shared(&format!("eval/{name}"))
 }
 
 #[tokio::test]
@@ -30,16 +22,16 @@ async fn lexical_clears_the_bm25_bar_on_both_sets() {
     for (name, bar) in [("lgpd-pt", 0.647), ("bcn-es", 0.605)] {
         let Some(dir) = set(name) else { continue };
         let s = EvalSet::load(&dir).expect("load set");
-        let lexical = PreparedSet::new(&s, &options, false, None, &mut |_, _, _| {})
+        let lexical = PreparedSet::new(&s, &options, false, None, None, &mut |_, _, _| {})
             .await
             .expect("prepare")
-            .score(Method::Lexical, &params, None)
+            .score(Method::Lexical, &params)
             .await
             .expect("eval");
-        let plain = PreparedSet::new(&s, &options, true, None, &mut |_, _, _| {})
+        let plain = PreparedSet::new(&s, &options, true, None, None, &mut |_, _, _| {})
             .await
             .expect("prepare")
-            .score(Method::Lexical, &params, None)
+            .score(Method::Lexical, &params)
             .await
             .expect("eval");
         assert!(
@@ -65,27 +57,26 @@ async fn hybrid_beats_lexical_on_lgpd() {
     let dense = EvalDense {
         embedder: Arc::new(TextEmbedder::e5_small(&models).expect("e5-small")),
         cache_dir: default_cache_dir(),
+        settings: cabildo_engine::Settings::default(),
     };
     let prepared = PreparedSet::new(
         &s,
         &QueryOptions::default(),
         false,
         Some(&dense),
+        None,
         &mut |_, _, _| {},
     )
     .await
     .expect("prepare");
     let params = HybridParams::default();
     let lexical = prepared
-        .score(Method::Lexical, &params, None)
+        .score(Method::Lexical, &params)
         .await
         .expect("lexical");
-    let dense = prepared
-        .score(Method::Dense, &params, None)
-        .await
-        .expect("dense");
+    let dense = prepared.score(Method::Dense, &params).await.expect("dense");
     let hybrid = prepared
-        .score(Method::Hybrid, &params, None)
+        .score(Method::Hybrid, &params)
         .await
         .expect("hybrid");
     assert!(
@@ -100,7 +91,7 @@ async fn hybrid_beats_lexical_on_lgpd() {
         lexical.ndcg_10
     );
     assert!(
-        prepared.score(Method::Rerank, &params, None).await.is_err(),
+        prepared.score(Method::Rerank, &params).await.is_err(),
         "rerank without a reranker is an error, not a silent hybrid"
     );
 }

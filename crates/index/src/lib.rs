@@ -48,7 +48,8 @@ pub enum IndexError {
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, IndexError>;
 
-/// A tantivy index of passages.
+/// A tantivy index of passages. Cheap to clone: clones share the index and its reader.
+#[derive(Clone)]
 pub struct LexicalIndex {
     index: Index,
     reader: IndexReader,
@@ -163,12 +164,8 @@ impl LexicalIndex {
         options: &QueryOptions,
     ) -> Result<Vec<SearchHit>> {
         let searcher = self.reader.searcher();
-        let languages = self.languages_present(&searcher)?;
-        let query_ctx = query::QueryContext::new(&self.fields, self.analysis, languages, text);
-        let Some(query) = query::build(&query_ctx, filters, options) else {
-            return Ok(Vec::new());
-        };
-        let top = searcher.search(&query, &TopDocs::with_limit(k.max(1)).order_by_score())?;
+        let query_ctx = self.question(&searcher, text)?;
+        let top = best(&searcher, &query_ctx, filters, k, options)?;
         let snippets = if options.snippets {
             Some(query::Snippets::new(&searcher, &query_ctx, options)?)
         } else {
@@ -179,6 +176,36 @@ impl LexicalIndex {
             scored.push((score, self.passage_at(&searcher.doc(addr)?)?));
         }
         Ok(ranked_hits(scored, snippets))
+    }
+
+    /// The ids and BM25 scores of the best `k` passages for `text` under `filters`, best
+    /// first: [`LexicalIndex::search`] without loading the passages (a caller that fuses
+    /// rankings loads only the few it keeps, with [`LexicalIndex::hits_for`]).
+    pub fn rank(
+        &self,
+        text: &str,
+        filters: &Filters,
+        k: usize,
+        options: &QueryOptions,
+    ) -> Result<Vec<(String, f32)>> {
+        let searcher = self.reader.searcher();
+        let top = best(
+            &searcher,
+            &self.question(&searcher, text)?,
+            filters,
+            k,
+            options,
+        )?;
+        let mut ranking = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let doc: TantivyDocument = searcher.doc(addr)?;
+            let id = doc
+                .get_first(self.fields.id)
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| IndexError::Corrupt("a passage without its id".into()))?;
+            ranking.push((id.to_string(), score));
+        }
+        Ok(ranking)
     }
 
     /// Hits for passages ranked elsewhere (dense or fused retrieval): the passages with these
@@ -201,8 +228,7 @@ impl LexicalIndex {
             found.insert(p.id.clone(), p);
         }
         let snippets = if options.snippets {
-            let languages = self.languages_present(&searcher)?;
-            let ctx = query::QueryContext::new(&self.fields, self.analysis, languages, text);
+            let ctx = self.question(&searcher, text)?;
             Some(query::Snippets::new(&searcher, &ctx, options)?)
         } else {
             None
@@ -212,6 +238,21 @@ impl LexicalIndex {
             .filter_map(|(id, score)| Some((*score, found.remove(id)?)))
             .collect();
         Ok(ranked_hits(scored, snippets))
+    }
+
+    /// `text` analysed in each language the index has passages in.
+    fn question(
+        &self,
+        searcher: &tantivy::Searcher,
+        text: &str,
+    ) -> Result<query::QueryContext<'_>> {
+        let languages = self.languages_present(searcher)?;
+        Ok(query::QueryContext::new(
+            &self.fields,
+            self.analysis,
+            languages,
+            text,
+        ))
     }
 
     /// Which languages have passages: a question is analysed and matched only in those.
@@ -235,6 +276,21 @@ impl LexicalIndex {
             .ok_or_else(|| IndexError::Corrupt("no stored passage".into()))?;
         serde_json::from_str(json).map_err(|e| IndexError::Corrupt(e.to_string()))
     }
+}
+
+/// The best `k` documents for the question under `filters`, best first (none for a question
+/// with no searchable term).
+fn best(
+    searcher: &tantivy::Searcher,
+    question: &query::QueryContext,
+    filters: &Filters,
+    k: usize,
+    options: &QueryOptions,
+) -> Result<Vec<(f32, tantivy::DocAddress)>> {
+    let Some(query) = query::build(question, filters, options) else {
+        return Ok(Vec::new());
+    };
+    Ok(searcher.search(&query, &TopDocs::with_limit(k.max(1)).order_by_score())?)
 }
 
 /// Scored passages, best first, as hits ranked from 1, with snippets when a maker is given.
@@ -292,29 +348,15 @@ impl WriteBatch<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cabildo_core::{AccessLevel, Jurisdiction, NormKind};
 
     pub(crate) fn passage(norm: &str, id: &str, text: &str, ordinal: u32) -> Passage {
         Passage {
-            id: format!("{norm}/{id}"),
-            norm_id: norm.into(),
             ordinal,
             norm_title: "Ley de prueba".into(),
             breadcrumb: vec!["Ley de prueba".into(), id.into()],
             provision: id.into(),
             label: format!("Ley de prueba, {id}"),
-            url: None,
-            anchor: None,
-            text: text.into(),
-            span: None,
-            page: None,
-            jurisdiction: Jurisdiction::country("CL"),
-            kind: NormKind::Ley,
-            language: Language::Es,
-            access: AccessLevel::Public,
-            tenant: None,
-            valid_from: None,
-            valid_to: None,
+            ..cabildo_core::fixtures::passage(&format!("{norm}/{id}"), norm, text)
         }
     }
 

@@ -440,19 +440,7 @@ mod tests {
     use super::*;
 
     fn installed(rel: &str) -> Option<PathBuf> {
-        let path = std::env::var_os("CABILDO_MODELS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"))
-            .join(rel);
-        if path.exists() {
-            Some(path)
-        } else {
-            eprintln!(
-                "skipped: {} not installed (scripts/setup-models.sh)",
-                path.display()
-            );
-            None
-        }
+        cabildo_core::fixtures::installed_model(rel)
     }
 
     /// This decoder's logits against candle-transformers' implementation of the same

@@ -69,6 +69,15 @@ impl QdrantStore {
         Ok(store)
     }
 
+    /// Deletes the whole collection (a scratch collection an evaluation or a benchmark made).
+    pub async fn drop_collection(&self) -> Result<()> {
+        self.client
+            .delete_collection(&self.collection)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     fn err(&self, e: impl std::fmt::Display) -> VectorError {
         VectorError::Server {
             url: self.url.clone(),

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-use cabildo_core::{Language, SearchHit};
+use cabildo_core::{Language, Passage};
 use cabildo_index::analysis::analyze;
 use regex::Regex;
 
@@ -39,23 +39,71 @@ pub enum Verdict {
     },
 }
 
-/// Checks sentences against numbered sources.
-pub struct Checker {
-    language: Language,
-    terms: Vec<HashSet<String>>,
+/// A source passage analysed once for a whole answer: the terms of its label and text (for
+/// the relevance judgement and the citation check) and its sentences with theirs (for quotes).
+#[derive(Debug, Clone, Default)]
+pub struct Analysed {
+    /// The index terms of the passage's label and text.
+    pub terms: HashSet<String>,
+    /// Its sentences (trimmed, without a leading list dash) and their terms.
+    sentences: Vec<(String, HashSet<String>)>,
 }
 
-impl Checker {
-    /// A checker for answers in `language` over `sources` (source `n` is `sources[n - 1]`).
-    pub fn new(sources: &[SearchHit], language: Language) -> Self {
-        let terms = sources
-            .iter()
-            .map(|h| {
-                let text = format!("{} {}", h.passage.label, h.passage.text);
-                analyze(language, &text).into_iter().collect()
+impl Analysed {
+    /// Analyses passage `p` in `language`.
+    pub fn new(p: &Passage, language: Language) -> Self {
+        let mut splitter = SentenceSplitter::default();
+        let mut sentences = splitter.push(&p.text);
+        sentences.extend(splitter.finish());
+        let sentences: Vec<(String, HashSet<String>)> = sentences
+            .into_iter()
+            .map(|s| {
+                // List dashes and bullets that open a provision's text are not part of a quote.
+                let s = s
+                    .trim()
+                    .trim_start_matches(['-', '–', '—', '•', ' '])
+                    .to_string();
+                let terms = analyze(language, &s).into_iter().collect();
+                (s, terms)
             })
             .collect();
-        Checker { language, terms }
+        let mut terms: HashSet<String> = analyze(language, &p.label).into_iter().collect();
+        for (_, t) in &sentences {
+            terms.extend(t.iter().cloned());
+        }
+        Analysed { terms, sentences }
+    }
+
+    /// The words worth quoting for a question or an answer whose terms are `wanted`: the
+    /// sentence sharing the most of them (the first sentence when none does), cut at a word
+    /// boundary when very long.
+    pub fn quote(&self, wanted: &HashSet<String>) -> String {
+        let mut best: Option<(usize, &str)> = None;
+        for (s, terms) in &self.sentences {
+            let shared = terms.intersection(wanted).count();
+            if best.is_none_or(|(most, _)| shared > most) {
+                best = Some((shared, s));
+            }
+        }
+        super::prompt::cut(best.map_or("", |(_, s)| s), MAX_QUOTE_CHARS)
+    }
+}
+
+/// The terms of `text` in `language`, as a set.
+pub fn terms_of(text: &str, language: Language) -> HashSet<String> {
+    analyze(language, text).into_iter().collect()
+}
+
+/// Checks sentences against numbered sources.
+pub struct Checker<'a> {
+    language: Language,
+    sources: &'a [Analysed],
+}
+
+impl<'a> Checker<'a> {
+    /// A checker for answers in `language` over `sources` (source `n` is `sources[n - 1]`).
+    pub fn new(sources: &'a [Analysed], language: Language) -> Self {
+        Checker { language, sources }
     }
 
     /// Checks one sentence.
@@ -64,7 +112,7 @@ impl Checker {
         if cited.is_empty() {
             return Verdict::Uncited;
         }
-        if let Some(&bad) = cited.iter().find(|&&n| n == 0 || n > self.terms.len()) {
+        if let Some(&bad) = cited.iter().find(|&&n| n == 0 || n > self.sources.len()) {
             return Verdict::UnknownSource(bad);
         }
         let claim: HashSet<String> = analyze(self.language, &MARKER.replace_all(sentence, " "))
@@ -76,7 +124,11 @@ impl Checker {
         }
         let found = claim
             .iter()
-            .filter(|t| cited.iter().any(|&n| self.terms[n - 1].contains(*t)))
+            .filter(|t| {
+                cited
+                    .iter()
+                    .any(|&n| self.sources[n - 1].terms.contains(*t))
+            })
             .count();
         let overlap = found as f32 / claim.len() as f32;
         if overlap >= MIN_OVERLAP {
@@ -87,7 +139,7 @@ impl Checker {
     }
 }
 
-impl Checker {
+impl Checker<'_> {
     /// The source an uncited sentence restates: the one holding the largest share (at
     /// least [`MIN_REPAIR_OVERLAP`]) of its content terms, if it has three or more.
     pub fn attribute(&self, sentence: &str) -> Option<usize> {
@@ -96,10 +148,10 @@ impl Checker {
             return None;
         }
         let (n, found) = self
-            .terms
+            .sources
             .iter()
             .enumerate()
-            .map(|(i, t)| (i + 1, claim.iter().filter(|c| t.contains(*c)).count()))
+            .map(|(i, a)| (i + 1, claim.iter().filter(|c| a.terms.contains(*c)).count()))
             .max_by_key(|&(_, found)| found)?;
         (found as f32 / claim.len() as f32 >= MIN_REPAIR_OVERLAP).then_some(n)
     }
@@ -217,33 +269,6 @@ fn is_abbreviation_or_number(s: &str, dot: usize) -> bool {
 /// Longest quote, in characters: a definition list's caput can run to pages.
 const MAX_QUOTE_CHARS: usize = 400;
 
-/// The words of `passage` worth quoting for `question`: its sentence sharing the most content
-/// terms with the question (the first sentence when none does), without a leading list
-/// dash, cut at a word boundary when very long.
-pub fn best_quote(passage: &str, question: &str, language: Language) -> String {
-    let wanted: HashSet<String> = analyze(language, question).into_iter().collect();
-    let mut splitter = SentenceSplitter::default();
-    let mut sentences = splitter.push(passage);
-    sentences.extend(splitter.finish());
-    let mut best = (0usize, String::new());
-    for s in sentences {
-        // List dashes and bullets that open a provision's text are not part of the quote.
-        let s = s
-            .trim()
-            .trim_start_matches(['-', '–', '—', '•', ' '])
-            .to_string();
-        let shared = analyze(language, &s)
-            .into_iter()
-            .collect::<HashSet<_>>()
-            .intersection(&wanted)
-            .count();
-        if best.1.is_empty() || shared > best.0 {
-            best = (shared, s);
-        }
-    }
-    super::prompt::cut(&best.1, MAX_QUOTE_CHARS)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,8 +299,8 @@ mod tests {
         );
     }
 
-    fn hit(text: &str) -> SearchHit {
-        let passage: cabildo_core::Passage = serde_json::from_value(serde_json::json!({
+    fn passage(text: &str) -> Passage {
+        serde_json::from_value(serde_json::json!({
             "id": "n/1", "norm_id": "n", "ordinal": 0, "norm_title": "Lei", "breadcrumb": [],
             "provision": "Art. 5º, VI", "label": "Lei, Art. 5º, VI", "url": null, "anchor": null,
             "text": text, "span": null, "page": null,
@@ -283,19 +308,12 @@ mod tests {
             "language": "pt", "access": "public", "tenant": null,
             "valid_from": null, "valid_to": null
         }))
-        .expect("a passage");
-        SearchHit {
-            rank: 1,
-            score: 1.0,
-            passage,
-            snippet: String::new(),
-            highlights: Vec::new(),
-        }
+        .expect("a passage")
     }
 
     #[test]
     fn checks_citations_support_and_repairs_forgotten_markers() {
-        let sources = [hit("VI – controlador: pessoa natural ou jurídica, de direito público ou privado, a quem competem as decisões referentes ao tratamento de dados pessoais;")];
+        let sources = [Analysed::new(&passage("VI – controlador: pessoa natural ou jurídica, de direito público ou privado, a quem competem as decisões referentes ao tratamento de dados pessoais;"), Language::Pt)];
         let c = Checker::new(&sources, Language::Pt);
         let supported = "O controlador é a pessoa natural ou jurídica a quem competem as decisões sobre o tratamento [1].";
         assert_eq!(c.check(supported), Verdict::Supported { cited: vec![1] });

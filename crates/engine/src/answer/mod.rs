@@ -18,14 +18,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cabildo_core::{
-    Filters, FinishReason, GenerationRequest, Generator, Language, ModelError, Passage, SearchHit,
+    Filters, FinishReason, GenerationRequest, Generator, Language, ModelError, SearchHit,
 };
 use cabildo_index::analysis::analyze;
 use serde::Serialize;
 
 use crate::retrieve::{HybridParams, Method};
 use crate::{Engine, Result};
-use check::{best_quote, with_citation, Checker, SentenceSplitter, Verdict};
+use check::{terms_of, with_citation, Analysed, Checker, SentenceSplitter, Verdict};
 pub use prompt::Register;
 
 /// A question and who asks it.
@@ -67,17 +67,9 @@ pub struct AskOptions {
 }
 
 impl Default for AskOptions {
+    /// The defaults of `[answer]` and `[retrieval]` (`config/cabildo.toml`).
     fn default() -> Self {
-        AskOptions {
-            sources: 4,
-            source_chars: 700,
-            max_tokens: 200,
-            temperature: 0.0,
-            method: None,
-            params: HybridParams::default(),
-            min_cosine: 0.865,
-            min_coverage: 0.75,
-        }
+        AskOptions::from_settings(&cabildo_core::Settings::default())
     }
 }
 
@@ -92,6 +84,8 @@ pub struct Sources {
     pub register: Register,
     /// The passages, best first; source `n` is `hits[n - 1]`.
     pub hits: Vec<SearchHit>,
+    /// Each of `hits` analysed, once for the whole answer.
+    pub analysed: Vec<Analysed>,
     /// When nothing is relevant: the issuing body of the hits' norms, the first the registry
     /// knows (the abstention names it).
     pub body: Option<String>,
@@ -103,6 +97,29 @@ pub struct Sources {
     pub coverage: f32,
     /// Seconds spent retrieving.
     pub retrieval_seconds: f64,
+}
+
+impl Sources {
+    /// Keeps `kept`, a subset of the hits (what a second access check let through), with
+    /// their analyses; with none left, nothing is relevant.
+    pub fn keep_hits(&mut self, kept: Vec<SearchHit>) {
+        let mut analysed: std::collections::HashMap<String, Analysed> = self
+            .hits
+            .iter()
+            .map(|h| h.passage.id.clone())
+            .zip(std::mem::take(&mut self.analysed))
+            .collect();
+        self.analysed = kept
+            .iter()
+            .map(|h| {
+                analysed
+                    .remove(&h.passage.id)
+                    .unwrap_or_else(|| Analysed::new(&h.passage, self.language))
+            })
+            .collect();
+        self.hits = kept;
+        self.relevant &= !self.hits.is_empty();
+    }
 }
 
 /// Who writes the answer.
@@ -208,21 +225,21 @@ impl Engine {
         let language = question
             .language
             .unwrap_or_else(|| guess_question_language(&question.text));
-        let method = options.method.unwrap_or(if self.dense().is_some() {
-            Method::Hybrid
-        } else {
-            Method::Lexical
-        });
+        let method = options
+            .method
+            .unwrap_or_else(|| self.pipeline().default_method());
         // Twice the sources: the same words often come at several levels of a norm's tree
-        // (article, caput, chapter), and repeats are dropped below.
+        // (article, caput, chapter), and repeats are dropped below. No snippets: an answer
+        // shows quotes, not search snippets.
         let retrieved = self
-            .retriever()
+            .pipeline()
             .retrieve(
                 &question.text,
                 &question.filters,
                 options.sources.max(1) * 2,
                 method,
                 &options.params,
+                false,
             )
             .await?;
         let best_cosine = retrieved.best_cosine();
@@ -236,8 +253,11 @@ impl Engine {
             hits = definitions;
         }
         let hits = distinct(hits, options.sources.max(1));
-        let passages: Vec<&Passage> = hits.iter().map(|h| &h.passage).collect();
-        let coverage = best_coverage(&question.text, language, &passages);
+        let analysed: Vec<Analysed> = hits
+            .iter()
+            .map(|h| Analysed::new(&h.passage, language))
+            .collect();
+        let coverage = best_coverage(&question.text, language, &analysed);
         let relevant = defines || judge(coverage, best_cosine, options);
         tracing::debug!(
             ?best_cosine,
@@ -265,6 +285,7 @@ impl Engine {
             language,
             register: question.register,
             hits,
+            analysed,
             body,
             relevant,
             best_cosine,
@@ -316,7 +337,7 @@ pub fn compose(
     } else {
         let mut cited: Vec<usize> = Vec::new();
         if let Writer::Model(generator) = writer {
-            let checker = Checker::new(&sources.hits, sources.language);
+            let checker = Checker::new(&sources.analysed, sources.language);
             let mut splitter = SentenceSplitter::default();
             let mut cancelled = false;
             let mut release = |sentence: String, answer: &mut Answer, cited: &mut Vec<usize>| {
@@ -427,8 +448,15 @@ fn check_sentence(
 fn extractive(sources: &Sources) -> (String, Vec<usize>) {
     let mut lines = Vec::new();
     let mut numbers = Vec::new();
-    for (i, h) in sources.hits.iter().enumerate().take(3) {
-        let quote = best_quote(&h.passage.text, &sources.question, sources.language);
+    let wanted = terms_of(&sources.question, sources.language);
+    for (i, (h, analysed)) in sources
+        .hits
+        .iter()
+        .zip(&sources.analysed)
+        .enumerate()
+        .take(3)
+    {
+        let quote = analysed.quote(&wanted);
         if quote.is_empty() {
             continue;
         }
@@ -441,10 +469,12 @@ fn extractive(sources: &Sources) -> (String, Vec<usize>) {
 /// Citations for source numbers `numbers`, each quoting the passage's sentence closest to
 /// `context` (the answer text, or the question).
 fn cite(sources: &Sources, numbers: &[usize], context: &str) -> Vec<Citation> {
+    let wanted = terms_of(context, sources.language);
     numbers
         .iter()
         .filter_map(|&n| {
             let h = sources.hits.get(n.checked_sub(1)?)?;
+            let analysed = sources.analysed.get(n - 1)?;
             let p = &h.passage;
             Some(Citation {
                 n,
@@ -452,7 +482,7 @@ fn cite(sources: &Sources, numbers: &[usize], context: &str) -> Vec<Citation> {
                 norm_id: p.norm_id.clone(),
                 label: p.label.clone(),
                 url: p.url.clone(),
-                quote: best_quote(&p.text, context, sources.language),
+                quote: analysed.quote(&wanted),
                 page: p.page,
             })
         })
@@ -497,7 +527,7 @@ pub fn judge(coverage: (f32, usize), best_cosine: Option<f32>, options: &AskOpti
 }
 
 /// The largest share of the question's content terms that one passage holds, and how many.
-pub fn best_coverage(question: &str, language: Language, passages: &[&Passage]) -> (f32, usize) {
+pub fn best_coverage(question: &str, language: Language, passages: &[Analysed]) -> (f32, usize) {
     // Interrogatives are not what the question is about, and the stop-word lists keep some.
     let asking: HashSet<String> = analyze(language, INTERROGATIVES).into_iter().collect();
     let wanted: HashSet<String> = analyze(language, question)
@@ -510,9 +540,7 @@ pub fn best_coverage(question: &str, language: Language, passages: &[&Passage]) 
     passages
         .iter()
         .map(|p| {
-            let text = format!("{} {}", p.label, p.text);
-            let have: HashSet<String> = analyze(language, &text).into_iter().collect();
-            let n = wanted.intersection(&have).count();
+            let n = wanted.intersection(&p.terms).count();
             (n as f32 / wanted.len() as f32, n)
         })
         .fold((0.0, 0), |a, b| if b.0 > a.0 { b } else { a })

@@ -1,6 +1,6 @@
 //! Helpers shared by the model tests: deterministic random weights and installed model files.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 
@@ -36,19 +36,7 @@ impl Weights {
 /// A file or folder under the models folder, or `None` (with a "skipped" line) when
 /// `scripts/setup-models.sh` has not installed it.
 pub fn installed(rel: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("CABILDO_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"))
-        .join(rel);
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipped: {} not installed (scripts/setup-models.sh)",
-            path.display()
-        );
-        None
-    }
+    cabildo_core::fixtures::installed_model(rel)
 }
 
 /// Cosine of two unit vectors.

@@ -1,33 +1,13 @@
 //! The behaviour both backends must share, run against each.
 
-use cabildo_core::{AccessLevel, Filters, Jurisdiction, Language, NormKind, Passage};
+use cabildo_core::{AccessLevel, Filters, Jurisdiction, NormKind, Passage};
 use cabildo_vectors::{SearchOptions, VectorStore};
 use chrono::NaiveDate;
 
 pub const DIM: usize = 8;
 
 pub fn passage(id: &str, norm: &str) -> Passage {
-    Passage {
-        id: id.into(),
-        norm_id: norm.into(),
-        ordinal: 0,
-        norm_title: norm.into(),
-        breadcrumb: vec![norm.into()],
-        provision: String::new(),
-        label: id.into(),
-        url: None,
-        anchor: None,
-        text: format!("text of {id}"),
-        span: None,
-        page: None,
-        jurisdiction: Jurisdiction::country("CL"),
-        kind: NormKind::Ley,
-        language: Language::Es,
-        access: AccessLevel::Public,
-        tenant: None,
-        valid_from: None,
-        valid_to: None,
-    }
+    cabildo_core::fixtures::passage(id, norm, &format!("text of {id}"))
 }
 
 /// A unit vector pointing mostly along axis `i`.
