@@ -13,8 +13,8 @@ use std::time::Duration;
 use cabildo_core::{AccessLevel, AccessRole};
 use cabildo_engine::answer::{AskOptions, Writer};
 use cabildo_engine::ingest::NoProgress;
-use cabildo_engine::{Dense, EdgeStore, Engine, IngestDefaults};
-use cabildo_models::{Embedder, Generator, LocalGenerator, OpenAiGenerator, TextEmbedder};
+use cabildo_engine::{DenseMode, Engine, IngestDefaults, Settings};
+use cabildo_models::{Generator, LocalGenerator, OpenAiGenerator};
 use cabildo_server::{AppState, Config};
 use cabildo_store::NewClient;
 use common::{agent, events, excerpts, get, json_of, post, read, root, start};
@@ -50,21 +50,13 @@ fn servers() -> Option<&'static Servers> {
                         let _ = tx.send(None);
                         return;
                     }
-                    let models = root().join("models");
-                    let embedder: Arc<dyn Embedder> = Arc::new(
-                        TextEmbedder::e5_small(&models.join("e5-small"))
-                            .expect("e5-small (scripts/setup-models.sh)"),
-                    );
-                    let data = dir.path().join("data");
-                    let store = EdgeStore::open(&Engine::vectors_dir(&data), embedder.dimension())
-                        .expect("vector store");
-                    let engine = Engine::open(&data)
+                    // Assembled as `cabildo serve` assembles it, from settings.
+                    let mut settings = Settings::default();
+                    settings.data.dir = dir.path().join("data");
+                    settings.data.models = cabildo_core::fixtures::models_dir();
+                    let engine = Engine::from_settings(&settings, DenseMode::Required)
                         .await
-                        .expect("engine")
-                        .with_dense(Dense {
-                            embedder,
-                            store: Arc::new(store),
-                        });
+                        .expect("engine with e5-small (scripts/setup-models.sh)");
                     let report = engine
                         .ingest(&[docs], &IngestDefaults::default(), &mut NoProgress)
                         .await

@@ -27,7 +27,7 @@ const ISSUER: &str = "https://claveunica.test";
 const AUDIENCE: &str = "cabildo";
 
 fn keys_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("keys")
 }
 
 fn now() -> i64 {

@@ -20,11 +20,11 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use cabildo_core::settings::VectorBackend;
 use cabildo_core::{AccessLevel, AccessRole};
 use cabildo_engine::answer::Writer;
 use cabildo_engine::ingest::NoProgress;
-use cabildo_engine::{Dense, EdgeStore, Engine, IngestDefaults, QdrantStore, VectorStore};
-use cabildo_models::{Embedder, TextEmbedder};
+use cabildo_engine::{DenseMode, Engine, IngestDefaults, Settings};
 use cabildo_server::auth::{key_hash, new_api_key};
 use cabildo_server::{AuthConfig, Config, Limits};
 use cabildo_store::NewClient;
@@ -450,25 +450,22 @@ async fn run_suite(engine: Arc<Engine>, backend: &str) {
     );
 }
 
-fn embedder() -> Arc<dyn Embedder> {
-    Arc::new(
-        TextEmbedder::e5_small(&root().join("models/e5-small"))
-            .expect("e5-small (scripts/setup-models.sh)"),
-    )
-}
-
-async fn engine_on(
-    data: &Path,
-    store: Arc<dyn VectorStore>,
-    embedder: Arc<dyn Embedder>,
-    c: &Corpus,
-) -> Arc<Engine> {
-    let engine = Engine::open(data)
+/// The engine `settings` describe (as `cabildo serve` assembles it), with the corpus
+/// ingested.
+async fn engine_on(settings: &Settings, c: &Corpus) -> Arc<Engine> {
+    let engine = Engine::from_settings(settings, DenseMode::Required)
         .await
-        .expect("engine")
-        .with_dense(Dense { embedder, store });
+        .expect("engine with e5-small (scripts/setup-models.sh)");
     ingest(&engine, c).await;
     Arc::new(engine)
+}
+
+/// Settings over the data folder `data` and the installed models.
+fn settings(data: &Path) -> Settings {
+    let mut s = Settings::default();
+    s.data.dir = data.to_path_buf();
+    s.data.models = cabildo_core::fixtures::models_dir();
+    s
 }
 
 /// A runtime for one suite, dropped (servers and stores closed) before its data folder.
@@ -486,11 +483,7 @@ fn no_restricted_text_leaves_on_the_embedded_backend() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime();
     rt.block_on(async {
-        let data = dir.path().join("data");
-        let embedder = embedder();
-        let store =
-            EdgeStore::open(&Engine::vectors_dir(&data), embedder.dimension()).expect("store");
-        let engine = engine_on(&data, Arc::new(store), embedder, &c).await;
+        let engine = engine_on(&settings(&dir.path().join("data")), &c).await;
         run_suite(engine, "edge").await;
     });
 }
@@ -505,17 +498,12 @@ fn no_restricted_text_leaves_on_a_qdrant_server() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime();
     rt.block_on(async {
-        let embedder = embedder();
-        let collection = format!("cabildo-leaks-{}", std::process::id());
-        let store = QdrantStore::connect(
-            &url,
-            std::env::var("QDRANT_API_KEY").ok(),
-            &collection,
-            embedder.dimension(),
-        )
-        .await
-        .expect("connect to Qdrant");
-        let engine = engine_on(&dir.path().join("data"), Arc::new(store), embedder, &c).await;
+        let mut settings = settings(&dir.path().join("data"));
+        settings.vectors.backend = VectorBackend::Qdrant;
+        settings.vectors.qdrant_url = Some(url);
+        settings.vectors.qdrant_api_key = std::env::var("QDRANT_API_KEY").ok();
+        settings.vectors.collection = format!("cabildo-leaks-{}", std::process::id());
+        let engine = engine_on(&settings, &c).await;
         run_suite(engine, "qdrant").await;
     });
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    cabildo_core::fixtures::workspace_root()
 }
 
 /// Serves `engine` on a free loopback port; returns its base URL.
@@ -86,17 +86,12 @@ pub fn events(body: &str) -> Vec<(String, String)> {
 
 /// Articles 1–18 of the Constitution and articles 1–7 of the LGPD, as files in `dir`.
 pub fn excerpts(dir: &Path) -> Option<()> {
-    let corpus = root().join("../shared/corpus");
+    let corpus = cabildo_core::fixtures::shared("corpus")?;
     let constitution = corpus
         .join("cl/leychile-md/constitucion/constitucion-politica-de-la-republica-de-chile.md");
     let lgpd = corpus.join("br/legislacao-chunks/lei_13709_20180814.csv");
-    let (Ok(cl), Ok(br)) = (
-        std::fs::read_to_string(&constitution),
-        std::fs::read_to_string(&lgpd),
-    ) else {
-        eprintln!("skipped: ../shared/corpus not found");
-        return None;
-    };
+    let cl = std::fs::read_to_string(&constitution).expect("the Constitution");
+    let br = std::fs::read_to_string(&lgpd).expect("the LGPD");
     let cut = cl
         .find("\nArtículo 19.-")
         .expect("the Constitution has an article 19");

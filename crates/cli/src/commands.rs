@@ -229,7 +229,7 @@ pub struct SearchBench {
 /// `cabildo bench search`: hybrid query latency (question embedding included) with 1..n
 /// concurrent clients over a set's corpus repeated to each size, and the vector index's
 /// recall@10 against exact search on the same vectors.
-pub async fn bench_search(models: &Path, embedder_name: &str, args: &SearchBench) -> Result<()> {
+pub async fn bench_search(settings: &cabildo_core::Settings, args: &SearchBench) -> Result<()> {
     let SearchBench {
         set: set_dir,
         passages: sizes,
@@ -243,15 +243,17 @@ pub async fn bench_search(models: &Path, embedder_name: &str, args: &SearchBench
         bail!("--passages, --clients and --queries must be positive");
     }
     use cabildo_core::{Filters, Passage};
+    use cabildo_engine::assemble::{load_embedder, query_options, ScratchStore};
     use cabildo_engine::eval::{default_cache_dir, passage_vectors, EvalDense, EvalSet};
-    use cabildo_engine::retrieve::{first_dense, HybridParams, Method, Retriever};
-    use cabildo_engine::{Dense, EdgeStore, SearchOptions, VectorStore};
+    use cabildo_engine::retrieve::{Method, Pipeline};
+    use cabildo_engine::{Dense, SearchOptions};
 
     let set = EvalSet::load(set_dir).with_context(|| format!("loading {}", set_dir.display()))?;
-    let embedder = crate::retrieval::load_embedder(models, embedder_name)?;
+    let embedder = load_embedder(&settings.data.models, &settings.vectors.embedder)?;
     let eval_dense = EvalDense {
         embedder: embedder.clone(),
         cache_dir: default_cache_dir(),
+        settings: settings.clone(),
     };
     let mut progress = crate::output::StepProgress::new(std::io::stderr().is_terminal());
     let base_vectors = passage_vectors(&set, &eval_dense, !cached_only, &mut progress.callback())?;
@@ -271,7 +273,7 @@ pub async fn bench_search(models: &Path, embedder_name: &str, args: &SearchBench
         .map(|(_, q)| q.as_str())
         .collect();
     let filters = Filters::operator();
-    let params = HybridParams::default();
+    let params = settings.retrieval.clone();
     if !json {
         println!(
             "base corpus: {} passages of {} ({} questions)",
@@ -283,8 +285,14 @@ pub async fn bench_search(models: &Path, embedder_name: &str, args: &SearchBench
     for &size in sizes.iter() {
         let t0 = Instant::now();
         let index = cabildo_engine::LexicalIndex::in_memory(cabildo_engine::Analysis::Legal)?;
-        let dir = tempfile::tempdir()?;
-        let store = EdgeStore::open(dir.path(), embedder.dimension())?;
+        // The backend `[vectors]` names: the embedded engine, or a scratch Qdrant collection.
+        let scratch = ScratchStore::open(
+            settings,
+            embedder.dimension(),
+            &format!("{}-{size}", set.name),
+        )
+        .await?;
+        let store = scratch.store.clone();
         let mut batch = index.batch()?;
         let mut chunk: Vec<Passage> = Vec::new();
         let mut chunk_vectors = Vec::new();
@@ -342,27 +350,22 @@ pub async fn bench_search(models: &Path, embedder_name: &str, args: &SearchBench
             recalls.push((ef, overlap as f64 / total.max(1) as f64));
         }
         let recall = recalls[0].1;
+        let dense = Dense {
+            embedder: embedder.clone(),
+            store,
+        };
+        let pipeline = Pipeline::new(index, Some(dense), None, query_options(settings));
         // The vector search alone, as hybrid's first search runs it: hybrid runs two of these.
         let mut search_times = Vec::with_capacity(query_vectors.len());
         for v in &query_vectors {
             let t = Instant::now();
-            first_dense(&store, v, &filters, &params).await?;
+            pipeline.nearest(v, &filters, &params).await?;
             search_times.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         search_times.sort_by(|a, b| a.total_cmp(b));
         let search_p50 = cabildo_engine::eval::percentile(&search_times, 0.5);
         let search_p99 = cabildo_engine::eval::percentile(&search_times, 0.99);
 
-        let store: std::sync::Arc<dyn VectorStore> = std::sync::Arc::new(store);
-        let dense = Dense {
-            embedder: embedder.clone(),
-            store,
-        };
-        let retriever = Retriever {
-            index: &index,
-            dense: Some(&dense),
-            reranker: None,
-        };
         let mut runs = Vec::new();
         // Dense and lexical alone, one client, show where hybrid's time goes; lexical is the
         // baseline beside it.
@@ -375,7 +378,7 @@ pub async fn bench_search(models: &Path, embedder_name: &str, args: &SearchBench
             let per_client: Vec<Result<Vec<f64>>> = std::thread::scope(|scope| {
                 let handles: Vec<_> = (0..n)
                     .map(|c| {
-                        let retriever = &retriever;
+                        let pipeline = &pipeline;
                         let questions = &questions;
                         let filters = &filters;
                         let params = &params;
@@ -385,7 +388,9 @@ pub async fn bench_search(models: &Path, embedder_name: &str, args: &SearchBench
                             for i in 0..questions.len() {
                                 let q = questions[(i + c * 7) % questions.len()];
                                 let t = Instant::now();
-                                rt.block_on(retriever.search(q, filters, 10, method, params))?;
+                                rt.block_on(
+                                    pipeline.retrieve(q, filters, 10, method, params, true),
+                                )?;
                                 times.push(t.elapsed().as_secs_f64() * 1000.0);
                             }
                             Ok(times)
@@ -449,6 +454,8 @@ pub async fn bench_search(models: &Path, embedder_name: &str, args: &SearchBench
                 );
             }
         }
+        drop(pipeline);
+        scratch.close().await?;
     }
     println!(
         "peak RSS {:.0} MB",

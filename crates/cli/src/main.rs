@@ -3,33 +3,32 @@
 mod answer;
 mod bench_http;
 mod commands;
+mod flags;
 mod output;
-mod retrieval;
 mod security;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use cabildo_core::settings::VectorBackend;
 use cabildo_core::{AccessLevel, Filters, Jurisdiction, NormKind};
+use cabildo_engine::assemble::{has_vectors, load_embedder, load_reranker, query_options};
 use cabildo_engine::eval::{EvalDense, EvalMethod, EvalSet, PreparedSet};
-use cabildo_engine::retrieve::{Fusion, HybridParams, Method};
-use cabildo_engine::{Engine, IngestDefaults, QueryOptions};
-use clap::{Args, Parser, Subcommand};
-use retrieval::DenseOptions;
+use cabildo_engine::retrieve::Method;
+use cabildo_engine::{DenseMode, Engine, IngestDefaults, QueryOptions};
+use clap::{Parser, Subcommand};
+use flags::{FusionFlags, GlobalFlags, Overrides};
 
 /// Cabildo answers questions about laws and regulations with citations to the exact articles.
+///
+/// Settings come from config/cabildo.toml (or --config), a profile, CABILDO__SECTION__KEY
+/// environment variables, then flags: `cabildo config show` prints what is in force.
 #[derive(Parser)]
 #[command(name = "cabildo", version, about)]
 struct Cli {
-    /// Data folder holding the index and the registry.
-    #[arg(long, global = true, env = "CABILDO_DATA", default_value = "data")]
-    data: PathBuf,
-    /// Folder with the model files (installed by scripts/setup-models.sh).
-    #[arg(long, global = true, env = "CABILDO_MODELS", default_value = "models")]
-    models: PathBuf,
     #[command(flatten)]
-    dense: DenseOptions,
+    global: GlobalFlags,
     #[command(subcommand)]
     command: Command,
 }
@@ -83,13 +82,13 @@ enum Command {
         #[arg(long)]
         method: Option<Method>,
         #[command(flatten)]
-        fusion: FusionArgs,
+        fusion: FusionFlags,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Serve the HTTP API (search, cited answers, OpenAI-compatible chat, documents).
-    Serve(answer::ServeArgs),
+    Serve(Box<answer::ServeArgs>),
     /// Answer a question with citations, from the command line.
     Ask(answer::AskArgs),
     /// API keys of partner systems (and admins, caseworkers without a token).
@@ -104,6 +103,11 @@ enum Command {
     },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
+    /// The settings in force.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Show what the data folder holds: norms and passages in the registry and the index.
     Status {
         /// Print JSON.
@@ -133,7 +137,7 @@ enum Command {
         #[arg(long)]
         sweep: bool,
         #[command(flatten)]
-        fusion: FusionArgs,
+        fusion: FusionFlags,
         /// Re-embed the passages instead of reading vectors cached by an earlier run.
         #[arg(long)]
         no_cache: bool,
@@ -144,16 +148,25 @@ enum Command {
         /// Questions nothing in the corpus answers, one per line (`#` comments).
         #[arg(long, default_value = "eval/out-of-scope-questions.txt")]
         out_of_scope: PathBuf,
-        /// Weight of heading matches (norm title, breadcrumb) relative to text matches.
-        #[arg(long, default_value_t = QueryOptions::default().head_boost)]
-        head_boost: f32,
-        /// Weight of matching two consecutive query words in order.
-        #[arg(long, default_value_t = QueryOptions::default().phrase_boost)]
-        phrase_boost: f32,
+        /// Weight of heading matches (norm title, breadcrumb) relative to text matches
+        /// [config: lexical.head_boost].
+        #[arg(long)]
+        head_boost: Option<f32>,
+        /// Weight of matching two consecutive query words in order [config:
+        /// lexical.phrase_boost].
+        #[arg(long)]
+        phrase_boost: Option<f32>,
         /// Print JSON lines.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective settings (file, profile, environment and flags applied) as TOML,
+    /// secrets masked.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -214,66 +227,23 @@ enum BenchCommand {
     },
 }
 
-/// Hybrid retrieval's knobs; defaults are the best of `cabildo eval --sweep`.
-#[derive(Args)]
-struct FusionArgs {
-    /// rrf (weighted reciprocal-rank fusion) or score (min-max-normalised scores).
-    #[arg(long, default_value = "score")]
-    fusion: Fusion,
-    /// Weight of the dense ranking for long questions (40 words or more), 0..1.
-    #[arg(long, default_value_t = HybridParams::default().dense_weight)]
-    dense_weight: f32,
-    /// Weight of the dense ranking for short questions (20 words or fewer; in between,
-    /// the weight moves linearly), 0..1.
-    #[arg(long, default_value_t = HybridParams::default().short_dense_weight)]
-    short_dense_weight: f32,
-    /// Top fused passages that move the question's vector for a second dense search
-    /// (pseudo-relevance feedback); 0 turns it off.
-    #[arg(long, default_value_t = HybridParams::default().feedback)]
-    feedback: usize,
-    /// RRF's k.
-    #[arg(long, default_value_t = HybridParams::default().rrf_k)]
-    rrf_k: f32,
-    /// Candidates taken from each retriever.
-    #[arg(long, default_value_t = HybridParams::default().lexical_depth)]
-    depth: usize,
-    /// Fused candidates the reranker re-scores.
-    #[arg(long, default_value_t = HybridParams::default().rerank_depth)]
-    rerank_depth: usize,
-}
-
-impl FusionArgs {
-    fn params(&self) -> Result<HybridParams> {
-        for (flag, w) in [
-            ("--dense-weight", self.dense_weight),
-            ("--short-dense-weight", self.short_dense_weight),
-        ] {
-            if !(0.0..=1.0).contains(&w) {
-                bail!("{flag} must be between 0 and 1");
-            }
-        }
-        Ok(HybridParams {
-            fusion: self.fusion,
-            rrf_k: self.rrf_k,
-            dense_weight: self.dense_weight,
-            short_dense_weight: self.short_dense_weight,
-            feedback: self.feedback,
-            feedback_weight: HybridParams::default().feedback_weight,
-            lexical_depth: self.depth,
-            dense_depth: self.depth,
-            rerank_depth: self.rerank_depth,
-        })
-    }
-}
-
 /// Builds a set's indexes and retrieves its questions' candidates, with progress.
 async fn prepare<'a>(
     set: &'a EvalSet,
     options: &QueryOptions,
     dense: Option<&EvalDense>,
+    reranker: Option<std::sync::Arc<dyn cabildo_core::Reranker>>,
     progress: &mut output::StepProgress,
 ) -> Result<PreparedSet<'a>> {
-    let prepared = PreparedSet::new(set, options, false, dense, &mut progress.callback()).await?;
+    let prepared = PreparedSet::new(
+        set,
+        options,
+        false,
+        dense,
+        reranker,
+        &mut progress.callback(),
+    )
+    .await?;
     progress.finish();
     Ok(prepared)
 }
@@ -312,25 +282,58 @@ fn init_logging(json: bool) {
     }
 }
 
+/// Reads the settings with the command's own flags laid over them.
+fn command_overrides(command: &Command) -> Overrides {
+    let mut o = Overrides::default();
+    match command {
+        Command::Serve(args) => return args.flags.overrides(),
+        Command::Ask(args) => args.answer.overrides(&mut o),
+        Command::Search { fusion, .. } => fusion.overrides(&mut o),
+        Command::Eval {
+            fusion,
+            head_boost,
+            phrase_boost,
+            ..
+        } => {
+            fusion.overrides(&mut o);
+            o.set("lexical.head_boost", head_boost);
+            o.set("lexical.phrase_boost", phrase_boost);
+        }
+        _ => {}
+    }
+    o
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     init_logging(matches!(cli.command, Command::Serve(_)));
+    // Every setting is read and checked here, before any work: a bad value stops the
+    // program now, naming its key and where it came from.
+    let settings = cli.global.settings(command_overrides(&cli.command))?;
+    let data = settings.data.dir.clone();
+    let models = settings.data.models.clone();
+    let open = |dense: DenseMode| {
+        let settings = &settings;
+        async move {
+            Engine::from_settings(settings, dense)
+                .await
+                .with_context(|| format!("opening data folder {}", settings.data.dir.display()))
+        }
+    };
     match cli.command {
-        Command::Serve(args) => {
-            let has_vectors = cli.dense.has_vectors(&cli.data);
-            let engine = retrieval::open(&cli.data, &cli.models, &cli.dense, has_vectors).await?;
-            answer::serve(engine, &cli.models, &args).await?;
-        }
+        Command::Serve(_) => answer::serve(&settings).await?,
         Command::Ask(args) => {
-            let has_vectors = cli.dense.has_vectors(&cli.data);
-            let engine = retrieval::open(&cli.data, &cli.models, &cli.dense, has_vectors).await?;
-            answer::ask(&engine, &cli.models, &args).await?;
+            let engine = open(DenseMode::IfPresent).await?;
+            answer::ask(&engine, &settings, &args).await?;
         }
+        Command::Config {
+            command: ConfigCommand::Show,
+        } => print!("{}", settings.to_toml()),
         Command::Openapi => println!("{}", cabildo_server::openapi::json()),
-        Command::Clients { command } => security::clients(&cli.data, command).await?,
+        Command::Clients { command } => security::clients(&data, command).await?,
         Command::Audit { command } => {
-            if !security::audit(&cli.data, command).await? {
+            if !security::audit(&data, command).await? {
                 std::process::exit(1);
             }
         }
@@ -343,15 +346,13 @@ async fn main() -> Result<()> {
             no_dense,
             json,
         } => {
-            if no_dense
-                && cli.dense.vectors == retrieval::Backend::Edge
-                && cli.dense.has_vectors(&cli.data)
+            if no_dense && settings.vectors.backend == VectorBackend::Edge && has_vectors(&settings)
             {
                 bail!(
                     "{} has passage vectors ({}): an ingest must keep them in step, so \
                      --no-dense is refused; drop it, or delete that folder to go lexical-only",
-                    cli.data.display(),
-                    Engine::vectors_dir(&cli.data).display()
+                    data.display(),
+                    Engine::vectors_dir(&data).display()
                 );
             }
             if let Some(j) = &jurisdiction {
@@ -359,7 +360,12 @@ async fn main() -> Result<()> {
                     bail!("--jurisdiction must be an ISO 3166-1 alpha-2 code such as CL or BR, got {j:?}");
                 }
             }
-            let engine = retrieval::open(&cli.data, &cli.models, &cli.dense, !no_dense).await?;
+            let engine = open(if no_dense {
+                DenseMode::Off
+            } else {
+                DenseMode::Required
+            })
+            .await?;
             let defaults = IngestDefaults {
                 jurisdiction,
                 access,
@@ -379,32 +385,36 @@ async fn main() -> Result<()> {
             kind,
             in_force_on,
             method,
-            fusion,
+            fusion: _,
             json,
         } => {
             if query.trim().is_empty() {
                 bail!("the query is empty");
             }
-            let has_vectors = cli.dense.has_vectors(&cli.data);
-            let method = method.unwrap_or(if has_vectors {
+            let vectors = has_vectors(&settings);
+            let method = method.unwrap_or(if vectors {
                 Method::Hybrid
             } else {
                 Method::Lexical
             });
-            if method.needs_vectors() && !has_vectors {
+            if method.needs_vectors() && !vectors {
                 bail!(
                     "the {} method needs passage vectors and {} has none: ingest without --no-dense",
                     method.name(),
-                    cli.data.display()
+                    data.display()
                 );
             }
-            let engine =
-                retrieval::open(&cli.data, &cli.models, &cli.dense, method.needs_vectors()).await?;
+            let engine = open(if method.needs_vectors() {
+                DenseMode::Required
+            } else {
+                DenseMode::Off
+            })
+            .await?;
             if engine.index().is_empty() {
                 bail!(
                     "the index in {} is empty: run `cabildo ingest PATH --data {}` first",
-                    cli.data.display(),
-                    cli.data.display()
+                    data.display(),
+                    data.display()
                 );
             }
             let filters = Filters {
@@ -414,22 +424,22 @@ async fn main() -> Result<()> {
                 ..Filters::operator()
             };
             let hits = engine
-                .search(&query, &filters, k, method, &fusion.params()?)
+                .search(&query, &filters, k, method, &settings.retrieval)
                 .await?;
             output::search_hits(&hits, json)?;
         }
         Command::Models {
             command: ModelsCommand::List { verify, json },
-        } => commands::models_list(&cli.models, verify, json)?,
+        } => commands::models_list(&models, verify, json)?,
         Command::Bench {
             command: BenchCommand::Embed { set, limit, json },
-        } => commands::bench_embed(&cli.models, &set, limit, json)?,
+        } => commands::bench_embed(&models, &set, limit, json)?,
         Command::Bench {
             command: BenchCommand::Http(args),
         } => bench_http::bench_http(&args)?,
         Command::Bench {
             command: BenchCommand::Search(args),
-        } => commands::bench_search(&cli.models, &cli.dense.embedder, &args).await?,
+        } => commands::bench_search(&settings, &args).await?,
         Command::Bench {
             command:
                 BenchCommand::Generate {
@@ -442,7 +452,7 @@ async fn main() -> Result<()> {
                     json,
                 },
         } => commands::bench_generate(
-            &cli.models.join(model),
+            &models.join(model),
             &set,
             prompt_tokens,
             (min_tokens, max_tokens),
@@ -450,14 +460,13 @@ async fn main() -> Result<()> {
             json,
         )?,
         Command::Status { json } => {
-            let has_vectors = cli.dense.has_vectors(&cli.data);
-            let engine = retrieval::open(&cli.data, &cli.models, &cli.dense, has_vectors).await?;
+            let engine = open(DenseMode::IfPresent).await?;
             let vectors = match engine.dense() {
                 Some(d) => Some(d.store.count().await?),
                 None => None,
             };
             let status = serde_json::json!({
-                "data": cli.data.display().to_string(),
+                "data": data.display().to_string(),
                 "norms": engine.registry().norm_count().await?,
                 "passages_registered": engine.registry().passage_count().await?,
                 "passages_indexed": engine.index().len(),
@@ -468,7 +477,7 @@ async fn main() -> Result<()> {
             } else {
                 println!(
                     "{}: {} norms, {} passages registered, {} passages indexed, {} embedded",
-                    cli.data.display(),
+                    data.display(),
                     status["norms"],
                     status["passages_registered"],
                     status["passages_indexed"],
@@ -480,20 +489,14 @@ async fn main() -> Result<()> {
             sets,
             method,
             sweep,
-            fusion,
             no_cache,
             answerability,
             out_of_scope,
-            head_boost,
-            phrase_boost,
             json,
+            ..
         } => {
-            let options = QueryOptions {
-                head_boost,
-                phrase_boost,
-                ..Default::default()
-            };
-            let params = fusion.params()?;
+            let options = query_options(&settings);
+            let params = settings.retrieval.clone();
             let needs_vectors = sweep
                 || answerability
                 || method
@@ -501,17 +504,21 @@ async fn main() -> Result<()> {
                     .any(|m| matches!(m, EvalMethod::Retrieval(r) if r.needs_vectors()));
             let dense = if needs_vectors {
                 Some(EvalDense {
-                    embedder: retrieval::load_embedder(&cli.models, &cli.dense.embedder)?,
+                    embedder: load_embedder(&models, &settings.vectors.embedder)?,
                     cache_dir: if no_cache {
                         None
                     } else {
                         cabildo_engine::eval::default_cache_dir()
                     },
+                    settings: settings.clone(),
                 })
             } else {
                 None
             };
-            let reranker = retrieval::load_reranker(&cli.models, cli.dense.reranker.as_deref())?;
+            let reranker = match &settings.vectors.reranker {
+                Some(name) => Some(load_reranker(&models, name)?),
+                None => None,
+            };
             let mut progress = output::StepProgress::new(std::io::stderr().is_terminal());
             let mut reports = Vec::new();
             let mut sweeps = Vec::new();
@@ -520,25 +527,41 @@ async fn main() -> Result<()> {
                 let set =
                     EvalSet::load(dir).with_context(|| format!("loading {}", dir.display()))?;
                 if method.contains(&EvalMethod::Bm25Plain) {
-                    let plain =
-                        PreparedSet::new(&set, &options, true, None, &mut progress.callback())
-                            .await?;
-                    reports.push(plain.score(Method::Lexical, &params, None).await?);
+                    let plain = PreparedSet::new(
+                        &set,
+                        &options,
+                        true,
+                        None,
+                        None,
+                        &mut progress.callback(),
+                    )
+                    .await?;
+                    reports.push(plain.score(Method::Lexical, &params).await?);
+                    plain.close().await?;
                 }
-                let prepared = prepare(&set, &options, dense.as_ref(), &mut progress).await?;
+                let prepared = prepare(
+                    &set,
+                    &options,
+                    dense.as_ref(),
+                    reranker.clone(),
+                    &mut progress,
+                )
+                .await?;
                 for m in &method {
                     if let EvalMethod::Retrieval(m) = m {
-                        reports.push(prepared.score(*m, &params, reranker.as_deref()).await?);
+                        reports.push(prepared.score(*m, &params).await?);
                     }
                 }
                 if answerability {
                     // The set's own questions (answerable), then questions nothing in it
                     // answers, asked of the same corpus.
-                    let ask = cabildo_engine::answer::AskOptions::default();
+                    let ask = cabildo_engine::answer::AskOptions::from_settings(&settings);
                     answered.push(prepared.answerability(&params, &ask).await?);
                     let other = set.with_questions(out_of_scope_questions(&out_of_scope)?);
-                    let asked = prepare(&other, &options, dense.as_ref(), &mut progress).await?;
+                    let asked =
+                        prepare(&other, &options, dense.as_ref(), None, &mut progress).await?;
                     let mut outside = asked.answerability(&params, &ask).await?;
+                    asked.close().await?;
                     outside.set = format!("{} (out-of-scope questions)", set.name);
                     answered.push(outside);
                 }
@@ -546,10 +569,11 @@ async fn main() -> Result<()> {
                     let grid = cabildo_engine::eval::sweep_grid();
                     let mut scored = Vec::with_capacity(grid.len());
                     for p in &grid {
-                        scored.push(prepared.score(Method::Hybrid, p, None).await?);
+                        scored.push(prepared.score(Method::Hybrid, p).await?);
                     }
                     sweeps.push(scored);
                 }
+                prepared.close().await?;
             }
             output::eval_reports(&reports, json)?;
             if sweep {

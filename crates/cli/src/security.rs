@@ -1,6 +1,6 @@
-//! Security at the command line: the server's authentication and rate-limit flags, partner
-//! API keys (`cabildo clients`), the audit log (`cabildo audit verify|export`), and log
-//! output with personal data redacted.
+//! Security at the command line: partner API keys (`cabildo clients`), the audit log
+//! (`cabildo audit verify|export`), and log output with personal data redacted. (The
+//! server's authentication and rate limits are settings: `[auth]` and `[limits]`.)
 
 use std::io::Write;
 use std::path::Path;
@@ -9,85 +9,8 @@ use anyhow::{bail, Context, Result};
 use cabildo_core::{AccessLevel, AccessRole};
 use cabildo_engine::Engine;
 use cabildo_server::auth::{key_hash, new_api_key};
-use cabildo_server::{AuthConfig, JwksSource, Limits};
 use cabildo_store::{NewClient, Registry};
-use clap::{Args, Subcommand};
-
-/// How `cabildo serve` authenticates and limits callers.
-#[derive(Args)]
-pub struct AuthArgs {
-    /// Refuse callers without credentials (401) instead of serving them as anonymous
-    /// citizens (public documents only).
-    #[arg(long)]
-    pub no_anonymous: bool,
-    /// Shared secret for HS256 tokens (development only; production uses --jwks or
-    /// --oidc-issuer).
-    #[arg(long, env = "CABILDO_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
-    /// Public keys for RS256/ES256 tokens: a JWKS file, or its https:// URL.
-    #[arg(long, env = "CABILDO_JWKS")]
-    pub jwks: Option<String>,
-    /// An OIDC issuer (ClaveÚnica, gov.br…): its discovery document names the JWKS, and
-    /// tokens must carry it as `iss`.
-    #[arg(long, env = "CABILDO_OIDC_ISSUER")]
-    pub oidc_issuer: Option<String>,
-    /// Required `iss` (defaults to --oidc-issuer).
-    #[arg(long, env = "CABILDO_JWT_ISSUER")]
-    pub jwt_issuer: Option<String>,
-    /// Required `aud`.
-    #[arg(long, env = "CABILDO_JWT_AUDIENCE")]
-    pub jwt_audience: Option<String>,
-    /// Requests per minute from one client IP (0: no limit, e.g. for load tests).
-    #[arg(long, default_value_t = Limits::default().per_ip_per_minute)]
-    pub rate_per_ip: u32,
-    /// Requests per minute by one signed-in caller or API key (0: no limit).
-    #[arg(long, default_value_t = Limits::default().per_principal_per_minute)]
-    pub rate_per_caller: u32,
-    /// Requests per UTC day for partners whose key sets no quota (0: unlimited).
-    #[arg(long, default_value_t = Limits::default().partner_daily_quota.unwrap_or(0))]
-    pub partner_daily_quota: u64,
-}
-
-impl AuthArgs {
-    /// The server's authentication settings.
-    pub fn auth(&self) -> Result<AuthConfig> {
-        if self.jwks.is_some() && self.oidc_issuer.is_some() {
-            bail!("give --jwks or --oidc-issuer, not both");
-        }
-        let jwks = match (&self.jwks, &self.oidc_issuer) {
-            (Some(j), _) if j.starts_with("https://") || j.starts_with("http://") => {
-                Some(JwksSource::Url(j.clone()))
-            }
-            (Some(j), _) => Some(JwksSource::File(j.into())),
-            (None, Some(issuer)) => Some(JwksSource::Url(format!(
-                "{}/.well-known/openid-configuration",
-                issuer.trim_end_matches('/')
-            ))),
-            (None, None) => None,
-        };
-        let secret = self.jwt_secret.as_deref().filter(|s| !s.is_empty());
-        if secret.is_some_and(|s| s.len() < 32) {
-            bail!("--jwt-secret must be at least 32 characters");
-        }
-        Ok(AuthConfig {
-            allow_anonymous: !self.no_anonymous,
-            hs256_secret: secret.map(|s| s.as_bytes().to_vec()),
-            jwks,
-            issuer: self.jwt_issuer.clone().or_else(|| self.oidc_issuer.clone()),
-            audience: self.jwt_audience.clone(),
-            ..AuthConfig::default()
-        })
-    }
-
-    /// The server's rate limits and quotas.
-    pub fn limits(&self) -> Limits {
-        Limits {
-            per_ip_per_minute: self.rate_per_ip,
-            per_principal_per_minute: self.rate_per_caller,
-            partner_daily_quota: (self.partner_daily_quota > 0).then_some(self.partner_daily_quota),
-        }
-    }
-}
+use clap::Subcommand;
 
 /// `cabildo clients …`
 #[derive(Subcommand)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// The model files `scripts/setup-models.sh` installed in the workspace.
 fn models() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
+    cabildo_core::fixtures::models_dir()
 }
 
 fn cabildo(data: &Path, args: &[&str]) -> Output {
@@ -26,13 +26,7 @@ fn stderr(o: &Output) -> String {
 }
 
 fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: ../shared/corpus not found");
-        None
-    }
+    cabildo_core::fixtures::shared("corpus")
 }
 
 fn status(data: &Path) -> serde_json::Value {
@@ -260,4 +254,90 @@ fn api_clients_get_a_key_once_and_can_be_revoked_and_the_audit_log_verifies() {
     assert!(String::from_utf8_lossy(&verified.stdout).contains("audit log intact: 0 records"));
     let elsewhere = cabildo(&dir.path().join("none"), &["audit", "verify"]);
     assert!(stderr(&elsewhere).contains("has no registry"));
+}
+
+/// `cabildo` with only the given arguments and `CABILDO__…` variables, from a folder without
+/// a config/ of its own.
+fn cabildo_with_env(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cabildo"))
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .expect("run cabildo")
+}
+
+#[test]
+fn settings_layer_file_then_environment_then_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("site.toml");
+    std::fs::write(
+        &file,
+        "[data]\ndir = \"from-file\"\n[vectors]\nembedder = \"file-model\"\n[answer]\nsources = 6\n",
+    )
+    .expect("write");
+    let file = file.to_str().expect("path");
+    let o = cabildo_with_env(
+        dir.path(),
+        &[
+            ("CABILDO__DATA__DIR", "from-env"),
+            ("CABILDO__VECTORS__EMBEDDER", "env-model"),
+            ("CABILDO__ANSWER__OPENAI_API_KEY", "sk-do-not-print"),
+        ],
+        &[
+            "--config",
+            file,
+            "--embedder",
+            "flag-model",
+            "config",
+            "show",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shown = String::from_utf8_lossy(&o.stdout).into_owned();
+    // The file's value stands where nothing overrides it; the environment beats the file; a
+    // flag beats the environment; secrets never show.
+    assert!(shown.contains("sources = 6"), "{shown}");
+    assert!(shown.contains("dir = \"from-env\""), "{shown}");
+    assert!(shown.contains("embedder = \"flag-model\""), "{shown}");
+    assert!(!shown.contains("sk-do-not-print"), "{shown}");
+    assert!(shown.contains("openai_api_key = \"********\""), "{shown}");
+}
+
+#[test]
+fn a_bad_setting_stops_the_server_at_start_naming_its_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[retrieval]\ndense_weight = 1.5\n").expect("write");
+    let file = file.to_str().expect("path");
+    let o = cabildo_with_env(
+        dir.path(),
+        &[],
+        &["--config", file, "serve", "--addr", "127.0.0.1:0"],
+    );
+    assert!(!o.status.success(), "a weight of 1.5 is refused");
+    let err = stderr(&o);
+    assert!(
+        err.contains("retrieval.dense_weight") && err.contains("bad.toml"),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("listening"));
+    let o = cabildo_with_env(
+        dir.path(),
+        &[("CABILDO__SERVER__WORKERS", "many")],
+        &["serve", "--addr", "127.0.0.1:0"],
+    );
+    assert!(!o.status.success(), "workers must be a number");
+    let err = stderr(&o);
+    assert!(
+        err.contains("server.workers") && err.contains("CABILDO__SERVER__WORKERS"),
+        "{err}"
+    );
+    let o = cabildo_with_env(
+        dir.path(),
+        &[("CABILDO__ANSWER__SOURCS", "3")],
+        &["config", "show"],
+    );
+    assert!(!o.status.success(), "a misspelt key is refused");
+    assert!(stderr(&o).contains("sourcs"), "{}", stderr(&o));
 }

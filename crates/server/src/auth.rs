@@ -70,6 +70,34 @@ impl Default for AuthConfig {
     }
 }
 
+impl AuthConfig {
+    /// From `[auth]` (already checked: a secret of 32+ characters, not both a JWKS and an
+    /// issuer). A JWKS given as an http(s) URL is fetched; an OIDC issuer's keys are found
+    /// through its discovery document.
+    pub fn from_settings(s: &cabildo_core::settings::AuthSettings) -> AuthConfig {
+        let jwks = match (&s.jwks, &s.oidc_issuer) {
+            (Some(j), _) if j.starts_with("https://") || j.starts_with("http://") => {
+                Some(JwksSource::Url(j.clone()))
+            }
+            (Some(j), _) => Some(JwksSource::File(j.into())),
+            (None, Some(issuer)) => Some(JwksSource::Url(format!(
+                "{}/.well-known/openid-configuration",
+                issuer.trim_end_matches('/')
+            ))),
+            (None, None) => None,
+        };
+        let secret = s.jwt_secret.as_deref().filter(|s| !s.is_empty());
+        AuthConfig {
+            allow_anonymous: s.anonymous,
+            hs256_secret: secret.map(|s| s.as_bytes().to_vec()),
+            jwks,
+            issuer: s.jwt_issuer.clone().or_else(|| s.oidc_issuer.clone()),
+            audience: s.jwt_audience.clone(),
+            ..AuthConfig::default()
+        }
+    }
+}
+
 /// Why a caller was not authenticated. The message is safe to show the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {

@@ -33,11 +33,19 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// The defaults of `[limits]`.
     fn default() -> Self {
+        Limits::from_settings(&cabildo_core::settings::LimitSettings::default())
+    }
+}
+
+impl Limits {
+    /// From `[limits]` (a quota of 0 is none).
+    pub fn from_settings(s: &cabildo_core::settings::LimitSettings) -> Limits {
         Limits {
-            per_ip_per_minute: 300,
-            per_principal_per_minute: 120,
-            partner_daily_quota: Some(10_000),
+            per_ip_per_minute: s.per_ip_per_minute,
+            per_principal_per_minute: s.per_caller_per_minute,
+            partner_daily_quota: (s.partner_daily_quota > 0).then_some(s.partner_daily_quota),
         }
     }
 }

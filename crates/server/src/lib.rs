@@ -31,10 +31,9 @@ use std::time::Duration;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderName, Request};
-use axum::routing::{get, post};
 use axum::{BoxError, Router};
 use cabildo_engine::answer::{AskOptions, Writer};
-use cabildo_engine::Engine;
+use cabildo_engine::{DenseMode, Engine, Settings};
 
 use crate::audit::Auditor;
 use crate::guard::RateLimits;
@@ -73,17 +72,27 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// The defaults of `config/cabildo.toml`.
     fn default() -> Self {
+        Config::from_settings(&Settings::default())
+    }
+}
+
+impl Config {
+    /// The server's behaviour from `[server]`, `[auth]`, `[limits]`, `[answer]` and
+    /// `[retrieval]`.
+    pub fn from_settings(settings: &Settings) -> Config {
+        let s = &settings.server;
         Config {
-            body_limit: 64 * 1024,
-            upload_limit: 50 * 1024 * 1024,
-            request_timeout: Duration::from_secs(180),
-            generation_workers: 1,
-            queue_capacity: 8,
-            retry_after: 30,
-            auth: AuthConfig::default(),
-            limits: Limits::default(),
-            ask: AskOptions::default(),
+            body_limit: s.body_limit,
+            upload_limit: s.upload_limit,
+            request_timeout: Duration::from_secs(s.request_timeout_s.max(1)),
+            generation_workers: s.workers.max(1),
+            queue_capacity: s.queue,
+            retry_after: s.retry_after_s,
+            auth: AuthConfig::from_settings(&settings.auth),
+            limits: Limits::from_settings(&settings.limits),
+            ask: AskOptions::from_settings(settings),
         }
     }
 }
@@ -97,6 +106,9 @@ pub enum StartError {
     /// The audit key could not be read or created.
     #[error("audit key: {0}")]
     AuditKey(#[from] std::io::Error),
+    /// The engine or the answer writer could not be assembled.
+    #[error(transparent)]
+    Engine(#[from] cabildo_engine::EngineError),
 }
 
 /// What every handler shares.
@@ -153,6 +165,25 @@ impl AppState {
         })
     }
 
+    /// The whole service as `settings` describe it: the engine (dense retrieval when the
+    /// data folder has vectors or a Qdrant server is configured), the answer writer and the
+    /// server's behaviour. Must be called inside the Tokio runtime that will serve.
+    pub async fn from_settings(settings: &Settings) -> Result<Self, StartError> {
+        let engine = Engine::from_settings(settings, DenseMode::IfPresent).await?;
+        let writer = Writer::from_settings(settings)?;
+        AppState::new(Arc::new(engine), writer, Config::from_settings(settings)).await
+    }
+
+    /// The engine it serves.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The answer writer.
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
     fn uploads_dir(&self) -> PathBuf {
         self.engine.data_dir().join("uploads")
     }
@@ -162,37 +193,20 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = state.config.request_timeout;
+    let (v1, operations) = routes::table(state.config.upload_limit);
     // Every /v1 route passes the guard: rate limits, authentication, quotas.
-    let v1 = Router::new()
-        .route("/v1/search", post(routes::search::search))
-        .route("/v1/ask", post(routes::answer::ask))
-        .route("/v1/chat/completions", post(routes::answer::chat))
-        .route(
-            "/v1/documents",
-            post(routes::documents::upload).layer(DefaultBodyLimit::max(state.config.upload_limit)),
-        )
-        .route("/v1/jobs/{id}", get(routes::documents::job))
-        .route("/v1/norms", get(routes::documents::norms))
-        .route(
-            "/v1/norms/{id}",
-            get(routes::documents::norm).delete(routes::documents::delete_norm),
-        )
-        .route("/v1/audit", get(routes::audit::export))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            guard::guard,
-        ));
-    let api = Router::new()
-        .merge(v1)
-        .route("/healthz", get(routes::ops::healthz))
-        .route("/readyz", get(routes::ops::readyz))
-        .route("/metrics", get(routes::ops::metrics))
-        .route("/openapi.json", get(routes::ops::openapi))
-        .route("/docs", get(routes::ops::docs))
+    let v1 = v1.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        guard::guard,
+    ));
+    let (api, _) = v1
+        .merge(operations)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
         ))
+        .split_for_parts();
+    let api = api
         .fallback(routes::ops::not_found)
         .method_not_allowed_fallback(routes::ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit))

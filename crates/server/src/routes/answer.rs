@@ -321,8 +321,8 @@ async fn gather(
         .await
         .map_err(|e| engine_problem(lang, e))?;
     state.metrics.retrieval.observe(sources.retrieval_seconds);
-    sources.hits = visible(state, principal, std::mem::take(&mut sources.hits));
-    sources.relevant &= !sources.hits.is_empty();
+    let kept = visible(state, principal, sources.hits.clone());
+    sources.keep_hits(kept);
     Ok(sources)
 }
 

@@ -6,10 +6,39 @@ pub mod documents;
 pub mod ops;
 pub mod search;
 
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
 use cabildo_core::Language;
 use cabildo_engine::EngineError;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-use crate::{Kind, Problem};
+use crate::{AppState, Kind, Problem};
+
+/// Every route, registered once with its handler and its OpenAPI entry (the handler's
+/// `#[utoipa::path]`): the `/v1` routes, which pass the guard (rate limits, authentication,
+/// quotas, audit), and the operational ones. `upload_limit` caps document uploads.
+pub fn table(upload_limit: usize) -> (OpenApiRouter<Arc<AppState>>, OpenApiRouter<Arc<AppState>>) {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(search::search))
+        .routes(routes!(answer::ask))
+        .routes(routes!(answer::chat))
+        .routes(routes!(documents::upload).layer(DefaultBodyLimit::max(upload_limit)))
+        .routes(routes!(documents::job))
+        .routes(routes!(documents::norms))
+        .routes(routes!(documents::norm, documents::delete_norm))
+        .routes(routes!(audit::export));
+    let operations = OpenApiRouter::new()
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi))
+        // A page for people, not part of the API document.
+        .route("/docs", get(ops::docs));
+    (v1, operations)
+}
 
 /// An engine error as a problem: what the caller asked for that is not available is their
 /// error (400); anything else is ours (500, logged).
