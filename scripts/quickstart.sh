@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# Installs the model files, builds cabildo, and runs the main job on the embedded default
-# (tantivy + SQLite + the in-process Qdrant engine, no other service): ingests the Chilean
-# Constitution from ../shared/corpus and the bundled CC0 Peruvian Constitution into ./data,
-# embedding every article with e5-small, then asks a question in a citizen's words.
+# Installs the model files, builds the `cabildo` binary, and runs the main job on the embedded
+# default (tantivy + SQLite + the in-process Qdrant engine, no other service): ingests the
+# Chilean Constitution from ../shared/corpus and the bundled CC0 Peruvian Constitution into
+# ./data, embedding every article with e5-small, then searches and answers a question in a
+# citizen's words. Settings: config/cabildo.toml (`cabildo config show`).
 #
-# Embedding is the slow part on a CPU (~1,500 tokens/s on two cores): these two documents
-# take about two minutes. The whole ../shared/corpus takes ~40 minutes that way, or two
-# seconds lexical-only: `cabildo ingest ../shared/corpus --no-dense --data DIR`.
+# Only the binary is built, in the `quickstart` profile (optimised, no debug info; see
+# Cargo.toml): the README gives its first-run time and disk use. Embedding is the slow part on
+# a CPU: these two documents take about two minutes. The whole ../shared/corpus takes ~40
+# minutes that way, or seconds lexical-only: `cabildo ingest ../shared/corpus --no-dense --data DIR`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-models.sh
-# The same build as scripts/test.sh (every target of the workspace), so the two share one
-# compilation instead of resolving features twice.
-cargo build --locked -q --workspace --all-targets
-cabildo() { "${CARGO_TARGET_DIR:-target}/debug/cabildo" "$@"; }
+cargo build --locked --profile quickstart -p cabildo-cli
+cabildo() { "${CARGO_TARGET_DIR:-target}/quickstart/cabildo" "$@"; }
 paths=(samples)
 chile=../shared/corpus/cl/leychile-md/constitucion
 [ -d "$chile" ] && paths+=("$chile")
