@@ -12,6 +12,7 @@ mod models;
 mod norm;
 mod passage;
 mod principal;
+pub mod retrieval;
 pub mod settings;
 
 pub use filters::{AccessLevel, Filters};
@@ -22,7 +23,8 @@ pub use models::{
 pub use norm::{Jurisdiction, Language, Norm, NormKind};
 pub use passage::{Passage, SearchHit};
 pub use principal::{AccessRole, Principal};
-pub use settings::{Fusion, HybridParams, Method, Settings};
+pub use retrieval::{Fusion, HybridParams, Method};
+pub use settings::Settings;
 
 /// Errors for malformed domain values (a bad date, an unknown kind).
 #[derive(Debug, thiserror::Error)]

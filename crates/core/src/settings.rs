@@ -10,11 +10,12 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+
+pub use crate::retrieval::HybridParams;
 
 /// The prefix of the environment variables that override settings:
 /// `CABILDO__RETRIEVAL__DENSE_WEIGHT=0.5`.
@@ -22,139 +23,6 @@ pub const ENV_PREFIX: &str = "CABILDO__";
 
 /// What a masked secret shows in `cabildo config show`.
 const MASK: &str = "********";
-
-/// A retrieval method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    /// BM25 over the legal analysers (the lexical index alone).
-    Lexical,
-    /// Nearest neighbours of the question's embedding (the vector store alone).
-    Dense,
-    /// Lexical and dense rankings fused.
-    Hybrid,
-    /// Hybrid, then the top candidates re-scored by a cross-encoder.
-    Rerank,
-}
-
-impl Method {
-    /// Every method, in the order reports list them.
-    pub const ALL: [Method; 4] = [
-        Method::Lexical,
-        Method::Dense,
-        Method::Hybrid,
-        Method::Rerank,
-    ];
-
-    /// The name used on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Lexical => "lexical",
-            Method::Dense => "dense",
-            Method::Hybrid => "hybrid",
-            Method::Rerank => "rerank",
-        }
-    }
-
-    /// Whether the method needs passage vectors.
-    pub fn needs_vectors(self) -> bool {
-        self != Method::Lexical
-    }
-}
-
-impl FromStr for Method {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Method::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| format!("unknown method {s:?}: use lexical, dense, hybrid or rerank"))
-    }
-}
-
-/// How two rankings are combined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Fusion {
-    /// Weighted reciprocal-rank fusion: `(1-w)/(k+rank_lexical) + w/(k+rank_dense)`.
-    Rrf,
-    /// Convex combination of min-max-normalised scores: `(1-w)·lexical + w·dense`.
-    Score,
-}
-
-impl FromStr for Fusion {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "rrf" => Ok(Fusion::Rrf),
-            "score" => Ok(Fusion::Score),
-            _ => Err(format!("unknown fusion {s:?}: use rrf or score")),
-        }
-    }
-}
-
-/// Questions of at most this many words take [`HybridParams::short_dense_weight`].
-pub const SHORT_QUESTION_WORDS: usize = 20;
-/// Questions of at least this many words take [`HybridParams::dense_weight`]; in between,
-/// the weight moves linearly from one to the other.
-pub const LONG_QUESTION_WORDS: usize = 40;
-
-/// Parameters of hybrid retrieval (`[retrieval]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HybridParams {
-    /// How the rankings are combined.
-    pub fusion: Fusion,
-    /// RRF's `k` (ignored by score fusion).
-    pub rrf_k: f32,
-    /// Weight of the dense ranking for long questions, 0..=1 (the lexical one gets `1 - w`).
-    pub dense_weight: f32,
-    /// Weight of the dense ranking for short questions. A citizen's question in everyday
-    /// words ("¿me pueden despedir estando embarazada?") shares few words with the law,
-    /// which the embedding bridges; a long question (an exam item, a caseworker's pasted
-    /// paragraph) quotes the law's wording, which the lexical index matches exactly while
-    /// its embedding blurs several topics into one vector.
-    pub short_dense_weight: f32,
-    /// Top fused passages whose vectors move the question's for a second dense search
-    /// (pseudo-relevance feedback); 0 turns it off.
-    pub feedback: usize,
-    /// Weight of those passages' mean vector added to the question's.
-    pub feedback_weight: f32,
-    /// Candidates taken from the lexical index.
-    pub lexical_depth: usize,
-    /// Candidates taken from the vector store.
-    pub dense_depth: usize,
-    /// Fused candidates the reranker re-scores.
-    pub rerank_depth: usize,
-}
-
-impl Default for HybridParams {
-    /// The best parameters of `cabildo eval --sweep` by mean nDCG@10 over lgpd-pt and
-    /// bcn-es (docs/evaluation.md).
-    fn default() -> Self {
-        HybridParams {
-            fusion: Fusion::Score,
-            rrf_k: 60.0,
-            dense_weight: 0.45,
-            short_dense_weight: 0.8,
-            feedback: 3,
-            feedback_weight: 1.0,
-            lexical_depth: 100,
-            dense_depth: 100,
-            rerank_depth: 30,
-        }
-    }
-}
-
-impl HybridParams {
-    /// The dense ranking's weight for `question`, by its length in words.
-    pub fn dense_weight_for(&self, question: &str) -> f32 {
-        let words = question.split_whitespace().count();
-        let span = (LONG_QUESTION_WORDS - SHORT_QUESTION_WORDS) as f32;
-        let t = (words.saturating_sub(SHORT_QUESTION_WORDS) as f32 / span).min(1.0);
-        self.short_dense_weight + (self.dense_weight - self.short_dense_weight) * t
-    }
-}
 
 /// Where the data and the model files are (`[data]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -28,7 +28,7 @@ use cabildo_core::{Filters, Reranker, SearchHit};
 use cabildo_index::{LexicalIndex, QueryOptions};
 use cabildo_vectors::{SearchOptions, VectorHit};
 
-pub use cabildo_core::settings::{
+pub use cabildo_core::retrieval::{
     Fusion, HybridParams, Method, LONG_QUESTION_WORDS, SHORT_QUESTION_WORDS,
 };
 
