@@ -439,8 +439,27 @@ impl Settings {
 
     /// The settings as TOML, secrets masked (`cabildo config show`).
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(&self.masked())
-            .unwrap_or_else(|e| format!("# the settings could not be printed: {e}\n"))
+        let printed = toml::Value::try_from(self.masked()).and_then(|mut v| {
+            shortest_floats(&mut v);
+            toml::to_string_pretty(&v)
+        });
+        printed.unwrap_or_else(|e| format!("# the settings could not be printed: {e}\n"))
+    }
+}
+
+/// Floats that were `f32`s printed as they were written (`0.45`, not `0.44999998807907104`):
+/// serde widens an `f32` to `f64` on the way to TOML.
+fn shortest_floats(v: &mut toml::Value) {
+    match v {
+        toml::Value::Float(f) => {
+            let narrow = *f as f32;
+            if f64::from(narrow) == *f {
+                *f = narrow.to_string().parse().unwrap_or(*f);
+            }
+        }
+        toml::Value::Table(t) => t.iter_mut().for_each(|(_, v)| shortest_floats(v)),
+        toml::Value::Array(a) => a.iter_mut().for_each(shortest_floats),
+        _ => {}
     }
 }
 
@@ -571,5 +590,6 @@ mod tests {
         let shown = s.to_toml();
         assert!(!shown.contains("a-development-secret") && !shown.contains("sk-live"));
         assert!(shown.contains(MASK));
+        assert!(shown.contains("dense_weight = 0.45\n"), "{shown}");
     }
 }
