@@ -142,7 +142,7 @@ pub async fn open_vector_store(
 /// embedded engine in a temporary folder, or a fresh collection on the Qdrant server
 /// (`{collection}-scratch-{name}-{pid}`). [`ScratchStore::close`] removes it.
 pub struct ScratchStore {
-    /// The store.
+    /// The store. (Fields drop in order: the store, which flushes, before its folder.)
     pub store: Arc<dyn VectorStore>,
     folder: Option<tempfile::TempDir>,
     collection: Option<Arc<QdrantStore>>,
@@ -187,12 +187,20 @@ impl ScratchStore {
         }
     }
 
-    /// Removes the store: the folder, or the server's collection.
+    /// Removes the store: the server's collection, or the folder. Whoever else holds the
+    /// store must have let it go: the embedded engine flushes when dropped, and its folder
+    /// must still be there then.
     pub async fn close(self) -> Result<()> {
-        if let Some(q) = &self.collection {
+        let ScratchStore {
+            store,
+            folder,
+            collection,
+        } = self;
+        drop(store);
+        if let Some(q) = collection {
             q.drop_collection().await?;
         }
-        drop(self.folder);
+        drop(folder);
         Ok(())
     }
 }

@@ -267,7 +267,8 @@ pub struct PreparedSet<'a> {
     baseline: bool,
     /// Each question's id and candidates.
     runs: Vec<(String, Candidates)>,
-    /// The pipeline over the set's indexes.
+    /// The pipeline over the set's indexes (declared before `vectors`: it holds their store,
+    /// which must drop before its folder).
     pipeline: Pipeline,
     /// The run's own vector store, removed by [`PreparedSet::close`].
     vectors: Option<ScratchStore>,
@@ -379,7 +380,12 @@ impl<'a> PreparedSet<'a> {
 
     /// Removes the run's vector store (a Qdrant scratch collection, or a temporary folder).
     pub async fn close(self) -> Result<()> {
-        match self.vectors {
+        let PreparedSet {
+            pipeline, vectors, ..
+        } = self;
+        // The pipeline holds the store: it goes first.
+        drop(pipeline);
+        match vectors {
             Some(v) => v.close().await,
             None => Ok(()),
         }

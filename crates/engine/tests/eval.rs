@@ -94,4 +94,8 @@ async fn hybrid_beats_lexical_on_lgpd() {
         prepared.score(Method::Rerank, &params).await.is_err(),
         "rerank without a reranker is an error, not a silent hybrid"
     );
+    prepared
+        .close()
+        .await
+        .expect("the scratch vector store is removed");
 }
