@@ -124,16 +124,7 @@ pub async fn open_vector_store(
             dimension,
         )?),
         VectorBackend::Qdrant => {
-            let url = v.qdrant_url.as_deref().ok_or_else(|| {
-                load_error(
-                    "the Qdrant vector store".into(),
-                    "vectors.qdrant_url is not set",
-                )
-            })?;
-            Arc::new(
-                QdrantStore::connect(url, v.qdrant_api_key.clone(), &v.collection, dimension)
-                    .await?,
-            )
+            Arc::new(connect_qdrant(settings, &v.collection, dimension).await?)
         }
     })
 }
@@ -167,17 +158,8 @@ impl ScratchStore {
                 })
             }
             VectorBackend::Qdrant => {
-                let url = v.qdrant_url.as_deref().ok_or_else(|| {
-                    load_error(
-                        "the Qdrant vector store".into(),
-                        "vectors.qdrant_url is not set",
-                    )
-                })?;
                 let collection = format!("{}-scratch-{name}-{}", v.collection, std::process::id());
-                let q = Arc::new(
-                    QdrantStore::connect(url, v.qdrant_api_key.clone(), &collection, dimension)
-                        .await?,
-                );
+                let q = Arc::new(connect_qdrant(settings, &collection, dimension).await?);
                 Ok(ScratchStore {
                     store: q.clone(),
                     folder: None,
@@ -203,6 +185,22 @@ impl ScratchStore {
         drop(folder);
         Ok(())
     }
+}
+
+/// `collection` on the Qdrant server `[vectors]` names, for vectors of `dimension`.
+async fn connect_qdrant(
+    settings: &Settings,
+    collection: &str,
+    dimension: usize,
+) -> Result<QdrantStore> {
+    let v = &settings.vectors;
+    let url = v.qdrant_url.as_deref().ok_or_else(|| {
+        load_error(
+            "the Qdrant vector store".into(),
+            "vectors.qdrant_url is not set",
+        )
+    })?;
+    Ok(QdrantStore::connect(url, v.qdrant_api_key.clone(), collection, dimension).await?)
 }
 
 impl Engine {
