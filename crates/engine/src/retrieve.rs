@@ -112,9 +112,15 @@ pub(crate) fn closest<'a>(ids: impl IntoIterator<Item = &'a str>, dense: &Rankin
 }
 
 /// Runs CPU-bound work (model inference, index reads) on the blocking pool, so it never holds
-/// an async worker. A panic there is a panic here, as without the thread.
+/// an async worker.
 pub(crate) async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::task::spawn_blocking(work).await {
+    joined(tokio::task::spawn_blocking(work)).await
+}
+
+/// The result of blocking work started earlier. A panic there is a panic here, as without
+/// the thread.
+async fn joined<T>(task: tokio::task::JoinHandle<T>) -> T {
+    match task.await {
         Ok(v) => v,
         Err(e) => match e.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),
@@ -254,10 +260,7 @@ impl Pipeline {
         }
         let (lexical, lexical_ms) = match lexical {
             Some(task) => {
-                let (ranking, ms) = match task.await {
-                    Ok(v) => v,
-                    Err(e) => std::panic::resume_unwind(e.into_panic()),
-                };
+                let (ranking, ms) = joined(task).await;
                 (Some(ranking?), ms)
             }
             None => (None, 0.0),
