@@ -89,6 +89,7 @@ pub async fn ask(engine: &Engine, settings: &Settings, args: &AskArgs) -> Result
         },
         language: args.language,
         register: args.register,
+        history: Vec::new(),
     };
     let sources = engine.gather(&question, &options).await?;
     let json = args.json;

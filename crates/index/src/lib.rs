@@ -208,6 +208,36 @@ impl LexicalIndex {
         Ok(ranking)
     }
 
+    /// The words of `text` that name something specific: each word whose index term (in
+    /// `language`'s text field) some passage holds, with the number of passages that hold
+    /// it, rarest first, one word per term. How a follow-up question borrows the subject of
+    /// the turn before it ("¿y cuánto dura?" after a question on the fuero maternal).
+    pub fn specific_words(&self, text: &str, language: Language) -> Vec<(String, u64)> {
+        let searcher = self.reader.searcher();
+        let field = self.fields.text[schema::lang_slot(language)];
+        let mut seen = std::collections::HashSet::new();
+        let mut found = Vec::new();
+        for word in text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            let Some((_, term)) = self.analysis.terms(language, word).into_iter().next() else {
+                continue; // a stop word
+            };
+            if !seen.insert(term.clone()) {
+                continue;
+            }
+            let passages = searcher
+                .doc_freq(&Term::from_field_text(field, &term))
+                .unwrap_or(0);
+            if passages > 0 {
+                found.push((word.to_string(), passages));
+            }
+        }
+        found.sort_by_key(|(_, n)| *n);
+        found
+    }
+
     /// Hits for passages ranked elsewhere (dense or fused retrieval): the passages with these
     /// ids, in the given order and with the given scores, each with a snippet for `text`
     /// when `options.snippets` is set. Ids the index does not hold are skipped.

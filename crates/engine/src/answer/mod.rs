@@ -10,6 +10,7 @@
 //! relevant, the answer abstains in the asker's language and lists the closest passages.
 
 pub mod check;
+pub mod conversation;
 pub mod prompt;
 mod shape;
 
@@ -26,6 +27,7 @@ use serde::Serialize;
 use crate::retrieve::{HybridParams, Method};
 use crate::{Engine, Result};
 use check::{terms_of, with_citation, Analysed, Checker, SentenceSplitter, Verdict};
+pub use conversation::{Speaker, Turn};
 pub use prompt::Register;
 
 /// A question and who asks it.
@@ -39,6 +41,8 @@ pub struct Question {
     pub language: Option<Language>,
     /// How the answer addresses the asker.
     pub register: Register,
+    /// The conversation's earlier turns, oldest first (empty for a first question).
+    pub history: Vec<Turn>,
 }
 
 /// How answers are made.
@@ -52,6 +56,12 @@ pub struct AskOptions {
     pub max_tokens: usize,
     /// Sampling temperature (0: greedy, reproducible).
     pub temperature: f64,
+    /// Nucleus sampling: only the most likely tokens whose probabilities add up to this.
+    pub top_p: Option<f64>,
+    /// Seed of the sampler (the same seed and settings give the same answer).
+    pub seed: u64,
+    /// Generation stops at the first of these strings.
+    pub stop: Vec<String>,
     /// Retrieval method; hybrid when the engine has vectors, else lexical.
     pub method: Option<Method>,
     /// Fusion parameters.
@@ -76,8 +86,13 @@ impl Default for AskOptions {
 /// The passages found for a question, and whether they answer it at all.
 #[derive(Debug, Clone)]
 pub struct Sources {
-    /// The question.
+    /// The question, as asked.
     pub question: String,
+    /// What was searched: the question, with the subject of earlier turns when it is a
+    /// follow-up ([`conversation::standalone`]).
+    pub query: String,
+    /// The conversation's earlier turns, as the prompt sees them.
+    pub history: Vec<Turn>,
     /// The answer's language.
     pub language: Language,
     /// The answer's register.
@@ -200,6 +215,8 @@ pub struct Timings {
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Answer {
+    /// The answer's id, for feedback (`POST /v1/feedback`); set by whoever delivers it.
+    pub id: String,
     /// The answer, each sentence ending with its citations.
     pub answer: String,
     /// The cited sources (for an abstention: the closest passages).
@@ -222,19 +239,32 @@ impl Engine {
     /// Retrieves the sources for a question and judges their relevance.
     pub async fn gather(&self, question: &Question, options: &AskOptions) -> Result<Sources> {
         let started = Instant::now();
-        let language = question
-            .language
-            .unwrap_or_else(|| guess_question_language(&question.text));
+        // A follow-up is short: its language is guessed with the question before it.
+        let language = question.language.unwrap_or_else(|| {
+            match question
+                .history
+                .iter()
+                .rev()
+                .find(|t| t.role == Speaker::User)
+            {
+                Some(before) => {
+                    guess_question_language(&format!("{} {}", before.content, question.text))
+                }
+                None => guess_question_language(&question.text),
+            }
+        });
         let method = options
             .method
             .unwrap_or_else(|| self.pipeline().default_method());
+        let query =
+            conversation::standalone(self.index(), &question.history, &question.text, language);
         // Twice the sources: the same words often come at several levels of a norm's tree
         // (article, caput, chapter), and repeats are dropped below. No snippets: an answer
         // shows quotes, not search snippets.
         let retrieved = self
             .pipeline()
             .retrieve(
-                &question.text,
+                &query,
                 &question.filters,
                 options.sources.max(1) * 2,
                 method,
@@ -257,7 +287,7 @@ impl Engine {
             .iter()
             .map(|h| Analysed::new(&h.passage, language))
             .collect();
-        let coverage = best_coverage(&question.text, language, &analysed);
+        let coverage = best_coverage(&query, language, &analysed);
         let relevant = defines || judge(coverage, best_cosine, options);
         tracing::debug!(
             ?best_cosine,
@@ -282,6 +312,8 @@ impl Engine {
         }
         Ok(Sources {
             question: question.text.clone(),
+            query,
+            history: conversation::for_prompt(&question.history),
             language,
             register: question.register,
             hits,
@@ -313,6 +345,7 @@ pub fn compose(
         on_text(text)
     };
     let mut answer = Answer {
+        id: String::new(),
         answer: String::new(),
         citations: Vec::new(),
         abstained: false,
@@ -332,7 +365,11 @@ pub fn compose(
         answer.answer = prompt::abstention(sources.language, sources.register, &closest, body);
         answer.abstained = true;
         answer.model = "extractive".into();
-        answer.citations = cite(sources, &(1..=closest.len()).collect::<Vec<_>>(), question);
+        answer.citations = cite(
+            sources,
+            &(1..=closest.len()).collect::<Vec<_>>(),
+            &sources.query,
+        );
         emit(&answer.answer, &mut first_text);
     } else {
         let mut cited: Vec<usize> = Vec::new();
@@ -350,15 +387,16 @@ pub fn compose(
                 messages: prompt::messages(
                     sources.language,
                     sources.register,
+                    &sources.history,
                     question,
                     &sources.hits,
                     options.source_chars,
                 ),
                 max_tokens: options.max_tokens,
                 temperature: options.temperature,
-                top_p: None,
-                seed: 0,
-                stop: Vec::new(),
+                top_p: options.top_p,
+                seed: options.seed,
+                stop: options.stop.clone(),
                 min_tokens: 0,
             };
             let generated = generator.generate(&request, &mut |piece| {
@@ -448,7 +486,7 @@ fn check_sentence(
 fn extractive(sources: &Sources) -> (String, Vec<usize>) {
     let mut lines = Vec::new();
     let mut numbers = Vec::new();
-    let wanted = terms_of(&sources.question, sources.language);
+    let wanted = terms_of(&sources.query, sources.language);
     for (i, (h, analysed)) in sources
         .hits
         .iter()
@@ -513,7 +551,8 @@ fn distinct(hits: Vec<SearchHit>, n: usize) -> Vec<SearchHit> {
 }
 
 /// Question words of the three languages.
-const INTERROGATIVES: &str = "qué quién quiénes cuál cuáles cómo cuándo dónde cuánto cuánta \
+pub(crate) const INTERROGATIVES: &str =
+    "qué quién quiénes cuál cuáles cómo cuándo dónde cuánto cuánta \
     cuántos cuántas quem quais qual como quando onde quanto quanta quantos quantas \
     what who whom which how when where";
 

@@ -3,6 +3,8 @@
 //! that text inside a fence is material to quote, never instructions.
 
 use cabildo_core::{ChatMessage, Language, Role, SearchHit};
+
+use super::conversation::{Speaker, Turn};
 use serde::{Deserialize, Serialize};
 
 /// How the answer addresses the asker.
@@ -118,18 +120,31 @@ pub fn user(
     out
 }
 
-/// The conversation for a question.
+/// The conversation for a question: the system prompt, the earlier turns (already cut to
+/// the prompt's budget, `conversation::for_prompt`), then the sources and the question.
+/// Earlier turns are context, not sources: the check accepts only sentences backed by the
+/// numbered sources of this question.
 pub fn messages(
     language: Language,
     register: Register,
+    history: &[Turn],
     question: &str,
     sources: &[SearchHit],
     source_chars: usize,
 ) -> Vec<ChatMessage> {
-    vec![
-        ChatMessage::new(Role::System, system(language, register)),
-        ChatMessage::new(Role::User, user(language, question, sources, source_chars)),
-    ]
+    let mut out = vec![ChatMessage::new(Role::System, system(language, register))];
+    for turn in history {
+        let role = match turn.role {
+            Speaker::User => Role::User,
+            Speaker::Assistant => Role::Assistant,
+        };
+        out.push(ChatMessage::new(role, turn.content.clone()));
+    }
+    out.push(ChatMessage::new(
+        Role::User,
+        user(language, question, sources, source_chars),
+    ));
+    out
 }
 
 /// The abstention: nothing relevant was found; the closest passages are listed (their
