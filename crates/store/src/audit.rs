@@ -40,6 +40,13 @@ pub struct AuditRecord {
     pub prompt_version: Option<String>,
     /// Time to the response, in milliseconds.
     pub latency_ms: f64,
+    /// The answer delivered (or rated, on `/v1/feedback`). Absent from the hashed JSON when
+    /// `None`, so records written before the field existed keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_id: Option<String>,
+    /// The feedback stored (`/v1/feedback`). Absent from the hashed JSON when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback_id: Option<i64>,
 }
 
 /// A record as stored: with its place in the chain.
@@ -88,7 +95,7 @@ pub fn chain_hash(prev_hash: &str, record: &AuditRecord) -> String {
 macro_rules! audit_columns {
     () => {
         "seq, at, principal, role, route, status, question, filters, passages, answer_hash,
-         model, prompt_version, latency_ms, prev_hash, hash"
+         model, prompt_version, latency_ms, prev_hash, hash, answer_id, feedback_id"
     };
 }
 
@@ -110,6 +117,8 @@ fn entry_from_row(r: sqlx::sqlite::SqliteRow) -> Result<AuditEntry> {
             model: r.get(10),
             prompt_version: r.get(11),
             latency_ms: r.get(12),
+            answer_id: r.get(15),
+            feedback_id: r.get(16),
         },
         prev_hash: r.get(13),
         hash: r.get(14),
@@ -131,8 +140,9 @@ impl Registry {
         let passages = serde_json::to_string(&record.passages).unwrap_or_else(|_| "[]".into());
         let seq: i64 = sqlx::query_scalar(
             "INSERT INTO audit_log (at, principal, role, route, status, question, filters,
-                 passages, answer_hash, model, prompt_version, latency_ms, prev_hash, hash)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+                 passages, answer_hash, model, prompt_version, latency_ms, prev_hash, hash,
+                 answer_id, feedback_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
         )
         .bind(&record.at)
         .bind(&record.principal)
@@ -148,6 +158,8 @@ impl Registry {
         .bind(record.latency_ms)
         .bind(&prev_hash)
         .bind(&hash)
+        .bind(&record.answer_id)
+        .bind(record.feedback_id)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -1,16 +1,19 @@
 //! The SQL registry: norms and their versions, the source files they came from (by content
 //! hash, so re-ingesting an unchanged file is a no-op), and ingest jobs with their per-file
-//! failures; the hash-chained audit log; API clients and their daily usage. SQLite under the
-//! data folder; the schema lives in `migrations/`.
+//! failures; the hash-chained audit log; API clients and their daily usage; answers as
+//! delivered and the feedback on them. SQLite under the data folder; the schema lives in
+//! `migrations/`.
 //!
 //! Only this crate knows SQL.
 #![deny(missing_docs)]
 
 mod audit;
 mod clients;
+mod feedback;
 
 pub use audit::{chain_hash, AuditEntry, AuditRecord, AuditVerification, GENESIS};
 pub use clients::{ClientRecord, NewClient};
+pub use feedback::{AnswerRecord, FeedbackRecord, Rating};
 
 use std::path::Path;
 use std::str::FromStr;

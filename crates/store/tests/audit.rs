@@ -19,6 +19,8 @@ fn record(n: usize) -> AuditRecord {
         model: Some("qwen2.5-0.5b".into()),
         prompt_version: Some("p1".into()),
         latency_ms: 12.5 + n as f64,
+        answer_id: n.is_multiple_of(2).then(|| format!("ans_{n}")),
+        feedback_id: None,
     }
 }
 
@@ -181,4 +183,75 @@ async fn api_clients_and_daily_counts() {
         1,
         "a new day starts from zero"
     );
+}
+
+#[tokio::test]
+async fn feedback_is_kept_with_its_answer_and_a_second_rating_replaces_the_first() {
+    use cabildo_store::{AnswerRecord, Rating};
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::open(&dir.path().join("registry.sqlite"))
+        .await
+        .unwrap();
+    let answer = AnswerRecord {
+        id: "ans_1".into(),
+        at: "2026-12-01T10:00:00.000Z".into(),
+        principal: "anonymous".into(),
+        route: "/v1/ask".into(),
+        question: "¿Desde qué edad se puede votar?".into(),
+        answer: "Desde los 18 años [1].".into(),
+        citations: serde_json::json!([{"n": 1, "label": "Artículo 13"}]),
+        abstained: false,
+        model: "extractive".into(),
+    };
+    registry.put_answer(&answer).await.unwrap();
+    assert_eq!(
+        registry.answer_recipient("ans_1").await.unwrap().as_deref(),
+        Some("anonymous")
+    );
+    assert_eq!(registry.answer_recipient("ans_2").await.unwrap(), None);
+    let first = registry
+        .put_feedback("ans_1", "2026-12-01T10:01:00.000Z", Rating::NotUseful, None)
+        .await
+        .unwrap();
+    let second = registry
+        .put_feedback(
+            "ans_1",
+            "2026-12-02T09:00:00.000Z",
+            Rating::Useful,
+            Some("clara"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, second, "one feedback per answer");
+    let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2026, 12, d);
+    let all = registry.feedback_between(None, None).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].rating, Rating::Useful);
+    assert_eq!(all[0].comment.as_deref(), Some("clara"));
+    assert_eq!(all[0].answer, answer);
+    assert!(registry
+        .feedback_between(day(1), day(1))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        registry.feedback_between(day(2), None).await.unwrap().len(),
+        1
+    );
+}
+
+#[test]
+fn records_without_the_newer_fields_hash_as_before() {
+    // The JSON the chain hashed before `answer_id` and `feedback_id` existed.
+    let mut r = record(1);
+    assert!(r.answer_id.is_none());
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(
+        !json.contains("answer_id") && !json.contains("feedback_id"),
+        "{json}"
+    );
+    r.feedback_id = Some(3);
+    assert!(serde_json::to_string(&r)
+        .unwrap()
+        .contains("\"feedback_id\":3"));
 }
