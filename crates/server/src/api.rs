@@ -4,7 +4,7 @@
 use cabildo_core::{
     Filters, Jurisdiction, Language, Norm, NormKind, Passage, Principal, SearchHit,
 };
-use cabildo_engine::answer::{Answer, Register};
+use cabildo_engine::answer::{Answer, Register, Turn};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -135,6 +135,12 @@ pub struct AskRequest {
     /// Stream as server-sent events (same as `Accept: text/event-stream`).
     #[serde(default)]
     pub stream: Option<bool>,
+    /// The conversation so far, oldest first: `{"role": "user"|"assistant", "content"}`.
+    /// A follow-up ("¿y cuánto dura?") is searched with the subject of the earlier
+    /// questions, and the answer's prompt sees the newest turns. At most 20 turns are read
+    /// (older ones are dropped); each at most 8,000 characters.
+    #[serde(default)]
+    pub history: Vec<Turn>,
 }
 
 /// A checked answer.
@@ -182,8 +188,57 @@ impl ChatContent {
     }
 }
 
+/// `stop`: one string or several.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Stop {
+    /// One.
+    One(String),
+    /// Up to four.
+    Many(Vec<String>),
+}
+
+impl Stop {
+    /// As a list.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Stop::One(s) => vec![s],
+            Stop::Many(v) => v,
+        }
+    }
+}
+
+/// `stream_options`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct StreamOptions {
+    /// Send a last chunk with empty `choices` and the token counts in `usage`.
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// Cabildo's own options, in the request body's `cabildo` field (with the OpenAI Python
+/// library: `extra_body={"cabildo": {...}}`; with the npm one: an extra body property).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CabildoOptions {
+    /// usted (default), tu or vos.
+    #[serde(default)]
+    pub register: Option<Register>,
+    /// Answer language (es, pt, en); guessed from the conversation when absent.
+    #[serde(default)]
+    pub language: Option<Language>,
+    /// Restrictions, as in `/v1/ask`.
+    #[serde(default)]
+    pub filters: Option<RequestFilters>,
+    /// lexical, dense or hybrid (default: hybrid when the server has vectors).
+    #[serde(default)]
+    pub method: Option<String>,
+}
+
 /// `POST /v1/chat/completions`, as OpenAI clients send it. The last user message is the
-/// question; fields Cabildo does not use (n, tools, user…) are accepted and ignored.
+/// question and the messages before it are the conversation (system messages are read as
+/// nothing: Cabildo's own instructions govern). Fields Cabildo does not use (n, tools…)
+/// are accepted and ignored.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatCompletionRequest {
     /// Ignored: Cabildo answers with its configured model.
@@ -203,6 +258,25 @@ pub struct ChatCompletionRequest {
     /// Sampling temperature (0: greedy).
     #[serde(default)]
     pub temperature: Option<f64>,
+    /// Nucleus sampling (0–1].
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    /// Stop at the first of these strings (at most 4).
+    #[serde(default)]
+    pub stop: Option<Stop>,
+    /// Seed of the sampler.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// The end user's id in the partner's system: accepted, not stored (the audit log keeps
+    /// the caller's pseudonym).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Streaming options.
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+    /// Cabildo's own options.
+    #[serde(default)]
+    pub cabildo: Option<CabildoOptions>,
 }
 
 /// The assistant's message.
@@ -255,6 +329,54 @@ pub struct ChatCompletion {
     pub citations: Vec<cabildo_engine::answer::Citation>,
     /// Whether the answer says the sources do not answer the question.
     pub abstained: bool,
+}
+
+/// A model, as `GET /v1/models` lists it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelInfo {
+    /// `cabildo-<writer>`: any model name is accepted in a completion request.
+    pub id: String,
+    /// `model`.
+    pub object: &'static str,
+    /// Unix seconds (the server's start).
+    pub created: i64,
+    /// `cabildo`.
+    pub owned_by: &'static str,
+}
+
+/// `GET /v1/models`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelList {
+    /// `list`.
+    pub object: &'static str,
+    /// The one model that answers.
+    pub data: Vec<ModelInfo>,
+}
+
+/// `POST /v1/feedback`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRequest {
+    /// The answer's `id` (`ans_…` from /v1/ask, `chatcmpl-…` from chat completions).
+    pub answer_id: String,
+    /// `useful` or `not_useful`.
+    #[schema(value_type = String)]
+    pub rating: cabildo_store::Rating,
+    /// Optional, at most 2,000 characters; personal data is redacted before it is stored.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// Feedback stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeedbackReceipt {
+    /// The feedback's id (a second rating of the same answer replaces the first, same id).
+    pub id: i64,
+    /// The answer rated.
+    pub answer_id: String,
+    /// The rating.
+    #[schema(value_type = String)]
+    pub rating: cabildo_store::Rating,
 }
 
 /// A norm as the API shows it (no server paths, no hashes).

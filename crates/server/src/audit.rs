@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use cabildo_core::{Filters, Principal};
 use cabildo_engine::answer::Answer;
-use cabildo_store::{AuditRecord, Registry, StoreError};
+use cabildo_store::{AnswerRecord, AuditRecord, Registry, StoreError};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -39,10 +39,12 @@ pub struct Outcome<'a> {
     pub status: u16,
     /// Passages whose text was returned.
     pub passages: Vec<String>,
-    /// The answer text.
-    pub answer: Option<&'a str>,
-    /// The model that wrote it.
-    pub model: Option<&'a str>,
+    /// The answer delivered (kept for feedback, its id in the record).
+    pub answer: Option<&'a Answer>,
+    /// The answer rated, for feedback.
+    pub rated: Option<&'a str>,
+    /// The feedback stored.
+    pub feedback_id: Option<i64>,
 }
 
 impl<'a> Outcome<'a> {
@@ -54,13 +56,13 @@ impl<'a> Outcome<'a> {
         }
     }
 
-    /// A delivered answer: its cited passages, text and model.
+    /// A delivered answer: its cited passages, text, model and id.
     pub fn answer(a: &'a Answer) -> Self {
         Outcome {
             status: 200,
             passages: a.citations.iter().map(|c| c.passage_id.clone()).collect(),
-            answer: Some(&a.answer),
-            model: Some(&a.model),
+            answer: Some(a),
+            ..Outcome::default()
         }
     }
 }
@@ -102,18 +104,38 @@ impl Auditor {
         format!("p-{}", hex::encode(&tag[..12]))
     }
 
-    /// Appends the record of one request.
+    /// Appends the record of one request; a delivered answer is kept first, with the
+    /// question redacted, for feedback on it.
     pub async fn record(&self, visit: &Visit, outcome: Outcome<'_>) -> Result<(), StoreError> {
+        let at = now();
+        let principal = self.pseudonym(&visit.principal);
+        let question = visit
+            .question
+            .as_deref()
+            .map(|q| cabildo_text::redact_pii(q).into_owned());
+        if let Some(a) = outcome.answer.filter(|a| !a.id.is_empty()) {
+            self.registry
+                .put_answer(&AnswerRecord {
+                    id: a.id.clone(),
+                    at: at.clone(),
+                    principal: principal.clone(),
+                    route: visit.route.to_string(),
+                    question: question.clone().unwrap_or_default(),
+                    answer: a.answer.clone(),
+                    citations: serde_json::to_value(&a.citations).unwrap_or_default(),
+                    abstained: a.abstained,
+                    model: a.model.clone(),
+                })
+                .await?;
+        }
+        let model = outcome.answer.map(|a| a.model.clone());
         let record = AuditRecord {
-            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            principal: self.pseudonym(&visit.principal),
+            at,
+            principal,
             role: visit.principal.role.to_string(),
             route: visit.route.to_string(),
             status: outcome.status,
-            question: visit
-                .question
-                .as_deref()
-                .map(|q| cabildo_text::redact_pii(q).into_owned()),
+            question,
             filters: visit
                 .filters
                 .as_ref()
@@ -121,15 +143,26 @@ impl Auditor {
             passages: outcome.passages,
             answer_hash: outcome
                 .answer
-                .map(|a| cabildo_text::content_hash(a.as_bytes())),
-            model: outcome.model.map(str::to_string),
-            prompt_version: outcome
-                .model
+                .map(|a| cabildo_text::content_hash(a.answer.as_bytes())),
+            prompt_version: model
+                .as_ref()
                 .map(|_| cabildo_engine::answer::prompt::version().to_string()),
+            model,
             latency_ms: (visit.started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0,
+            answer_id: outcome
+                .answer
+                .map(|a| a.id.clone())
+                .filter(|id| !id.is_empty())
+                .or(outcome.rated.map(str::to_string)),
+            feedback_id: outcome.feedback_id,
         };
         self.registry.append_audit(&record).await.map(|_| ())
     }
+}
+
+/// Now, as the registry keeps times (RFC 3339, UTC, milliseconds).
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 #[cfg(unix)]

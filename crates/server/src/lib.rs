@@ -124,6 +124,8 @@ pub struct AppState {
     /// Ingest jobs and deletions write the index one at a time.
     writes: Arc<tokio::sync::Mutex<()>>,
     runtime: tokio::runtime::Handle,
+    /// When the server started (Unix seconds).
+    started_at: i64,
 }
 
 impl AppState {
@@ -162,6 +164,7 @@ impl AppState {
             auditor,
             writes: Arc::new(tokio::sync::Mutex::new(())),
             runtime: tokio::runtime::Handle::current(),
+            started_at: chrono::Utc::now().timestamp(),
         })
     }
 
@@ -231,6 +234,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             .layer(HandleErrorLayer::new(timed_out))
             .timeout(timeout),
     )
+    // Outermost, so that problems from every layer inside reach OpenAI clients in their shape.
+    .layer(axum::middleware::from_fn(problem::openai_errors))
 }
 
 async fn timed_out(headers: HeaderMap, error: BoxError) -> Problem {

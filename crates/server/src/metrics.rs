@@ -24,6 +24,11 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RatingLabels {
+    rating: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: String,
     method: String,
@@ -54,6 +59,7 @@ pub struct Metrics {
     /// Passages retrieval returned that the caller may not read, caught by the second
     /// check before leaving (should stay 0).
     pub withheld: Counter,
+    ratings: Family<RatingLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -107,7 +113,14 @@ impl Default for Metrics {
             "Generations stopped because the client went away",
             cancelled.clone(),
         );
+        let ratings = Family::<RatingLabels, Counter>::default();
+        registry.register(
+            "answer_feedback",
+            "Feedback on answers by rating (useful, not_useful)",
+            ratings.clone(),
+        );
         Metrics {
+            ratings,
             registry,
             requests,
             latency,
@@ -122,6 +135,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a rating of an answer.
+    pub fn feedback(&self, rating: &str) {
+        self.ratings
+            .get_or_create(&RatingLabels {
+                rating: rating.to_string(),
+            })
+            .inc();
+    }
+
     /// The OpenMetrics text.
     pub fn encode(&self) -> String {
         let mut out = String::new();

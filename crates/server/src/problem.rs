@@ -180,6 +180,11 @@ impl IntoResponse for Problem {
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (status, json).into_response();
+        // For the OpenAI-shaped routes, which answer the same problem in OpenAI's shape.
+        response.extensions_mut().insert(Reported {
+            kind: self.kind,
+            detail: body.detail,
+        });
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -200,6 +205,88 @@ impl IntoResponse for Problem {
         }
         response
     }
+}
+
+/// What a problem response reported, kept in its extensions.
+#[derive(Debug, Clone)]
+struct Reported {
+    kind: Kind,
+    detail: String,
+}
+
+/// An error in OpenAI's shape, which OpenAI client libraries parse.
+#[derive(Serialize, ToSchema)]
+pub struct OpenAiErrorBody {
+    /// The error.
+    pub error: OpenAiError,
+}
+
+/// OpenAI's error object.
+#[derive(Serialize, ToSchema)]
+pub struct OpenAiError {
+    /// What went wrong.
+    pub message: String,
+    /// invalid_request_error, authentication_error, permission_error, not_found_error,
+    /// rate_limit_error or server_error.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// invalid_api_key, rate_limit_exceeded, model_not_found, overloaded, timeout; or null.
+    pub code: Option<&'static str>,
+    /// Always null (OpenAI names the offending parameter here).
+    pub param: Option<String>,
+}
+
+impl Kind {
+    fn openai(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            Kind::BadRequest | Kind::TooLarge | Kind::UnsupportedMedia | Kind::MethodNotAllowed => {
+                ("invalid_request_error", None)
+            }
+            Kind::Unauthorized => ("authentication_error", Some("invalid_api_key")),
+            Kind::Forbidden => ("permission_error", None),
+            Kind::NotFound => ("not_found_error", None),
+            Kind::TooManyRequests => ("rate_limit_error", Some("rate_limit_exceeded")),
+            Kind::Busy => ("server_error", Some("overloaded")),
+            Kind::Timeout => ("server_error", Some("timeout")),
+            Kind::Internal => ("server_error", None),
+        }
+    }
+}
+
+/// Whether `path` is one of the routes OpenAI clients call.
+fn openai_route(path: &str) -> bool {
+    path == "/v1/chat/completions" || path == "/v1/models" || path.starts_with("/v1/models/")
+}
+
+/// Middleware: on the OpenAI-shaped routes, a problem (from the guard, an extractor or a
+/// handler) is answered as `{"error": {"message", "type", "code", "param"}}` with the same
+/// status and headers (Retry-After, WWW-Authenticate), which is what OpenAI clients parse.
+pub async fn openai_errors(request: Request, next: axum::middleware::Next) -> Response {
+    let openai = openai_route(request.uri().path());
+    let response = next.run(request).await;
+    let Some(reported) = openai
+        .then(|| response.extensions().get::<Reported>().cloned())
+        .flatten()
+    else {
+        return response;
+    };
+    let (kind, code) = reported.kind.openai();
+    let body = OpenAiErrorBody {
+        error: OpenAiError {
+            message: reported.detail,
+            kind,
+            code,
+            param: None,
+        },
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(json))
 }
 
 /// The language the caller reads: the first of es, pt, en in `Accept-Language`.

@@ -12,18 +12,19 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use cabildo_core::{FinishReason, Language, ModelError, Principal};
-use cabildo_engine::answer::{compose, Answer, AskOptions, Question, Register, Sources, Writer};
+use cabildo_engine::answer::{compose, Answer, AskOptions, Question, Sources, Turn, Writer};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{check_question, engine_problem};
 use crate::api::{
-    AskRequest, ChatChoice, ChatCompletion, ChatCompletionRequest, ChatMessageOut, ChatUsage,
+    AskRequest, ChatChoice, ChatCompletion, ChatCompletionRequest, ChatMessageIn, ChatMessageOut,
+    ChatUsage,
 };
 use crate::audit::{Outcome, Visit};
 use crate::guard::{audit, visible};
-use crate::problem::{ApiJson, ProblemBody};
+use crate::problem::{ApiJson, OpenAiErrorBody, ProblemBody};
 use crate::{AppState, Kind, Lang, Problem};
 
 /// What the writing thread sends.
@@ -55,6 +56,7 @@ pub async fn ask(
     let started = Instant::now();
     let Lang(lang) = Lang::of(&headers);
     check_question(lang, &request.question, "question")?;
+    check_history(lang, &request.history)?;
     let filters = request
         .filters
         .unwrap_or_default()
@@ -65,8 +67,10 @@ pub async fn ask(
         filters,
         language: request.language,
         register: request.register.unwrap_or_default(),
+        history: request.history,
     };
     let options = state.config.ask.clone();
+    let id = format!("ans_{}", uuid::Uuid::new_v4().simple());
     let sources = gather(&state, &principal, &question, &options, lang).await?;
     let mut pieces = start(&state, sources, options, lang).await?;
     let visit = Visit {
@@ -77,7 +81,10 @@ pub async fn ask(
         filters: Some(question.filters),
     };
     if !wants_stream(&headers, request.stream) {
-        let answer = collect(&mut pieces, lang).await;
+        let answer = collect(&mut pieces, lang).await.map(|mut a| {
+            a.id = id;
+            a
+        });
         let outcome = answer
             .as_ref()
             .map_or(Outcome::status(500), Outcome::answer);
@@ -95,13 +102,14 @@ pub async fn ask(
                         .await
                 }
                 Piece::Done(result) => match *result {
-                    Ok(a) => {
+                    Ok(mut a) => {
+                        a.id = id.clone();
                         let citations = json!({
-                            "answer": a.answer, "citations": a.citations,
+                            "id": a.id, "answer": a.answer, "citations": a.citations,
                             "abstained": a.abstained, "checks": a.checks,
                         });
                         let done = json!({
-                            "model": a.model, "language": a.language,
+                            "id": a.id, "model": a.model, "language": a.language,
                             "finish": a.finish, "timings": a.timings,
                         });
                         answered = Some(a);
@@ -127,16 +135,20 @@ pub async fn ask(
         .into_response())
 }
 
-/// OpenAI-compatible chat completions: the last user message is the question; the reply is
-/// the checked answer, with its `citations` beside the usual fields (and in the final chunk
-/// of a stream), so OpenAI SDKs and chat UIs work unchanged.
+/// OpenAI-compatible chat completions: the last user message is the question and the
+/// messages before it the conversation; the reply is the checked answer, its sources listed
+/// as numbered links at the end of the content and as `citations` beside the usual fields
+/// (in the final chunk of a stream), so OpenAI SDKs and chat UIs work unchanged. Errors
+/// have OpenAI's shape, `{"error": {"message", "type", "code"}}`.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "answers",
     request_body = ChatCompletionRequest,
     responses(
         (status = 200, description = "A completion (JSON), or `chat.completion.chunk` events ending in `[DONE]`",
             content((ChatCompletion = "application/json"), (String = "text/event-stream"))),
-        (status = 400, description = "Bad JSON or no user message", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 503, description = "Generation queue full; see Retry-After", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "Bad JSON or no user message", body = OpenAiErrorBody),
+        (status = 401, description = "No or bad credentials", body = OpenAiErrorBody),
+        (status = 429, description = "A rate limit or the daily quota; see Retry-After", body = OpenAiErrorBody),
+        (status = 503, description = "Generation queue full; see Retry-After", body = OpenAiErrorBody),
     ))]
 pub async fn chat(
     State(state): State<Arc<AppState>>,
@@ -145,15 +157,9 @@ pub async fn chat(
     ApiJson(request): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, Problem> {
     let started = Instant::now();
-    let text = request
-        .messages
-        .iter()
-        .rev()
-        .find(|m| m.role == "user")
-        .and_then(|m| m.content.as_ref())
-        .map(|c| c.text())
-        .unwrap_or_default();
+    let (text, history) = conversation_of(&request.messages);
     check_question(lang, &text, "the last user message")?;
+    check_history(lang, &history)?;
     let mut options = state.config.ask.clone();
     if let Some(max) = request.max_completion_tokens.or(request.max_tokens) {
         options.max_tokens = max.clamp(1, options.max_tokens);
@@ -161,11 +167,47 @@ pub async fn chat(
     if let Some(t) = request.temperature {
         options.temperature = t.clamp(0.0, 2.0);
     }
+    if let Some(p) = request.top_p {
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(Problem::new(
+                Kind::BadRequest,
+                lang,
+                "top_p must be in (0, 1]",
+            ));
+        }
+        options.top_p = Some(p);
+    }
+    if let Some(seed) = request.seed {
+        options.seed = seed;
+    }
+    if let Some(stop) = request.stop {
+        options.stop = stop.into_vec();
+        if options.stop.len() > 4 {
+            return Err(Problem::new(
+                Kind::BadRequest,
+                lang,
+                "stop takes at most 4 strings",
+            ));
+        }
+    }
+    let extra = request.cabildo.unwrap_or_default();
+    if let Some(m) = &extra.method {
+        options.method = Some(
+            m.parse()
+                .map_err(|e: String| Problem::new(Kind::BadRequest, lang, e))?,
+        );
+    }
+    let filters = extra
+        .filters
+        .unwrap_or_default()
+        .within(&principal)
+        .map_err(|e| Problem::new(Kind::BadRequest, lang, e))?;
     let question = Question {
         text,
-        filters: principal.filters(),
-        language: None,
-        register: Register::default(),
+        filters,
+        language: extra.language,
+        register: extra.register.unwrap_or_default(),
+        history,
     };
     let sources = gather(&state, &principal, &question, &options, lang).await?;
     let mut pieces = start(&state, sources, options, lang).await?;
@@ -178,17 +220,15 @@ pub async fn chat(
     };
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = chrono::Utc::now().timestamp();
-    let model = format!("cabildo/{}", state.writer.name());
+    let model = model_id(&state);
     if !request.stream.unwrap_or(false) {
-        let a = collect(&mut pieces, lang).await;
+        let a = collect(&mut pieces, lang).await.map(|mut a| {
+            a.id = id.clone();
+            a
+        });
         let outcome = a.as_ref().map_or(Outcome::status(500), Outcome::answer);
         audit(&state, &visit, outcome, lang).await?;
         let a = a?;
-        let usage = ChatUsage {
-            prompt_tokens: a.timings.prompt_tokens,
-            completion_tokens: a.timings.completion_tokens,
-            total_tokens: a.timings.prompt_tokens + a.timings.completion_tokens,
-        };
         return Ok(Json(ChatCompletion {
             id,
             object: "chat.completion",
@@ -198,16 +238,17 @@ pub async fn chat(
                 index: 0,
                 message: ChatMessageOut {
                     role: "assistant",
-                    content: a.answer,
+                    content: format!("{}{}", a.answer, source_links(&a)),
                 },
                 finish_reason: finish_reason(a.finish),
             }],
-            usage,
+            usage: usage(&a),
             citations: a.citations,
             abstained: a.abstained,
         })
         .into_response());
     }
+    let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
     let (events, stream) = mpsc::channel::<Result<Event, Infallible>>(64);
     tokio::spawn(async move {
         let chunk = |delta: serde_json::Value, finish: Option<&str>| {
@@ -231,24 +272,33 @@ pub async fn chat(
                 }
                 Piece::Done(result) => {
                     let mut last = chunk(json!({}), Some("stop"));
+                    let mut counts = None;
                     match *result {
-                        Ok(a) => {
+                        Ok(mut a) => {
+                            a.id = id.clone();
+                            let links = source_links(&a);
+                            if !links.is_empty() {
+                                let delta = chunk(json!({ "content": links }), None);
+                                let _ = events.send(Ok(data(&delta))).await;
+                            }
                             last["choices"][0]["finish_reason"] = json!(finish_reason(a.finish));
                             last["citations"] = json!(a.citations);
                             last["abstained"] = json!(a.abstained);
-                            last["usage"] = json!({
-                                "prompt_tokens": a.timings.prompt_tokens,
-                                "completion_tokens": a.timings.completion_tokens,
-                                "total_tokens": a.timings.prompt_tokens + a.timings.completion_tokens,
-                            });
+                            counts = Some(usage(&a));
                             answered = Some(a);
                         }
                         Err(e) => {
                             let p = Problem::internal(lang, &e);
-                            last["error"] = json!({"message": p.detail});
+                            last["error"] = json!({"message": p.detail, "type": "server_error"});
                         }
                     }
                     let _ = events.send(Ok(data(&last))).await;
+                    if let Some(counts) = counts.filter(|_| include_usage) {
+                        let mut tail = chunk(json!({}), None);
+                        tail["choices"] = json!([]);
+                        tail["usage"] = json!(counts);
+                        let _ = events.send(Ok(data(&tail))).await;
+                    }
                     events.send(Ok(Event::default().data("[DONE]"))).await
                 }
             };
@@ -261,6 +311,89 @@ pub async fn chat(
     Ok(Sse::new(ReceiverStream::new(stream))
         .keep_alive(keep_alive())
         .into_response())
+}
+
+/// The name the OpenAI-shaped routes give the answering model.
+pub fn model_id(state: &AppState) -> String {
+    format!("cabildo-{}", state.writer.name())
+}
+
+/// The question (the last user message) and the turns before it. System and tool messages
+/// are not part of the conversation: Cabildo's own instructions govern.
+fn conversation_of(messages: &[ChatMessageIn]) -> (String, Vec<Turn>) {
+    let last_user = messages.iter().rposition(|m| m.role == "user");
+    let Some(last) = last_user else {
+        return (String::new(), Vec::new());
+    };
+    let text = messages[last]
+        .content
+        .as_ref()
+        .map(|c| c.text())
+        .unwrap_or_default();
+    let history = messages[..last]
+        .iter()
+        .filter_map(|m| {
+            let content = m.content.as_ref()?.text();
+            match m.role.as_str() {
+                "user" => Some(Turn::user(content)),
+                "assistant" => Some(Turn::assistant(content)),
+                _ => None,
+            }
+        })
+        .collect();
+    (text, history)
+}
+
+/// Rejects an earlier turn that is too long to be a turn (the newest 20 are read).
+fn check_history(lang: Language, history: &[Turn]) -> Result<(), Problem> {
+    const MAX_TURN_CHARS: usize = 8_000;
+    match history
+        .iter()
+        .position(|t| t.content.chars().count() > MAX_TURN_CHARS)
+    {
+        Some(i) => Err(Problem::new(
+            Kind::BadRequest,
+            lang,
+            format!(
+                "turn {} of the history is longer than {MAX_TURN_CHARS} characters",
+                i + 1
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn usage(a: &Answer) -> ChatUsage {
+    ChatUsage {
+        prompt_tokens: a.timings.prompt_tokens,
+        completion_tokens: a.timings.completion_tokens,
+        total_tokens: a.timings.prompt_tokens + a.timings.completion_tokens,
+    }
+}
+
+/// The cited sources as numbered links after the answer, for chat clients that show only
+/// the content: "Fuentes:" and one line a source, `[n] label (p. N) — URL`. Nothing for an
+/// abstention, whose text already names the closest provisions.
+fn source_links(a: &Answer) -> String {
+    if a.abstained || a.citations.is_empty() {
+        return String::new();
+    }
+    let heading = match a.language {
+        Language::Es => "Fuentes",
+        Language::Pt => "Fontes",
+        Language::En => "Sources",
+    };
+    let mut out = format!("\n\n{heading}:");
+    for c in &a.citations {
+        out.push_str(&format!("\n[{}] {}", c.n, c.label));
+        if let Some(page) = c.page {
+            out.push_str(&format!(", p. {page}"));
+        }
+        if let Some(url) = &c.url {
+            out.push_str(&format!(" — {url}"));
+        }
+    }
+    out
 }
 
 /// Comments every second keep proxies from timing out during prefill, and make a closed

@@ -3,6 +3,8 @@
 pub mod answer;
 pub mod audit;
 pub mod documents;
+pub mod feedback;
+pub mod models;
 pub mod ops;
 pub mod search;
 
@@ -25,6 +27,9 @@ pub fn table(upload_limit: usize) -> (OpenApiRouter<Arc<AppState>>, OpenApiRoute
         .routes(routes!(search::search))
         .routes(routes!(answer::ask))
         .routes(routes!(answer::chat))
+        .routes(routes!(models::list))
+        .routes(routes!(models::one))
+        .routes(routes!(feedback::give))
         .routes(routes!(documents::upload).layer(DefaultBodyLimit::max(upload_limit)))
         .routes(routes!(documents::job))
         .routes(routes!(documents::norms))
