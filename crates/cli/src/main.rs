@@ -101,6 +101,11 @@ enum Command {
         #[command(subcommand)]
         command: security::AuditCommand,
     },
+    /// Feedback on answers (`POST /v1/feedback`): export it for review.
+    Feedback {
+        #[command(subcommand)]
+        command: security::FeedbackCommand,
+    },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
     /// The settings in force.
@@ -148,6 +153,10 @@ enum Command {
         /// Questions nothing in the corpus answers, one per line (`#` comments).
         #[arg(long, default_value = "eval/out-of-scope-questions.txt")]
         out_of_scope: PathBuf,
+        /// Score follow-up questions instead of the sets' own (eval/followups.jsonl): each
+        /// searched on its own words, with the conversation, and written out in full.
+        #[arg(long)]
+        followups: Option<PathBuf>,
         /// Weight of heading matches (norm title, breadcrumb) relative to text matches
         /// [config: lexical.head_boost].
         #[arg(long)]
@@ -332,6 +341,7 @@ async fn main() -> Result<()> {
         } => print!("{}", settings.to_toml()),
         Command::Openapi => println!("{}", cabildo_server::openapi::json()),
         Command::Clients { command } => security::clients(&data, command).await?,
+        Command::Feedback { command } => security::feedback(&data, command).await?,
         Command::Audit { command } => {
             if !security::audit(&data, command).await? {
                 std::process::exit(1);
@@ -492,9 +502,14 @@ async fn main() -> Result<()> {
             no_cache,
             answerability,
             out_of_scope,
+            followups,
             json,
             ..
         } => {
+            let followups = match &followups {
+                Some(path) => Some(cabildo_engine::eval::load_followups(path)?),
+                None => None,
+            };
             let options = query_options(&settings);
             let params = settings.retrieval.clone();
             let needs_vectors = sweep
@@ -524,56 +539,71 @@ async fn main() -> Result<()> {
             let mut sweeps = Vec::new();
             let mut answered = Vec::new();
             for dir in &sets {
-                let set =
+                let loaded =
                     EvalSet::load(dir).with_context(|| format!("loading {}", dir.display()))?;
-                if method.contains(&EvalMethod::Bm25Plain) {
-                    let plain = PreparedSet::new(
-                        &set,
+                let variants = match &followups {
+                    None => vec![loaded],
+                    Some(all) => {
+                        let mut v = Vec::new();
+                        for variant in cabildo_engine::eval::FollowUpVariant::ALL {
+                            v.extend(loaded.follow_ups(all, variant)?);
+                        }
+                        if v.is_empty() {
+                            eprintln!("{}: no follow-up questions for this set", loaded.name);
+                        }
+                        v
+                    }
+                };
+                for set in &variants {
+                    if method.contains(&EvalMethod::Bm25Plain) {
+                        let plain = PreparedSet::new(
+                            set,
+                            &options,
+                            true,
+                            None,
+                            None,
+                            &mut progress.callback(),
+                        )
+                        .await?;
+                        reports.push(plain.score(Method::Lexical, &params).await?);
+                        plain.close().await?;
+                    }
+                    let prepared = prepare(
+                        set,
                         &options,
-                        true,
-                        None,
-                        None,
-                        &mut progress.callback(),
+                        dense.as_ref(),
+                        reranker.clone(),
+                        &mut progress,
                     )
                     .await?;
-                    reports.push(plain.score(Method::Lexical, &params).await?);
-                    plain.close().await?;
-                }
-                let prepared = prepare(
-                    &set,
-                    &options,
-                    dense.as_ref(),
-                    reranker.clone(),
-                    &mut progress,
-                )
-                .await?;
-                for m in &method {
-                    if let EvalMethod::Retrieval(m) = m {
-                        reports.push(prepared.score(*m, &params).await?);
+                    for m in &method {
+                        if let EvalMethod::Retrieval(m) = m {
+                            reports.push(prepared.score(*m, &params).await?);
+                        }
                     }
-                }
-                if answerability {
-                    // The set's own questions (answerable), then questions nothing in it
-                    // answers, asked of the same corpus.
-                    let ask = cabildo_engine::answer::AskOptions::from_settings(&settings);
-                    answered.push(prepared.answerability(&params, &ask).await?);
-                    let other = set.with_questions(out_of_scope_questions(&out_of_scope)?);
-                    let asked =
-                        prepare(&other, &options, dense.as_ref(), None, &mut progress).await?;
-                    let mut outside = asked.answerability(&params, &ask).await?;
-                    asked.close().await?;
-                    outside.set = format!("{} (out-of-scope questions)", set.name);
-                    answered.push(outside);
-                }
-                if sweep {
-                    let grid = cabildo_engine::eval::sweep_grid();
-                    let mut scored = Vec::with_capacity(grid.len());
-                    for p in &grid {
-                        scored.push(prepared.score(Method::Hybrid, p).await?);
+                    if answerability {
+                        // The set's own questions (answerable), then questions nothing in it
+                        // answers, asked of the same corpus.
+                        let ask = cabildo_engine::answer::AskOptions::from_settings(&settings);
+                        answered.push(prepared.answerability(&params, &ask).await?);
+                        let other = set.with_questions(out_of_scope_questions(&out_of_scope)?);
+                        let asked =
+                            prepare(&other, &options, dense.as_ref(), None, &mut progress).await?;
+                        let mut outside = asked.answerability(&params, &ask).await?;
+                        asked.close().await?;
+                        outside.set = format!("{} (out-of-scope questions)", set.name);
+                        answered.push(outside);
                     }
-                    sweeps.push(scored);
+                    if sweep {
+                        let grid = cabildo_engine::eval::sweep_grid();
+                        let mut scored = Vec::with_capacity(grid.len());
+                        for p in &grid {
+                            scored.push(prepared.score(Method::Hybrid, p).await?);
+                        }
+                        sweeps.push(scored);
+                    }
+                    prepared.close().await?;
                 }
-                prepared.close().await?;
             }
             output::eval_reports(&reports, json)?;
             if sweep {

@@ -1,6 +1,7 @@
 //! Security at the command line: partner API keys (`cabildo clients`), the audit log
-//! (`cabildo audit verify|export`), and log output with personal data redacted. (The
-//! server's authentication and rate limits are settings: `[auth]` and `[limits]`.)
+//! (`cabildo audit verify|export`), feedback on answers (`cabildo feedback export`), and log
+//! output with personal data redacted. (The server's authentication and rate limits are
+//! settings: `[auth]` and `[limits]`.)
 
 use std::io::Write;
 use std::path::Path;
@@ -64,6 +65,85 @@ pub enum AuditCommand {
         #[arg(long)]
         to: Option<chrono::NaiveDate>,
     },
+}
+
+/// `cabildo feedback …`
+#[derive(Subcommand)]
+pub enum FeedbackCommand {
+    /// Feedback on answers, for the team that reviews them: when, the rating, the comment,
+    /// the question (redacted), the answer and its citations. Oldest first.
+    Export {
+        /// First UTC day (YYYY-MM-DD); default: the first feedback.
+        #[arg(long)]
+        from: Option<chrono::NaiveDate>,
+        /// Last UTC day, included; default: the latest.
+        #[arg(long)]
+        to: Option<chrono::NaiveDate>,
+        /// JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `cabildo feedback …`.
+pub async fn feedback(data: &Path, command: FeedbackCommand) -> Result<()> {
+    let registry = registry(data).await?;
+    match command {
+        FeedbackCommand::Export { from, to, json } => {
+            if let (Some(f), Some(t)) = (from, to) {
+                if t < f {
+                    bail!("--to {t} is before --from {f}");
+                }
+            }
+            let all = registry.feedback_between(from, to).await?;
+            let mut out = std::io::stdout().lock();
+            for f in &all {
+                if json {
+                    serde_json::to_writer(&mut out, f)?;
+                    out.write_all(b"\n")?;
+                    continue;
+                }
+                let cited: Vec<&str> = f
+                    .answer
+                    .citations
+                    .as_array()
+                    .map(|c| c.iter().filter_map(|c| c["label"].as_str()).collect())
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "{}  {}  answer {}",
+                    f.at,
+                    f.rating.as_str(),
+                    f.answer.id
+                )?;
+                writeln!(out, "  question: {}", f.answer.question)?;
+                writeln!(
+                    out,
+                    "  answer:   {}",
+                    f.answer.answer.replace('\n', "\n            ")
+                )?;
+                writeln!(out, "  cited:    {}", cited.join("; "))?;
+                if let Some(c) = &f.comment {
+                    writeln!(out, "  comment:  {c}")?;
+                }
+                writeln!(out)?;
+            }
+            if !json {
+                let useful = all
+                    .iter()
+                    .filter(|f| f.rating == cabildo_store::Rating::Useful)
+                    .count();
+                writeln!(
+                    out,
+                    "{} ratings: {} useful, {} not useful",
+                    all.len(),
+                    useful,
+                    all.len() - useful
+                )?;
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn registry(data: &Path) -> Result<Registry> {

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::answer::check::Analysed;
-use crate::answer::{best_coverage, guess_question_language, judge, AskOptions};
+use crate::answer::{
+    best_coverage, conversation, guess_question_language, judge, AskOptions, Speaker, Turn,
+};
 use crate::assemble::ScratchStore;
 use crate::context::stored_vectors;
 use crate::retrieve::{closest, Candidates, Fusion, HybridParams, Method, Pipeline};
@@ -41,11 +43,82 @@ struct QueryLine {
 pub struct EvalSet {
     /// Folder name (`lgpd-pt`).
     pub name: String,
+    /// What reports call it, when not its name (a follow-up variant: `lgpd-pt follow-ups
+    /// (own words)`). The name alone keys the passage-vector cache.
+    pub label: Option<String>,
     passages: Vec<Passage>,
     queries: Vec<(String, String)>,
     qrels: HashMap<String, HashSet<String>>,
+    /// Earlier turns of the questions asked in a conversation, by question id: such a
+    /// question is searched as [`conversation::standalone`] makes it.
+    histories: HashMap<String, Vec<Turn>>,
     /// Whether relevance is judged on `doc_id`s rather than passage ids.
     pub norm_level: bool,
+}
+
+/// A follow-up question of `eval/followups.jsonl`: a first question of a set (by id), a
+/// follow-up that leans on it, the follow-up written out in full by hand, and its relevant
+/// passages or norms (`gold`), or those of another question of the set (`gold_of`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowUp {
+    /// The set (`bcn-es`).
+    pub set: String,
+    /// The first question's id in the set.
+    pub first: String,
+    /// The follow-up, as a person would type it.
+    pub followup: String,
+    /// The follow-up written out in full.
+    pub full: String,
+    /// Relevant passage ids (or norm ids for a norm-level set).
+    #[serde(default)]
+    pub gold: Vec<String>,
+    /// A question of the set whose relevance labels the follow-up shares.
+    #[serde(default)]
+    pub gold_of: Option<String>,
+}
+
+/// How a follow-up is searched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUpVariant {
+    /// On its own words.
+    Own,
+    /// With the conversation ([`conversation::standalone`]).
+    Conversation,
+    /// Written out in full by hand.
+    Full,
+}
+
+impl FollowUpVariant {
+    /// All three, in report order.
+    pub const ALL: [FollowUpVariant; 3] = [
+        FollowUpVariant::Own,
+        FollowUpVariant::Conversation,
+        FollowUpVariant::Full,
+    ];
+
+    fn describe(self) -> &'static str {
+        match self {
+            FollowUpVariant::Own => "own words",
+            FollowUpVariant::Conversation => "with the conversation",
+            FollowUpVariant::Full => "written out in full",
+        }
+    }
+}
+
+/// Reads a follow-up file (JSON lines; blank lines and `//` comments skipped).
+pub fn load_followups(path: &Path) -> Result<Vec<FollowUp>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| EngineError::EvalSet(format!("{}: {e}", path.display())))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with("//"))
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| {
+                EngineError::EvalSet(format!("{} line {}: {e}", path.display(), i + 1))
+            })
+        })
+        .collect()
 }
 
 fn read(dir: &Path, name: &str) -> Result<String> {
@@ -121,6 +194,8 @@ impl EvalSet {
             .collect();
         Ok(EvalSet {
             name,
+            label: None,
+            histories: HashMap::new(),
             passages,
             queries: queries
                 .into_iter()
@@ -137,11 +212,77 @@ impl EvalSet {
     pub fn with_questions(&self, questions: Vec<(String, String)>) -> EvalSet {
         EvalSet {
             name: self.name.clone(),
+            label: None,
             passages: self.passages.clone(),
             queries: questions,
             qrels: HashMap::new(),
+            histories: HashMap::new(),
             norm_level: self.norm_level,
         }
+    }
+
+    /// The follow-ups of `all` that belong to this set, as a set of their own searched the
+    /// `variant` way; `None` when none belongs here. A first question or `gold_of` the set
+    /// does not hold, or a follow-up without relevance labels, is an error.
+    pub fn follow_ups(
+        &self,
+        all: &[FollowUp],
+        variant: FollowUpVariant,
+    ) -> Result<Option<EvalSet>> {
+        let mine: Vec<&FollowUp> = all.iter().filter(|f| f.set == self.name).collect();
+        if mine.is_empty() {
+            return Ok(None);
+        }
+        let text_of: HashMap<&str, &str> = self
+            .queries
+            .iter()
+            .map(|(id, t)| (id.as_str(), t.as_str()))
+            .collect();
+        let mut queries = Vec::new();
+        let mut qrels = HashMap::new();
+        let mut histories = HashMap::new();
+        for (i, f) in mine.into_iter().enumerate() {
+            let id = format!("followup-{}", i + 1);
+            let first = text_of.get(f.first.as_str()).ok_or_else(|| {
+                EngineError::EvalSet(format!("{}: no question {:?}", self.name, f.first))
+            })?;
+            let mut gold: HashSet<String> = f.gold.iter().cloned().collect();
+            if let Some(other) = &f.gold_of {
+                gold.extend(self.qrels.get(other).cloned().ok_or_else(|| {
+                    EngineError::EvalSet(format!("{}: no labels for {other:?}", self.name))
+                })?);
+            }
+            if gold.is_empty() {
+                return Err(EngineError::EvalSet(format!(
+                    "{}: follow-up {:?} has no relevant items",
+                    self.name, f.followup
+                )));
+            }
+            let text = match variant {
+                FollowUpVariant::Full => f.full.clone(),
+                FollowUpVariant::Own => f.followup.clone(),
+                FollowUpVariant::Conversation => {
+                    histories.insert(id.clone(), vec![Turn::user(*first)]);
+                    f.followup.clone()
+                }
+            };
+            queries.push((id.clone(), text));
+            qrels.insert(id, gold);
+        }
+        Ok(Some(EvalSet {
+            name: self.name.clone(),
+            label: Some(format!("{} follow-ups ({})", self.name, variant.describe())),
+            passages: self.passages.clone(),
+            queries,
+            qrels,
+            histories,
+            norm_level: self.norm_level,
+        }))
+    }
+
+    /// What reports call this set.
+    pub fn label(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.name)
     }
 
     /// Number of passages.
@@ -358,10 +499,27 @@ impl<'a> PreparedSet<'a> {
         } else {
             (Method::Lexical, HybridParams::default())
         };
+        let by_id: HashMap<&str, &Passage> =
+            set.passages.iter().map(|p| (p.id.as_str(), p)).collect();
         let mut runs = Vec::with_capacity(set.queries.len());
         for (i, (id, text)) in set.queries.iter().enumerate() {
+            let query = match set.histories.get(id) {
+                Some(history) => {
+                    let history = answered(&pipeline, history, method, &by_id).await?;
+                    let before = history
+                        .iter()
+                        .map(|t| t.content.as_str())
+                        .collect::<Vec<_>>();
+                    let language = guess_question_language(&format!("{} {text}", before.join(" ")));
+                    let query =
+                        conversation::standalone(pipeline.index(), &history, text, language);
+                    tracing::debug!(question = %id, %query, "follow-up searched as");
+                    query
+                }
+                None => text.clone(),
+            };
             let candidates = pipeline
-                .candidates(text, &filters, DEPTH, method, &deepest)
+                .candidates(&query, &filters, DEPTH, method, &deepest)
                 .await?;
             runs.push((id.clone(), candidates));
             progress("questions", i + 1, set.queries.len());
@@ -372,7 +530,7 @@ impl<'a> PreparedSet<'a> {
             runs,
             pipeline,
             vectors: scratch_store,
-            by_id: set.passages.iter().map(|p| (p.id.as_str(), p)).collect(),
+            by_id,
             index_seconds,
             embed_seconds,
         })
@@ -424,7 +582,7 @@ impl<'a> PreparedSet<'a> {
             }
         }
         Ok(Answerability {
-            set: self.set.name.clone(),
+            set: self.set.label().to_string(),
             questions: self.runs.len(),
             answered,
         })
@@ -470,7 +628,7 @@ impl<'a> PreparedSet<'a> {
         let mean_ms = times.iter().sum::<f64>() / n;
         times.sort_by(|a, b| a.total_cmp(b));
         Ok(EvalReport {
-            set: self.set.name.clone(),
+            set: self.set.label().to_string(),
             method: if self.baseline {
                 EvalMethod::Bm25Plain
             } else {
@@ -491,6 +649,29 @@ impl<'a> PreparedSet<'a> {
             embed_seconds: self.embed_seconds,
         })
     }
+}
+
+/// A conversation's first question with the answer a client would send back with it: the
+/// best passage for it (what the extractive answer quotes first), as "label: text".
+async fn answered(
+    pipeline: &Pipeline,
+    history: &[Turn],
+    method: Method,
+    by_id: &HashMap<&str, &Passage>,
+) -> Result<Vec<Turn>> {
+    let mut out = history.to_vec();
+    let Some(last) = history.iter().rev().find(|t| t.role == Speaker::User) else {
+        return Ok(out);
+    };
+    let params = HybridParams::default();
+    let candidates = pipeline
+        .candidates(&last.content, &Filters::operator(), 10, method, &params)
+        .await?;
+    let ranking = pipeline.rank(&candidates, method, &params).await?;
+    if let Some(p) = ranking.first().and_then(|(id, _)| by_id.get(id.as_str())) {
+        out.push(Turn::assistant(format!("{}: {}", p.label, p.text)));
+    }
+    Ok(out)
 }
 
 /// The fusion settings `--sweep` tries: score fusion and weighted RRF (k 10, 20, 60), each
@@ -573,6 +754,24 @@ fn cached_embeddings(
         let base = format!("{}-{}-{key}.f32", set.name, d.embedder.name());
         (dir.join(&base), dir.join(format!("{base}.partial")))
     });
+    // One run at a time per cache file: two runs appending to the same partial file (an
+    // eval beside the test suite) interleave their vectors. The lock goes with the file.
+    let _one_run = match &paths {
+        Some((done, _)) => {
+            std::fs::create_dir_all(done.parent().unwrap_or(Path::new(".")))
+                .map_err(|e| io(done, e))?;
+            let lock = done.with_extension("lock");
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock)
+                .map_err(|e| io(&lock, e))?;
+            file.lock().map_err(|e| io(&lock, e))?;
+            Some(file)
+        }
+        None => None,
+    };
     let mut flat: Vec<f32> = Vec::with_capacity(texts.len() * dim);
     if let Some((done, partial)) = &paths {
         for path in [done, partial] {
