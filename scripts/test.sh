@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-models.sh
+# The official OpenAI client libraries (Python and npm) the conversation tests drive Cabildo
+# with; with CABILDO_REQUIRE_CLIENTS=1 a missing one fails those tests instead of skipping.
+scripts/setup-clients.sh
+export CABILDO_REQUIRE_CLIENTS=1
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace
