@@ -4,7 +4,8 @@
 //!
 //! The standalone question is made deterministically, for every writer: when the follow-up
 //! is short or opens like a continuation ("y…", "e…", "and…"), the rarest words of the
-//! earlier questions (those few passages hold: the subject, the norm) are added to it.
+//! earlier questions (those few passages hold: the subject, the norm; first those the last
+//! answer also holds) and of the last answer are added to it.
 //! Measured in docs/evaluation.md ("Follow-up questions").
 
 use std::collections::HashSet;
@@ -121,20 +122,29 @@ pub fn standalone(
         .into_iter()
         .chain(analyze(language, super::INTERROGATIVES))
         .collect();
+    // The answer's terms: a question's words that its answer also holds are its subject
+    // (an exam item's rarest words may be a distractor's).
+    let answer_terms: HashSet<String> = answered
+        .map(|a| analyze(language, a).into_iter().collect())
+        .unwrap_or_default();
     let mut borrowed: Vec<String> = Vec::new();
-    // Up to `most` more of `text`'s rarest words that the query does not hold yet.
+    // Up to `most` more of `text`'s rarest words that the query does not hold yet, those the
+    // answer holds first.
     let mut borrow = |text: &str, most: usize, borrowed: &mut Vec<String>| {
         let until = borrowed.len() + most;
-        for (word, _) in index.specific_words(text, language) {
+        let mut words: Vec<(String, String)> = index
+            .specific_words(text, language)
+            .into_iter()
+            .filter(|(w, _)| {
+                w.chars().count() >= MIN_WORD_CHARS && !w.chars().any(|c| c.is_numeric())
+            })
+            .filter_map(|(w, _)| Some((analyze(language, &w).into_iter().next()?, w)))
+            .collect();
+        words.sort_by_key(|(term, _)| !answer_terms.contains(term));
+        for (term, word) in words {
             if borrowed.len() >= until {
                 break;
             }
-            if word.chars().count() < MIN_WORD_CHARS || word.chars().any(|c| c.is_numeric()) {
-                continue;
-            }
-            let Some(term) = analyze(language, &word).into_iter().next() else {
-                continue;
-            };
             if taken.insert(term) {
                 borrowed.push(word);
             }
