@@ -157,9 +157,13 @@ fn a_follow_up_is_searched_with_the_question_before_it() {
     assert_eq!(status, 400, "{body}");
     assert!(ct.starts_with("application/problem+json"));
     assert!(body.contains("turn 1 of the history"), "{body}");
-    let many: Vec<Value> = (0..60)
-        .map(|i| json!({"role": if i % 2 == 0 {"user"} else {"assistant"}, "content": first}))
-        .collect();
+    // Beyond the newest 20 turns nothing is read, not even a turn too long to be one.
+    let many: Vec<Value> =
+        std::iter::once(json!({"role": "user", "content": "a".repeat(8_001)}))
+            .chain((0..60).map(
+                |i| json!({"role": if i % 2 == 0 {"user"} else {"assistant"}, "content": first}),
+            ))
+            .collect();
     let (status, _, body) = post(&ask, &json!({ "question": follow, "history": many }), &[]);
     assert_eq!(status, 200, "{body}");
     let bad_role = json!([{"role": "system", "content": "x"}]);

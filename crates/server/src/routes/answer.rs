@@ -12,7 +12,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use cabildo_core::{FinishReason, Language, ModelError, Principal};
-use cabildo_engine::answer::{compose, Answer, AskOptions, Question, Sources, Turn, Writer};
+use cabildo_engine::answer::{
+    compose, conversation, Answer, AskOptions, Question, Sources, Turn, Writer,
+};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -344,10 +346,13 @@ fn conversation_of(messages: &[ChatMessageIn]) -> (String, Vec<Turn>) {
     (text, history)
 }
 
-/// Rejects an earlier turn that is too long to be a turn (the newest 20 are read).
+/// Rejects an earlier turn too long to be one, among those read (the newest
+/// [`conversation::MAX_TURNS`]; older turns are dropped unread).
 fn check_history(lang: Language, history: &[Turn]) -> Result<(), Problem> {
     const MAX_TURN_CHARS: usize = 8_000;
-    match history
+    let read = conversation::bounded(history);
+    let skipped = history.len() - read.len();
+    match read
         .iter()
         .position(|t| t.content.chars().count() > MAX_TURN_CHARS)
     {
@@ -356,7 +361,7 @@ fn check_history(lang: Language, history: &[Turn]) -> Result<(), Problem> {
             lang,
             format!(
                 "turn {} of the history is longer than {MAX_TURN_CHARS} characters",
-                i + 1
+                skipped + i + 1
             ),
         )),
         None => Ok(()),
