@@ -196,6 +196,13 @@ fn the_stream_of_an_answer_names_its_id_for_feedback() {
     let id = json_of(&done.1)["id"].as_str().unwrap_or("").to_string();
     assert!(id.starts_with("ans_"));
     assert_eq!(json_of(&cited.1)["id"], id.as_str());
+    // The answer is kept before `done` is sent: feedback right after the stream finds it.
+    let (status, _, body) = post(
+        &format!("{}/v1/feedback", s.base),
+        &json!({"answer_id": id, "rating": "useful"}),
+        &[],
+    );
+    assert_eq!(status, 201, "{body}");
 }
 
 #[test]

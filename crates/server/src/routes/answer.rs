@@ -95,7 +95,7 @@ pub async fn ask(
     }
     let (events, stream) = mpsc::channel::<Result<Event, Infallible>>(64);
     tokio::spawn(async move {
-        let mut answered = None;
+        let mut audited = false;
         while let Some(piece) = next_piece(&mut pieces, &events).await {
             let sent = match piece {
                 Piece::Text(text) => {
@@ -114,8 +114,10 @@ pub async fn ask(
                             "id": a.id, "model": a.model, "language": a.language,
                             "finish": a.finish, "timings": a.timings,
                         });
-                        answered = Some(a);
                         let _ = events.send(Ok(event("citations", &citations))).await;
+                        // Kept and audited before `done`: feedback sent on `done` finds it.
+                        audited = true;
+                        let _ = audit(&state, &visit, Outcome::answer(&a), lang).await;
                         events.send(Ok(event("done", &done))).await
                     }
                     Err(e) => {
@@ -130,7 +132,9 @@ pub async fn ask(
                 break; // the client left: dropping `pieces` stops the writer
             }
         }
-        audit_stream(&state, &visit, answered.as_ref(), &events, lang).await;
+        if !audited {
+            audit_unfinished(&state, &visit, &events, lang).await;
+        }
     });
     Ok(Sse::new(ReceiverStream::new(stream))
         .keep_alive(keep_alive())
@@ -259,10 +263,10 @@ pub async fn chat(
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             })
         };
-        let mut answered = None;
+        let mut audited = false;
         let first = chunk(json!({"role": "assistant", "content": ""}), None);
         if events.send(Ok(data(&first))).await.is_err() {
-            audit_stream(&state, &visit, None, &events, lang).await;
+            audit_unfinished(&state, &visit, &events, lang).await;
             return;
         }
         while let Some(piece) = next_piece(&mut pieces, &events).await {
@@ -275,6 +279,7 @@ pub async fn chat(
                 Piece::Done(result) => {
                     let mut last = chunk(json!({}), Some("stop"));
                     let mut counts = None;
+                    let mut answered = None;
                     match *result {
                         Ok(mut a) => {
                             a.id = id.clone();
@@ -301,6 +306,11 @@ pub async fn chat(
                         tail["usage"] = json!(counts);
                         let _ = events.send(Ok(data(&tail))).await;
                     }
+                    // Kept and audited before `[DONE]`: feedback sent after it finds it.
+                    if let Some(a) = answered {
+                        audited = true;
+                        let _ = audit(&state, &visit, Outcome::answer(&a), lang).await;
+                    }
                     events.send(Ok(Event::default().data("[DONE]"))).await
                 }
             };
@@ -308,7 +318,9 @@ pub async fn chat(
                 break;
             }
         }
-        audit_stream(&state, &visit, answered.as_ref(), &events, lang).await;
+        if !audited {
+            audit_unfinished(&state, &visit, &events, lang).await;
+        }
     });
     Ok(Sse::new(ReceiverStream::new(stream))
         .keep_alive(keep_alive())
@@ -468,22 +480,17 @@ async fn gather(
 /// "client closed request").
 const CLIENT_GONE: u16 = 499;
 
-/// Audits a stream when it ends: its answer; without one, 499 if the client left first,
-/// 500 if the answer failed. The text has left by then, so a record that cannot be written
-/// is only logged (by `audit`).
-async fn audit_stream(
+/// Audits a stream that ended without an answer: 499 if the client left first, 500 if the
+/// answer failed. (A stream's answer is audited just before its last event; its text has
+/// left by then, so a record that cannot be written is only logged, by `audit`.)
+async fn audit_unfinished(
     state: &AppState,
     visit: &Visit,
-    answered: Option<&Answer>,
     events: &mpsc::Sender<Result<Event, Infallible>>,
     lang: Language,
 ) {
-    let outcome = match answered {
-        Some(a) => Outcome::answer(a),
-        None if events.is_closed() => Outcome::status(CLIENT_GONE),
-        None => Outcome::status(500),
-    };
-    let _ = audit(state, visit, outcome, lang).await;
+    let status = if events.is_closed() { CLIENT_GONE } else { 500 };
+    let _ = audit(state, visit, Outcome::status(status), lang).await;
 }
 
 /// Starts writing the answer on its own thread. Answers that need the model wait for a
