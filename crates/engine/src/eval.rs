@@ -506,11 +506,7 @@ impl<'a> PreparedSet<'a> {
             let query = match set.histories.get(id) {
                 Some(history) => {
                     let history = answered(&pipeline, history, method, &by_id).await?;
-                    let before = history
-                        .iter()
-                        .map(|t| t.content.as_str())
-                        .collect::<Vec<_>>();
-                    let language = guess_question_language(&format!("{} {text}", before.join(" ")));
+                    let language = conversation::language(&history, text);
                     let query =
                         conversation::standalone(pipeline.index(), &history, text, language);
                     tracing::debug!(question = %id, %query, "follow-up searched as");

@@ -209,10 +209,10 @@ impl LexicalIndex {
     }
 
     /// The words of `text` that name something specific: each word whose index term (in
-    /// `language`'s text field) some passage holds, with the number of passages that hold
-    /// it, rarest first, one word per term. How a follow-up question borrows the subject of
-    /// the turn before it ("¿y cuánto dura?" after a question on the fuero maternal).
-    pub fn specific_words(&self, text: &str, language: Language) -> Vec<(String, u64)> {
+    /// `language`'s text field) some passage holds, as (word, term, passages holding it),
+    /// rarest first, one word per term. How a follow-up question borrows the subject of the
+    /// turn before it ("¿y cuánto dura?" after a question on the fuero maternal).
+    pub fn specific_words(&self, text: &str, language: Language) -> Vec<(String, String, u64)> {
         let searcher = self.reader.searcher();
         let field = self.fields.text[schema::lang_slot(language)];
         let mut seen = std::collections::HashSet::new();
@@ -231,10 +231,10 @@ impl LexicalIndex {
                 .doc_freq(&Term::from_field_text(field, &term))
                 .unwrap_or(0);
             if passages > 0 {
-                found.push((word.to_string(), passages));
+                found.push((word.to_string(), term, passages));
             }
         }
-        found.sort_by_key(|(_, n)| *n);
+        found.sort_by_key(|(_, _, n)| *n);
         found
     }
 

@@ -132,16 +132,15 @@ pub fn standalone(
     // answer holds first.
     let mut borrow = |text: &str, most: usize, borrowed: &mut Vec<String>| {
         let until = borrowed.len() + most;
-        let mut words: Vec<(String, String)> = index
+        let mut words: Vec<(String, String, u64)> = index
             .specific_words(text, language)
             .into_iter()
-            .filter(|(w, _)| {
+            .filter(|(w, _, _)| {
                 w.chars().count() >= MIN_WORD_CHARS && !w.chars().any(|c| c.is_numeric())
             })
-            .filter_map(|(w, _)| Some((analyze(language, &w).into_iter().next()?, w)))
             .collect();
-        words.sort_by_key(|(term, _)| !answer_terms.contains(term));
-        for (term, word) in words {
+        words.sort_by_key(|(_, term, _)| !answer_terms.contains(term));
+        for (word, term, _) in words {
             if borrowed.len() >= until {
                 break;
             }
@@ -161,6 +160,15 @@ pub fn standalone(
         return question.to_string();
     }
     format!("{} {}", question.trim_end(), borrowed.join(" "))
+}
+
+/// The language of `question` asked after `history`: a follow-up is short, so it is guessed
+/// with the question before it.
+pub fn language(history: &[Turn], question: &str) -> Language {
+    match history.iter().rev().find(|t| t.role == Speaker::User) {
+        Some(before) => super::guess_question_language(&format!("{} {question}", before.content)),
+        None => super::guess_question_language(question),
+    }
 }
 
 /// Whether `question` leans on what came before: few content terms of its own, or an

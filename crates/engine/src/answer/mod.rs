@@ -239,20 +239,9 @@ impl Engine {
     /// Retrieves the sources for a question and judges their relevance.
     pub async fn gather(&self, question: &Question, options: &AskOptions) -> Result<Sources> {
         let started = Instant::now();
-        // A follow-up is short: its language is guessed with the question before it.
-        let language = question.language.unwrap_or_else(|| {
-            match question
-                .history
-                .iter()
-                .rev()
-                .find(|t| t.role == Speaker::User)
-            {
-                Some(before) => {
-                    guess_question_language(&format!("{} {}", before.content, question.text))
-                }
-                None => guess_question_language(&question.text),
-            }
-        });
+        let language = question
+            .language
+            .unwrap_or_else(|| conversation::language(&question.history, &question.text));
         let method = options
             .method
             .unwrap_or_else(|| self.pipeline().default_method());
