@@ -19,7 +19,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{check_question, engine_problem};
+use super::{check_question, engine_problem, filters_for, method_of};
 use crate::api::{
     AskRequest, ChatChoice, ChatCompletion, ChatCompletionRequest, ChatMessageIn, ChatMessageOut,
     ChatUsage,
@@ -59,11 +59,7 @@ pub async fn ask(
     let Lang(lang) = Lang::of(&headers);
     check_question(lang, &request.question, "question")?;
     check_history(lang, &request.history)?;
-    let filters = request
-        .filters
-        .unwrap_or_default()
-        .within(&principal)
-        .map_err(|e| Problem::new(Kind::BadRequest, lang, e))?;
+    let filters = filters_for(request.filters, &principal, lang)?;
     let question = Question {
         text: request.question,
         filters,
@@ -197,17 +193,10 @@ pub async fn chat(
         }
     }
     let extra = request.cabildo.unwrap_or_default();
-    if let Some(m) = &extra.method {
-        options.method = Some(
-            m.parse()
-                .map_err(|e: String| Problem::new(Kind::BadRequest, lang, e))?,
-        );
+    if let Some(m) = method_of(extra.method.as_deref(), lang)? {
+        options.method = Some(m);
     }
-    let filters = extra
-        .filters
-        .unwrap_or_default()
-        .within(&principal)
-        .map_err(|e| Problem::new(Kind::BadRequest, lang, e))?;
+    let filters = filters_for(extra.filters, &principal, lang)?;
     let question = Question {
         text,
         filters,

@@ -12,11 +12,13 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-use cabildo_core::Language;
+use cabildo_core::{Filters, Language, Principal};
+use cabildo_engine::retrieve::Method;
 use cabildo_engine::EngineError;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
+use crate::api::RequestFilters;
 use crate::{AppState, Kind, Problem};
 
 /// Every route, registered once with its handler and its OpenAPI entry (the handler's
@@ -52,6 +54,27 @@ pub fn engine_problem(lang: Language, e: EngineError) -> Problem {
         EngineError::Unavailable(why) => Problem::new(Kind::BadRequest, lang, why),
         other => Problem::internal(lang, &other),
     }
+}
+
+/// The engine's filters for what `principal` may read, narrowed by the request's own; an
+/// unknown kind or jurisdiction is a 400 naming it.
+pub fn filters_for(
+    requested: Option<RequestFilters>,
+    principal: &Principal,
+    lang: Language,
+) -> Result<Filters, Problem> {
+    requested
+        .unwrap_or_default()
+        .within(principal)
+        .map_err(|e| Problem::new(Kind::BadRequest, lang, e))
+}
+
+/// The retrieval method a request names, if it names one; an unknown one is a 400.
+pub fn method_of(requested: Option<&str>, lang: Language) -> Result<Option<Method>, Problem> {
+    requested
+        .map(|m| m.parse::<Method>())
+        .transpose()
+        .map_err(|e| Problem::new(Kind::BadRequest, lang, e))
 }
 
 /// Rejects a blank or overlong question.

@@ -8,7 +8,7 @@ use axum::{Extension, Json};
 use cabildo_core::Principal;
 use cabildo_engine::retrieve::Method;
 
-use super::{check_question, engine_problem};
+use super::{check_question, engine_problem, filters_for, method_of};
 use crate::api::{SearchRequest, SearchResponse};
 use crate::audit::{Outcome, Visit};
 use crate::guard::{audit, visible};
@@ -42,15 +42,9 @@ pub async fn search(
             format!("k must be between 1 and {MAX_K}"),
         ));
     }
-    let filters = request
-        .filters
-        .unwrap_or_default()
-        .within(&principal)
-        .map_err(|e| Problem::new(Kind::BadRequest, lang, e))?;
-    let method = match request.method.as_deref() {
-        Some(m) => m
-            .parse::<Method>()
-            .map_err(|e| Problem::new(Kind::BadRequest, lang, e))?,
+    let filters = filters_for(request.filters, &principal, lang)?;
+    let method = match method_of(request.method.as_deref(), lang)? {
+        Some(m) => m,
         None if state.engine.dense().is_some() => Method::Hybrid,
         None => Method::Lexical,
     };
