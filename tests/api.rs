@@ -12,12 +12,10 @@ use std::time::Duration;
 
 use cabildo_core::{AccessLevel, AccessRole};
 use cabildo_engine::answer::{AskOptions, Writer};
-use cabildo_engine::ingest::NoProgress;
-use cabildo_engine::{DenseMode, Engine, IngestDefaults, Settings};
+use cabildo_engine::Engine;
 use cabildo_models::{Generator, LocalGenerator, OpenAiGenerator};
 use cabildo_server::{AppState, Config};
-use cabildo_store::NewClient;
-use common::{agent, events, excerpts, get, json_of, post, read, root, start};
+use common::{add_key, agent, events, excerpt_engine, get, json_of, post, read, root, start};
 use serde_json::{json, Value};
 
 /// The model server has one slot and no queue: tests that use it take turns.
@@ -44,25 +42,10 @@ fn servers() -> Option<&'static Servers> {
                     .expect("runtime");
                 runtime.block_on(async move {
                     let dir = tempfile::tempdir().expect("tempdir");
-                    let docs = dir.path().join("docs");
-                    std::fs::create_dir_all(&docs).expect("mkdir");
-                    if excerpts(&docs).is_none() {
+                    let Some(engine) = excerpt_engine(dir.path()).await else {
                         let _ = tx.send(None);
                         return;
-                    }
-                    // Assembled as `cabildo serve` assembles it, from settings.
-                    let mut settings = Settings::default();
-                    settings.data.dir = dir.path().join("data");
-                    settings.data.models = cabildo_core::fixtures::models_dir();
-                    let engine = Engine::from_settings(&settings, DenseMode::Required)
-                        .await
-                        .expect("engine with e5-small (scripts/setup-models.sh)");
-                    let report = engine
-                        .ingest(&[docs], &IngestDefaults::default(), &mut NoProgress)
-                        .await
-                        .expect("ingest");
-                    assert_eq!(report.summary.failures, 0, "{:?}", report.failed);
-                    let engine = Arc::new(engine);
+                    };
                     let generator = qwen();
                     let extractive =
                         start(engine.clone(), Writer::Extractive, Config::default()).await;
@@ -78,19 +61,15 @@ fn servers() -> Option<&'static Servers> {
                         },
                     )
                     .await;
-                    let admin = cabildo_server::auth::new_api_key().expect("key");
-                    engine
-                        .registry()
-                        .add_client(&NewClient {
-                            name: "ops",
-                            key_hash: &cabildo_server::auth::key_hash(&admin),
-                            role: AccessRole::Admin,
-                            tenant: None,
-                            clearance: AccessLevel::Restricted,
-                            daily_quota: None,
-                        })
-                        .await
-                        .expect("admin client");
+                    let admin = add_key(
+                        &engine,
+                        "ops",
+                        AccessRole::Admin,
+                        None,
+                        AccessLevel::Restricted,
+                        None,
+                    )
+                    .await;
                     let _ = tx.send(Some(Servers {
                         admin,
                         extractive,

@@ -14,10 +14,8 @@ use cabildo_core::{AccessLevel, AccessRole};
 use cabildo_engine::answer::Writer;
 use cabildo_engine::ingest::NoProgress;
 use cabildo_engine::{Engine, IngestDefaults};
-use cabildo_server::auth::{key_hash, new_api_key};
 use cabildo_server::{AuthConfig, Config, JwksSource, Limits};
-use cabildo_store::NewClient;
-use common::{agent, json_of, read, start};
+use common::{add_key, agent, json_of, read, start};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
@@ -173,18 +171,14 @@ impl Fixture {
         tenant: Option<&str>,
         quota: Option<u64>,
     ) -> String {
-        let key = new_api_key().expect("key");
-        self.runtime
-            .block_on(self.engine.registry().add_client(&NewClient {
-                name,
-                key_hash: &key_hash(&key),
-                role,
-                tenant,
-                clearance: AccessLevel::Internal,
-                daily_quota: quota,
-            }))
-            .expect("client");
-        key
+        self.runtime.block_on(add_key(
+            &self.engine,
+            name,
+            role,
+            tenant,
+            AccessLevel::Internal,
+            quota,
+        ))
     }
 }
 

@@ -14,11 +14,10 @@ use std::sync::{Arc, OnceLock};
 
 use cabildo_core::{AccessLevel, AccessRole};
 use cabildo_engine::answer::Writer;
-use cabildo_engine::ingest::NoProgress;
-use cabildo_engine::{DenseMode, Engine, IngestDefaults, Settings};
+use cabildo_engine::Engine;
 use cabildo_server::Config;
-use cabildo_store::{NewClient, Rating};
-use common::{events, excerpts, get, json_of, post, root, start};
+use cabildo_store::Rating;
+use common::{add_key, events, excerpt_engine, get, json_of, post, root, start};
 use serde_json::{json, Value};
 
 struct Server {
@@ -43,44 +42,29 @@ fn server() -> Option<&'static Server> {
                     .expect("runtime");
                 runtime.block_on(async move {
                     let dir = tempfile::tempdir().expect("tempdir");
-                    let docs = dir.path().join("docs");
-                    std::fs::create_dir_all(&docs).expect("mkdir");
-                    if excerpts(&docs).is_none() {
+                    let Some(engine) = excerpt_engine(dir.path()).await else {
                         let _ = tx.send(None);
                         return;
-                    }
-                    let mut settings = Settings::default();
-                    settings.data.dir = dir.path().join("data");
-                    settings.data.models = cabildo_core::fixtures::models_dir();
-                    let engine = Engine::from_settings(&settings, DenseMode::Required)
-                        .await
-                        .expect("engine with e5-small (scripts/setup-models.sh)");
-                    let report = engine
-                        .ingest(&[docs], &IngestDefaults::default(), &mut NoProgress)
-                        .await
-                        .expect("ingest");
-                    assert_eq!(report.summary.failures, 0, "{:?}", report.failed);
-                    let engine = Arc::new(engine);
+                    };
                     let base = start(engine.clone(), Writer::Extractive, Config::default()).await;
-                    let mut keys = Vec::new();
-                    for (name, quota) in [("partner", None), ("spent", Some(1))] {
-                        let key = cabildo_server::auth::new_api_key().expect("key");
-                        engine
-                            .registry()
-                            .add_client(&NewClient {
-                                name,
-                                key_hash: &cabildo_server::auth::key_hash(&key),
-                                role: AccessRole::Partner,
-                                tenant: None,
-                                clearance: AccessLevel::Public,
-                                daily_quota: quota,
-                            })
-                            .await
-                            .expect("client");
-                        keys.push(key);
-                    }
-                    let spent = keys.pop().expect("spent key");
-                    let partner = keys.pop().expect("partner key");
+                    let partner = add_key(
+                        &engine,
+                        "partner",
+                        AccessRole::Partner,
+                        None,
+                        AccessLevel::Public,
+                        None,
+                    )
+                    .await;
+                    let spent = add_key(
+                        &engine,
+                        "spent",
+                        AccessRole::Partner,
+                        None,
+                        AccessLevel::Public,
+                        Some(1),
+                    )
+                    .await;
                     let _ = tx.send(Some(Server {
                         base,
                         partner,

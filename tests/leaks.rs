@@ -25,10 +25,8 @@ use cabildo_core::{AccessLevel, AccessRole};
 use cabildo_engine::answer::Writer;
 use cabildo_engine::ingest::NoProgress;
 use cabildo_engine::{DenseMode, Engine, IngestDefaults, Settings};
-use cabildo_server::auth::{key_hash, new_api_key};
 use cabildo_server::{AuthConfig, Config, Limits};
-use cabildo_store::NewClient;
-use common::{agent, excerpts, read, root, start};
+use common::{add_key, agent, excerpts, read, root, start};
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::{json, Value};
 
@@ -333,19 +331,15 @@ fn get_as(url: &str, auth: Option<&str>) -> (u16, String) {
 
 /// Runs the suite against one engine.
 async fn run_suite(engine: Arc<Engine>, backend: &str) {
-    let partner = new_api_key().expect("key");
-    engine
-        .registry()
-        .add_client(&NewClient {
-            name: "partner",
-            key_hash: &key_hash(&partner),
-            role: AccessRole::Partner,
-            tenant: None,
-            clearance: AccessLevel::Restricted,
-            daily_quota: None,
-        })
-        .await
-        .expect("partner");
+    let partner = add_key(
+        &engine,
+        "partner",
+        AccessRole::Partner,
+        None,
+        AccessLevel::Restricted,
+        None,
+    )
+    .await;
     let secrets = secrets(&engine).await;
     let config = Config {
         auth: AuthConfig {

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cabildo_core::{AccessLevel, AccessRole};
 use cabildo_engine::answer::Writer;
-use cabildo_engine::Engine;
+use cabildo_engine::ingest::NoProgress;
+use cabildo_engine::{DenseMode, Engine, IngestDefaults, Settings};
 use cabildo_server::{AppState, Config};
 use serde_json::Value;
 
@@ -29,6 +31,52 @@ pub async fn start(engine: Arc<Engine>, writer: Writer, config: Config) -> Strin
         std::future::pending(),
     ));
     format!("http://{addr}")
+}
+
+/// Registers an API client in `engine`'s registry and returns its key (only the hash is
+/// kept).
+pub async fn add_key(
+    engine: &Engine,
+    name: &str,
+    role: AccessRole,
+    tenant: Option<&str>,
+    clearance: AccessLevel,
+    daily_quota: Option<u64>,
+) -> String {
+    let key = cabildo_server::auth::new_api_key().expect("key");
+    engine
+        .registry()
+        .add_client(&cabildo_store::NewClient {
+            name,
+            key_hash: &cabildo_server::auth::key_hash(&key),
+            role,
+            tenant,
+            clearance,
+            daily_quota,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("client {name}: {e}"));
+    key
+}
+
+/// The [`excerpts`] ingested under `dir` by an engine assembled as `cabildo serve`
+/// assembles it, from settings, with e5-small vectors; `None` without `../shared/corpus`.
+pub async fn excerpt_engine(dir: &Path) -> Option<Arc<Engine>> {
+    let docs = dir.join("docs");
+    std::fs::create_dir_all(&docs).expect("mkdir");
+    excerpts(&docs)?;
+    let mut settings = Settings::default();
+    settings.data.dir = dir.join("data");
+    settings.data.models = cabildo_core::fixtures::models_dir();
+    let engine = Engine::from_settings(&settings, DenseMode::Required)
+        .await
+        .expect("engine with e5-small (scripts/setup-models.sh)");
+    let report = engine
+        .ingest(&[docs], &IngestDefaults::default(), &mut NoProgress)
+        .await
+        .expect("ingest");
+    assert_eq!(report.summary.failures, 0, "{:?}", report.failed);
+    Some(Arc::new(engine))
 }
 
 pub fn agent() -> ureq::Agent {
