@@ -24,6 +24,48 @@ pub const ENV_PREFIX: &str = "CABILDO__";
 /// What a masked secret shows in `cabildo config show`.
 const MASK: &str = "********";
 
+/// Whether `s` is a web origin as browsers send it: `http` or `https`, a host (name, IPv4
+/// or bracketed IPv6) and an optional port, nothing after.
+fn is_origin(s: &str) -> bool {
+    let Some(rest) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (host, port) = if rest.starts_with('[') {
+        match rest.find(']') {
+            Some(end) => (&rest[..=end], rest[end + 1..].strip_prefix(':')),
+            None => return false,
+        }
+    } else {
+        match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    if rest.len() > host.len() && port.is_none() {
+        return false; // something other than a port after an IPv6 host
+    }
+    let port_ok =
+        port.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => {
+            !v6.is_empty()
+                && v6
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        }
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        }
+    };
+    port_ok && host_ok
+}
+
 /// Where the data and the model files are (`[data]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -195,6 +237,9 @@ pub struct ServerSettings {
     pub body_limit: usize,
     /// Largest document upload, in bytes.
     pub upload_limit: usize,
+    /// Web origins (`https://portal.gob.cl`) whose pages may call the API from a browser
+    /// (CORS) and frame `/embed`; none by default.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -207,6 +252,7 @@ impl Default for ServerSettings {
             retry_after_s: 30,
             body_limit: 64 * 1024,
             upload_limit: 50 * 1024 * 1024,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -417,6 +463,12 @@ impl Settings {
         if self.server.request_timeout_s == 0 {
             return bad("server.request_timeout_s", "must be at least 1");
         }
+        if let Some(o) = self.server.cors_origins.iter().find(|o| !is_origin(o)) {
+            return bad(
+                "server.cors_origins",
+                &format!("{o:?} is not an origin like https://portal.gob.cl (scheme, host, optional port; no path)"),
+            );
+        }
         let a = &self.auth;
         if a.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
             return bad("auth.jwt_secret", "must be at least 32 characters");
@@ -492,6 +544,31 @@ impl fmt::Display for Settings {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn origins_are_scheme_host_and_port_only() {
+        for ok in [
+            "https://portal.gob.cl",
+            "http://127.0.0.1:8080",
+            "http://[::1]:3000",
+            "https://a-b.gov.br",
+        ] {
+            assert!(super::is_origin(ok), "{ok}");
+        }
+        for bad in [
+            "portal.gob.cl",
+            "https://portal.gob.cl/",
+            "https://x.cl/path",
+            "https://x.cl:",
+            "https://X.cl",
+            "ftp://x.cl",
+            "*",
+            "https://[::1]x",
+            "https://x.cl:99999a",
+        ] {
+            assert!(!super::is_origin(bad), "{bad}");
+        }
+    }
+
     use super::*;
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
