@@ -88,11 +88,25 @@ pub struct Hit {
     pub page: Option<u32>,
     /// An excerpt around the matched terms.
     pub snippet: String,
+    /// Where the matched terms are in `snippet`: `[start, end)` pairs counted in Unicode
+    /// characters (code points), for pages that highlight them.
+    pub highlights: Vec<[usize; 2]>,
 }
 
 impl From<SearchHit> for Hit {
     fn from(h: SearchHit) -> Self {
+        let chars = |byte: usize| {
+            h.snippet
+                .get(..byte)
+                .map_or(0, |before| before.chars().count())
+        };
+        let highlights = h
+            .highlights
+            .iter()
+            .map(|&(start, end)| [chars(start), chars(end)])
+            .collect();
         Hit {
+            highlights,
             rank: h.rank,
             score: h.score,
             passage_id: h.passage.id,
@@ -535,4 +549,65 @@ pub struct Health {
     /// What is wrong (readyz, when not ready).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// `GET /v1/jobs`: the newest ingest jobs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    /// Newest first.
+    pub jobs: Vec<JobInfo>,
+}
+
+/// `GET /v1/me`: who the server takes the caller to be, and what that lets it do.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    /// `anonymous`, `key:<id>` for an API key, or the token's issuer and subject.
+    pub subject: String,
+    /// anonymous, citizen, caseworker, partner or admin.
+    pub role: String,
+    /// Its agency, if any.
+    pub tenant: Option<String>,
+    /// The highest access level it reads: public, internal or restricted.
+    pub clearance: String,
+    /// Whether it may upload and delete documents, manage clients and read the audit log.
+    pub admin: bool,
+}
+
+/// An API client, without its key (only the key's hash is kept).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientInfo {
+    /// Its unique name.
+    pub name: String,
+    /// The role its key grants.
+    pub role: String,
+    /// Its tenant, if any.
+    pub tenant: Option<String>,
+    /// Its clearance.
+    pub clearance: String,
+    /// Requests allowed per UTC day; absent: the deployment's default.
+    pub daily_quota: Option<u64>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, when its key was revoked.
+    pub revoked_at: Option<String>,
+}
+
+/// `GET /v1/clients`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientList {
+    /// Every client, revoked ones included, by name.
+    pub clients: Vec<ClientInfo>,
+}
+
+/// `GET /v1/audit/verify`: the audit chain walked end to end.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditCheck {
+    /// Whether every record's hash, link and sequence number checks out.
+    pub intact: bool,
+    /// Records read.
+    pub records: u64,
+    /// The newest record's hash (publish it elsewhere to anchor the chain).
+    pub head: String,
+    /// Every break found, first first.
+    pub problems: Vec<String>,
 }

@@ -283,6 +283,20 @@ impl Registry {
         Ok(())
     }
 
+    /// The newest `n` ingest jobs, newest first, each with its per-file failures.
+    pub async fn recent_jobs(&self, n: u32) -> Result<Vec<JobRecord>> {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM ingest_jobs ORDER BY id DESC LIMIT ?")
+                .bind(i64::from(n))
+                .fetch_all(&self.pool)
+                .await?;
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            jobs.extend(self.job(id).await?);
+        }
+        Ok(jobs)
+    }
+
     /// An ingest job with its per-file failures.
     pub async fn job(&self, id: i64) -> Result<Option<JobRecord>> {
         let Some(r) = sqlx::query(

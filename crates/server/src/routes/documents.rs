@@ -262,7 +262,12 @@ pub async fn job(
         .await
         .map_err(|e| Problem::internal(lang, &e))?
         .ok_or_else(not_found)?;
-    Ok(Json(JobInfo {
+    Ok(Json(job_info(j)))
+}
+
+/// A job as the API shows it.
+pub fn job_info(j: cabildo_store::JobRecord) -> JobInfo {
+    JobInfo {
         id: j.id,
         status: j.status,
         started_at: j.started_at,
@@ -281,7 +286,7 @@ pub async fn job(
             .collect(),
         flagged: j.summary.flagged,
         error: j.error,
-    }))
+    }
 }
 
 /// Filters of the norm list.

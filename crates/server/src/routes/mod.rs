@@ -1,5 +1,6 @@
 //! The handlers, one file per area.
 
+pub mod admin;
 pub mod answer;
 pub mod audit;
 pub mod documents;
@@ -11,7 +12,6 @@ pub mod search;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
 use cabildo_core::{Filters, Language, Principal};
 use cabildo_engine::retrieve::Method;
 use cabildo_engine::EngineError;
@@ -36,14 +36,17 @@ pub fn table(upload_limit: usize) -> (OpenApiRouter<Arc<AppState>>, OpenApiRoute
         .routes(routes!(documents::job))
         .routes(routes!(documents::norms))
         .routes(routes!(documents::norm, documents::delete_norm))
-        .routes(routes!(audit::export));
+        .routes(routes!(audit::export))
+        .routes(routes!(admin::me))
+        .routes(routes!(admin::jobs))
+        .routes(routes!(admin::clients))
+        .routes(routes!(admin::revoke_client))
+        .routes(routes!(admin::verify_audit));
     let operations = OpenApiRouter::new()
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
-        .routes(routes!(ops::openapi))
-        // A page for people, not part of the API document.
-        .route("/docs", get(ops::docs));
+        .routes(routes!(ops::openapi));
     (v1, operations)
 }
 
