@@ -19,6 +19,7 @@ pub mod auth;
 mod guard;
 mod metrics;
 pub mod openapi;
+mod pages;
 mod problem;
 mod queue;
 mod routes;
@@ -69,6 +70,8 @@ pub struct Config {
     pub limits: Limits,
     /// How answers are made.
     pub ask: AskOptions,
+    /// Origins whose pages may call the API from a browser and frame `/embed`.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -93,6 +96,7 @@ impl Config {
             auth: AuthConfig::from_settings(&settings.auth),
             limits: Limits::from_settings(&settings.limits),
             ask: AskOptions::from_settings(settings),
+            cors_origins: s.cors_origins.clone(),
         }
     }
 }
@@ -196,6 +200,8 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = state.config.request_timeout;
+    let policy = Arc::new(pages::Policy::new(&state.config.cors_origins));
+    let cors = pages::cors(&state.config.cors_origins);
     let (v1, operations) = routes::table(state.config.upload_limit);
     // Every /v1 route passes the guard: rate limits, authentication, quotas.
     let v1 = v1.route_layer(axum::middleware::from_fn_with_state(
@@ -210,6 +216,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .split_for_parts();
     let api = api
+        .merge(pages::routes())
         .fallback(routes::ops::not_found)
         .method_not_allowed_fallback(routes::ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit))
@@ -234,6 +241,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             .layer(HandleErrorLayer::new(timed_out))
             .timeout(timeout),
     )
+    // Preflights are answered before the guard would ask them for credentials.
+    .layer(cors)
+    .layer(axum::middleware::from_fn_with_state(
+        policy,
+        pages::security_headers,
+    ))
     // Outermost, so that problems from every layer inside reach OpenAI clients in their shape.
     .layer(axum::middleware::from_fn(problem::openai_errors))
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::api::Health;
@@ -71,11 +71,6 @@ pub async fn openapi() -> Response {
         crate::openapi::json(),
     )
         .into_response()
-}
-
-/// A page listing the endpoints and schemas of `/openapi.json` (self-contained: no CDN).
-pub async fn docs() -> Html<&'static str> {
-    Html(include_str!("docs.html"))
 }
 
 /// Unknown route.

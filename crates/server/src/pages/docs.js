@@ -1,23 +1,4 @@
-<!doctype html>
-<html lang="es">
-<head>
-<meta charset="utf-8">
-<title>Cabildo API</title>
-<style>
- body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
- h1 { margin-bottom: 0; } .op { border: 1px solid #ddd; border-radius: 6px; margin: 1rem 0; padding: .5rem 1rem; }
- .m { font-weight: bold; text-transform: uppercase; display: inline-block; width: 4.5rem; }
- code, pre { background: #f6f6f6; } pre { padding: .5rem; overflow-x: auto; font-size: .85rem; }
-</style>
-</head>
-<body>
-<h1>Cabildo API</h1>
-<p>Generated from <a href="/openapi.json">/openapi.json</a>. Errors are <code>application/problem+json</code>
-(RFC 7807) in the language of <code>Accept-Language</code>.</p>
-<div id="ops">Loading…</div>
-<h2>Schemas</h2>
-<div id="schemas"></div>
-<script>
+// The API reference page: lists /openapi.json's operations and schemas (no CDN, no inline script).
 fetch('/openapi.json').then(r => r.json()).then(doc => {
   const ops = document.getElementById('ops'); ops.textContent = '';
   for (const [path, item] of Object.entries(doc.paths)) {
@@ -40,6 +21,3 @@ fetch('/openapi.json').then(r => r.json()).then(doc => {
     schemas.append(h, pre);
   }
 });
-</script>
-</body>
-</html>
