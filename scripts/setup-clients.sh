@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the official OpenAI client libraries the tests drive Cabildo with, pinned in
-# tests/clients: the Python package into tests/clients/.venv, the npm package into
-# tests/clients/node_modules (from package-lock.json). Quick when already installed.
+# Installs the client libraries the tests drive Cabildo with, pinned in tests/clients: the
+# official OpenAI Python package into tests/clients/.venv; the official OpenAI npm package and
+# axe-core (the accessibility checker tests/browser.rs injects into Chromium) into
+# tests/clients/node_modules, from package-lock.json. Quick when already installed.
 set -euo pipefail
 cd "$(dirname "$0")/../tests/clients"
 if [ ! -x .venv/bin/python ]; then

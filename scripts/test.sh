@@ -9,6 +9,10 @@ scripts/setup-models.sh
 # with; with CABILDO_REQUIRE_CLIENTS=1 a missing one fails those tests instead of skipping.
 scripts/setup-clients.sh
 export CABILDO_REQUIRE_CLIENTS=1
+# Headless Chromium and its WebDriver for the widget and console tests; with
+# CABILDO_REQUIRE_BROWSER=1 a missing browser fails those tests instead of skipping.
+scripts/setup-browser.sh
+export CABILDO_REQUIRE_BROWSER=1
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace

@@ -196,7 +196,7 @@ button:disabled { opacity: .6; cursor: progress; }
   function say(text) { live.textContent = text; }
 
   function message(cls, who) {
-    const body = el('p');
+    const body = el('p', { class: 'text' });
     const box = el('div', { class: 'msg ' + cls }, el('span', { class: 'who', text: who }), body);
     log.append(box);
     return { box, body };
