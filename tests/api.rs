@@ -603,7 +603,7 @@ fn health_readiness_metrics_and_openapi() {
     assert_eq!(status, 200);
     let r = json_of(&body);
     assert_eq!(r["status"], "ready");
-    assert!(r["passages"].as_u64().unwrap_or(0) > 0);
+    assert!(r.get("passages").is_none(), "readyz tells outsiders how much text it holds: {r}");
     assert_eq!(r["embedder"], "e5-small");
     post(
         &format!("{}/v1/search", s.extractive),

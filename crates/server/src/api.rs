@@ -537,9 +537,6 @@ pub struct JobInfo {
 pub struct Health {
     /// ok, ready or not-ready.
     pub status: &'static str,
-    /// Passages searchable (readyz).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub passages: Option<u64>,
     /// The answer writer (readyz).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,

@@ -24,7 +24,9 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// Models are loaded and the indexes and registry answer.
+/// Models are loaded and the indexes and registry answer. Reports readiness, never counts:
+/// it answers without credentials, and how much text the server holds would tell an
+/// outsider that hidden documents exist.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready to answer", body = Health),
@@ -34,7 +36,6 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let engine = &state.engine;
     let mut health = Health {
         status: "ready",
-        passages: Some(engine.index().len()),
         model: Some(state.writer.name()),
         embedder: engine.dense().map(|d| d.embedder.name().to_string()),
         reason: None,
