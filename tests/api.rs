@@ -556,6 +556,21 @@ fn bad_requests_get_problem_json_in_the_callers_language() {
     assert_eq!((status, ct.as_str()), (404, "application/problem+json"));
     let (status, ct, _) = get(&ask);
     assert_eq!((status, ct.as_str()), (405, "application/problem+json"));
+
+    // A problem names its request, as the X-Request-Id header does, so that a citizen's
+    // error report can be matched with the logs; a caller's own id is kept.
+    let mut r = common::agent()
+        .get(&format!("{}/v1/nothing-here", s.extractive))
+        .header("x-request-id", "portal-7f3a")
+        .call()
+        .expect("request");
+    let header = r.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (_, _, body) = common::read(&mut r);
+    assert_eq!(header.as_deref(), Some("portal-7f3a"));
+    assert_eq!(json_of(&body)["request_id"], "portal-7f3a", "{body}");
+    let (_, _, body) = raw(r#"{"question": "   "}"#, &[]);
+    let id = json_of(&body)["request_id"].as_str().map(str::len);
+    assert_eq!(id, Some(36), "a generated request id (a UUID) in {body}");
 }
 
 #[test]

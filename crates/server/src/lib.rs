@@ -247,8 +247,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         policy,
         pages::security_headers,
     ))
-    // Outermost, so that problems from every layer inside reach OpenAI clients in their shape.
-    .layer(axum::middleware::from_fn(problem::openai_errors))
+    // Outermost, so that problems from every layer inside carry the request id (set inside)
+    // and reach OpenAI clients in their shape.
+    .layer(axum::middleware::from_fn(problem::finish_problems))
 }
 
 async fn timed_out(headers: HeaderMap, error: BoxError) -> Problem {

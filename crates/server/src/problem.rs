@@ -128,7 +128,7 @@ pub struct Problem {
 }
 
 /// The body of a problem response.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct ProblemBody {
     /// A URI reference naming the kind of problem (`/problems/bad-request`).
     #[serde(rename = "type")]
@@ -139,6 +139,9 @@ pub struct ProblemBody {
     pub status: u16,
     /// What exactly went wrong.
     pub detail: String,
+    /// The request's id (also in the `X-Request-Id` header), to match a report with the logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl Problem {
@@ -177,13 +180,15 @@ impl IntoResponse for Problem {
             title: self.kind.title(self.lang).to_string(),
             status: status.as_u16(),
             detail: self.detail,
+            request_id: None,
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (status, json).into_response();
-        // For the OpenAI-shaped routes, which answer the same problem in OpenAI's shape.
+        // For the outermost layer, which adds the request id, or answers the same problem
+        // in OpenAI's shape on the OpenAI routes.
         response.extensions_mut().insert(Reported {
             kind: self.kind,
-            detail: body.detail,
+            body,
         });
         let headers = response.headers_mut();
         headers.insert(
@@ -208,10 +213,10 @@ impl IntoResponse for Problem {
 }
 
 /// What a problem response reported, kept in its extensions.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Reported {
     kind: Kind,
-    detail: String,
+    body: ProblemBody,
 }
 
 /// An error in OpenAI's shape, which OpenAI client libraries parse.
@@ -258,38 +263,51 @@ fn openai_route(path: &str) -> bool {
     path == "/v1/chat/completions" || path == "/v1/models" || path.starts_with("/v1/models/")
 }
 
-/// Middleware: on the OpenAI-shaped routes, a problem (from the guard, an extractor or a
-/// handler) is answered as `{"error": {"message", "type", "code", "param"}}` with the same
-/// status and headers (Retry-After, WWW-Authenticate), which is what OpenAI clients parse.
-pub async fn openai_errors(request: Request, next: axum::middleware::Next) -> Response {
+/// Middleware, outermost: every problem (from the guard, an extractor, a handler or a
+/// timeout) gets the request's id in its body; on the OpenAI-shaped routes it is answered as
+/// `{"error": {"message", "type", "code", "param"}}` instead, with the same status and
+/// headers (Retry-After, WWW-Authenticate), which is what OpenAI clients parse.
+pub async fn finish_problems(request: Request, next: axum::middleware::Next) -> Response {
     let openai = openai_route(request.uri().path());
     let response = next.run(request).await;
-    let Some(reported) = openai
-        .then(|| response.extensions().get::<Reported>().cloned())
-        .flatten()
-    else {
+    let Some(reported) = response.extensions().get::<Reported>().cloned() else {
         return response;
     };
-    let (kind, code) = reported.kind.openai();
-    let body = OpenAiErrorBody {
-        error: OpenAiError {
-            message: reported.detail,
-            kind,
-            code,
-            param: None,
-        },
+    let json = if openai {
+        let (kind, code) = reported.kind.openai();
+        serde_json::to_vec(&OpenAiErrorBody {
+            error: OpenAiError {
+                message: reported.body.detail,
+                kind,
+                code,
+                param: None,
+            },
+        })
+    } else {
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        serde_json::to_vec(&ProblemBody {
+            request_id,
+            ..reported.body
+        })
     };
     let (mut parts, _) = response.into_parts();
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    if openai {
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
     parts.headers.remove(header::CONTENT_LENGTH);
-    let json = serde_json::to_vec(&body).unwrap_or_default();
-    Response::from_parts(parts, axum::body::Body::from(json))
+    Response::from_parts(parts, axum::body::Body::from(json.unwrap_or_default()))
 }
 
-/// The language the caller reads: the first of es, pt, en in `Accept-Language`.
+/// The language the caller reads: of es, pt and en, the one `Accept-Language` prefers (the
+/// highest `q`, the first listed among equals; `q=0` means "not this one"); Spanish when
+/// none of them is acceptable.
 #[derive(Debug, Clone, Copy)]
 pub struct Lang(pub Language);
 
@@ -300,15 +318,27 @@ impl Lang {
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let lang = accept
-            .split(',')
-            .filter_map(|part| {
-                let tag = part.split(';').next()?.trim();
-                tag.split('-').next()?.parse::<Language>().ok()
-            })
-            .next()
-            .unwrap_or(Language::Es);
-        Lang(lang)
+        let mut best: Option<(f32, Language)> = None;
+        for part in accept.split(',') {
+            let mut fields = part.split(';');
+            let tag = fields.next().unwrap_or("").trim();
+            let Some(lang) = tag
+                .split('-')
+                .next()
+                .and_then(|l| l.parse::<Language>().ok())
+            else {
+                continue;
+            };
+            let q = fields
+                .filter_map(|f| f.trim().strip_prefix("q="))
+                .filter_map(|q| q.trim().parse::<f32>().ok())
+                .next()
+                .unwrap_or(1.0);
+            if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
+                best = Some((q, lang));
+            }
+        }
+        Lang(best.map_or(Language::Es, |(_, lang)| lang))
     }
 }
 
@@ -344,4 +374,26 @@ fn json_problem(rejection: JsonRejection, lang: Language) -> Problem {
         _ => Kind::BadRequest,
     };
     Problem::new(kind, lang, rejection.body_text())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lang(accept: &str) -> Language {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_str(accept).expect("header"));
+        Lang::of(&headers).0
+    }
+
+    #[test]
+    fn accept_language_takes_the_preferred_of_the_languages_served() {
+        assert_eq!(lang("pt-BR,pt;q=0.9,en;q=0.8"), Language::Pt);
+        assert_eq!(lang("en;q=0.5, pt;q=0.9"), Language::Pt);
+        assert_eq!(lang("fr-FR, en-US;q=0.7, es;q=0.3"), Language::En);
+        assert_eq!(lang("en, pt"), Language::En); // equal q: the first listed
+        assert_eq!(lang("pt;q=0, en;q=0.1"), Language::En);
+        assert_eq!(lang("de, fr;q=0.5"), Language::Es);
+        assert_eq!(lang(""), Language::Es);
+    }
 }
