@@ -386,7 +386,25 @@ fn es256_keys_rotate_through_a_jwks_url() {
                     .and_then(|h| h.to_str().ok())
                     .unwrap_or("")
                     .to_string();
-                axum::Json(json!({ "jwks_uri": format!("http://{host}/jwks.json") }))
+                axum::Json(json!({
+                    "issuer": format!("http://{host}"),
+                    "jwks_uri": format!("http://{host}/jwks.json"),
+                }))
+            }),
+        );
+        // A provider whose discovery document names another issuer.
+        let app = app.route(
+            "/impostor/.well-known/openid-configuration",
+            axum::routing::get(|headers: axum::http::HeaderMap| async move {
+                let host = headers
+                    .get("host")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                axum::Json(json!({
+                    "issuer": format!("http://{host}"),
+                    "jwks_uri": format!("http://{host}/jwks.json"),
+                }))
             }),
         );
         let app = app.route(
@@ -405,7 +423,7 @@ fn es256_keys_rotate_through_a_jwks_url() {
     });
     let base = f.serve(
         AuthConfig {
-            jwks: Some(JwksSource::Url(jwks_url)),
+            jwks: Some(JwksSource::Url(jwks_url.clone())),
             jwks_refetch_after: Duration::ZERO,
             ..dev_auth()
         },
@@ -427,6 +445,23 @@ fn es256_keys_rotate_through_a_jwks_url() {
     );
     // An RS256 token naming the EC key: the key's type does not fit the algorithm.
     assert_eq!(search(&base, Some(&rs256(&good, "ec-2"))).0, 401);
+
+    // A discovery document that names another issuer is refused at start.
+    let impostor = jwks_url.replace(
+        "/.well-known/openid-configuration",
+        "/impostor/.well-known/openid-configuration",
+    );
+    let refused = f.runtime.block_on(cabildo_server::Authenticator::new(
+        AuthConfig {
+            jwks: Some(JwksSource::Url(impostor)),
+            ..dev_auth()
+        },
+        f.engine.registry().clone(),
+    ));
+    match refused {
+        Ok(_) => panic!("keys accepted from a discovery document naming another issuer"),
+        Err(e) => assert!(e.to_string().contains("names the issuer"), "{e}"),
+    }
 }
 
 #[test]

@@ -385,13 +385,22 @@ async fn fetch_jwks(url: String) -> Result<JwkSet, AuthError> {
                 .read_to_string()
                 .map_err(|e| format!("{u}: {e}"))
         };
-        if url.ends_with("/.well-known/openid-configuration") {
+        if let Some(issuer) = url.strip_suffix("/.well-known/openid-configuration") {
             #[derive(Deserialize)]
             struct Discovery {
+                issuer: String,
                 jwks_uri: String,
             }
             let d: Discovery =
                 serde_json::from_str(&get(&url)?).map_err(|e| format!("{url}: {e}"))?;
+            // OpenID Connect Discovery 1.0, 4.3: the document must name the issuer it was
+            // fetched for, or its keys could be another provider's.
+            if d.issuer.trim_end_matches('/') != issuer {
+                return Err(format!(
+                    "{url}: the discovery document names the issuer {:?}, not {issuer:?}",
+                    d.issuer
+                ));
+            }
             get(&d.jwks_uri)
         } else {
             get(&url)
