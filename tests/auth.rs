@@ -613,7 +613,31 @@ fn answers_are_audited_with_pseudonyms_and_redacted_questions() {
     let (status, _, answer) = read(&mut r);
     assert_eq!(status, 200, "{answer}");
     let answer = json_of(&answer);
+    // Reads that ask no question are audited too: a norm's page with the passages it showed,
+    // the norm list, and an admin's job list.
+    let norm_id = answer["citations"][0]["norm_id"].as_str().expect("a cited norm").to_string();
+    let mut r = agent()
+        .get(format!("{base}/v1/norms/{norm_id}"))
+        .header("Authorization", format!("Bearer {token}"))
+        .call()
+        .expect("request");
+    let (status, _, page) = read(&mut r);
+    assert_eq!(status, 200, "{page}");
+    let shown: Vec<Value> = json_of(&page)["passages"]
+        .as_array()
+        .expect("passages")
+        .iter()
+        .map(|p| p["id"].clone())
+        .collect();
+    assert!(!shown.is_empty());
+    assert_eq!(read(&mut agent().get(format!("{base}/v1/norms")).call().expect("request")).0, 200);
     let admin = f.add_client("auditor", AccessRole::Admin, None, None);
+    let mut r = agent()
+        .get(format!("{base}/v1/jobs"))
+        .header("Authorization", format!("Bearer {admin}"))
+        .call()
+        .expect("request");
+    assert_eq!(read(&mut r).0, 200);
     let mut r = agent()
         .get(format!("{base}/v1/audit"))
         .header("Authorization", format!("Bearer {admin}"))
@@ -621,6 +645,15 @@ fn answers_are_audited_with_pseudonyms_and_redacted_questions() {
         .expect("request");
     let (_, _, lines) = read(&mut r);
     let records: Vec<Value> = lines.lines().map(json_of).collect();
+    let page_read = records
+        .iter()
+        .find(|r| r["route"] == "/v1/norms/{id}")
+        .unwrap_or_else(|| panic!("the norm's page was audited: {lines}"));
+    assert_eq!(page_read["passages"], json!(shown));
+    assert_eq!(page_read["role"], "citizen");
+    for route in ["/v1/norms", "/v1/jobs"] {
+        assert!(records.iter().any(|r| r["route"] == route), "{route} not audited: {lines}");
+    }
     let asked = records
         .iter()
         .find(|r| r["route"] == "/v1/ask")

@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use cabildo_core::{AccessRole, Principal, SearchHit};
+use cabildo_core::{AccessRole, Passage, Principal, SearchHit};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -204,20 +204,68 @@ pub fn require_admin(principal: &Principal, lang: cabildo_core::Language) -> Res
 /// by access and tenant inside every index; a passage caught here means that filter failed,
 /// so it is logged as an error and counted.
 pub fn visible(state: &AppState, principal: &Principal, hits: Vec<SearchHit>) -> Vec<SearchHit> {
-    let before = hits.len();
-    let kept: Vec<SearchHit> = hits
+    readable(state, principal, hits, |h| &h.passage)
+}
+
+/// The second check for passages read outside retrieval (a norm's page): as [`visible`].
+pub fn visible_passages(
+    state: &AppState,
+    principal: &Principal,
+    passages: Vec<Passage>,
+) -> Vec<Passage> {
+    readable(state, principal, passages, |p| p)
+}
+
+/// Keeps what `principal` may read, counting and logging what it withheld (which should
+/// never happen: the first check is inside every query).
+fn readable<T>(
+    state: &AppState,
+    principal: &Principal,
+    items: Vec<T>,
+    passage: impl Fn(&T) -> &Passage,
+) -> Vec<T> {
+    let before = items.len();
+    let kept: Vec<T> = items
         .into_iter()
-        .filter(|h| principal.may_read(h.passage.access, h.passage.tenant.as_deref()))
+        .filter(|item| {
+            let p = passage(item);
+            principal.may_read(p.access, p.tenant.as_deref())
+        })
         .collect();
     let withheld = before - kept.len();
     if withheld > 0 {
         state.metrics.withheld.inc_by(withheld as u64);
         tracing::error!(
             withheld,
-            "retrieval returned passages the caller may not read; withheld"
+            "passages the caller may not read reached the response; withheld"
         );
     }
     kept
+}
+
+/// Audits a read that asks no question: who read which route, and the ids of the passages
+/// (or norms, jobs) whose content it returned.
+pub async fn audit_read(
+    state: &AppState,
+    principal: Principal,
+    route: &'static str,
+    started: std::time::Instant,
+    returned: Vec<String>,
+    lang: cabildo_core::Language,
+) -> Result<(), Problem> {
+    let visit = Visit {
+        principal,
+        route,
+        started,
+        question: None,
+        filters: None,
+    };
+    let outcome = Outcome {
+        status: 200,
+        passages: returned,
+        ..Outcome::default()
+    };
+    audit(state, &visit, outcome, lang).await
 }
 
 /// Appends an audit record. A response whose record cannot be written is not sent (500):

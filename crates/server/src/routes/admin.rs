@@ -13,7 +13,7 @@ use cabildo_core::Principal;
 use super::documents::job_info;
 use crate::api::{AuditCheck, ClientInfo, ClientList, JobList, Me};
 use crate::audit::{Outcome, Visit};
-use crate::guard::{audit, require_admin};
+use crate::guard::{audit, audit_read, require_admin};
 use crate::problem::ProblemBody;
 use crate::{AppState, Kind, Lang, Problem};
 
@@ -26,14 +26,20 @@ const RECENT_JOBS: u32 = 20;
         (status = 200, description = "The caller", body = Me),
         (status = 401, description = "Bad credentials, or anonymous callers not allowed", body = ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn me(Extension(principal): Extension<Principal>) -> Json<Me> {
-    Json(Me {
+pub async fn me(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Lang(lang): Lang,
+) -> Result<Json<Me>, Problem> {
+    let me = Me {
         admin: principal.is_admin(),
         role: principal.role.to_string(),
         clearance: principal.clearance.to_string(),
-        tenant: principal.tenant,
-        subject: principal.subject,
-    })
+        tenant: principal.tenant.clone(),
+        subject: principal.subject.clone(),
+    };
+    audit_read(&state, principal, "/v1/me", Instant::now(), Vec::new(), lang).await?;
+    Ok(Json(me))
 }
 
 /// The newest ingest jobs (20), newest first, with their counts and failures.
@@ -50,12 +56,15 @@ pub async fn jobs(
     Lang(lang): Lang,
 ) -> Result<Json<JobList>, Problem> {
     require_admin(&principal, lang)?;
+    let started = Instant::now();
     let jobs = state
         .engine
         .registry()
         .recent_jobs(RECENT_JOBS)
         .await
         .map_err(|e| Problem::internal(lang, &e))?;
+    let read = jobs.iter().map(|j| format!("job:{}", j.id)).collect();
+    audit_read(&state, principal, "/v1/jobs", started, read, lang).await?;
     Ok(Json(JobList {
         jobs: jobs.into_iter().map(job_info).collect(),
     }))
@@ -75,12 +84,15 @@ pub async fn clients(
     Lang(lang): Lang,
 ) -> Result<Json<ClientList>, Problem> {
     require_admin(&principal, lang)?;
+    let started = Instant::now();
     let clients = state
         .engine
         .registry()
         .clients()
         .await
         .map_err(|e| Problem::internal(lang, &e))?;
+    let read = clients.iter().map(|c| format!("client:{}", c.name)).collect();
+    audit_read(&state, principal, "/v1/clients", started, read, lang).await?;
     Ok(Json(ClientList {
         clients: clients
             .into_iter()
@@ -158,12 +170,14 @@ pub async fn verify_audit(
     Lang(lang): Lang,
 ) -> Result<Json<AuditCheck>, Problem> {
     require_admin(&principal, lang)?;
+    let started = Instant::now();
     let v = state
         .engine
         .registry()
         .verify_audit()
         .await
         .map_err(|e| Problem::internal(lang, &e))?;
+    audit_read(&state, principal, "/v1/audit/verify", started, Vec::new(), lang).await?;
     Ok(Json(AuditCheck {
         intact: v.intact(),
         records: v.records,

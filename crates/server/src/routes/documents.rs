@@ -20,7 +20,7 @@ use serde::Deserialize;
 use super::engine_problem;
 use crate::api::{JobAccepted, JobFailure, JobInfo, NormDetail, NormInfo, NormList, PassageInfo};
 use crate::audit::{Outcome, Visit};
-use crate::guard::{audit, require_admin};
+use crate::guard::{audit, audit_read, require_admin, visible_passages};
 use crate::problem::ProblemBody;
 use crate::{AppState, Kind, Lang, Problem};
 
@@ -253,6 +253,7 @@ pub async fn job(
     Path(id): Path<String>,
 ) -> Result<Json<JobInfo>, Problem> {
     require_admin(&principal, lang)?;
+    let started = Instant::now();
     let not_found = || Problem::new(Kind::NotFound, lang, format!("no ingest job {id}"));
     let n: i64 = id.parse().map_err(|_| not_found())?;
     let j = state
@@ -262,6 +263,8 @@ pub async fn job(
         .await
         .map_err(|e| Problem::internal(lang, &e))?
         .ok_or_else(not_found)?;
+    let read = vec![format!("job:{}", j.id)];
+    audit_read(&state, principal, "/v1/jobs/{id}", started, read, lang).await?;
     Ok(Json(job_info(j)))
 }
 
@@ -311,6 +314,7 @@ pub async fn norms(
     Lang(lang): Lang,
     query: Result<Query<NormQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<NormList>, Problem> {
+    let started = Instant::now();
     let Query(q) = query.map_err(|e| Problem::new(Kind::BadRequest, lang, e.body_text()))?;
     let norms = state
         .engine
@@ -318,7 +322,7 @@ pub async fn norms(
         .norms()
         .await
         .map_err(|e| Problem::internal(lang, &e))?;
-    let norms = norms
+    let norms: Vec<NormInfo> = norms
         .into_iter()
         .filter(|n| principal.may_read(n.access, n.tenant.as_deref()))
         .filter(|n| {
@@ -329,6 +333,8 @@ pub async fn norms(
         .filter(|n| q.kind.as_ref().is_none_or(|k| n.kind.as_str() == k))
         .map(NormInfo::from)
         .collect();
+    let listed = norms.iter().map(|n| n.id.clone()).collect();
+    audit_read(&state, principal, "/v1/norms", started, listed, lang).await?;
     Ok(Json(NormList { norms }))
 }
 
@@ -345,6 +351,7 @@ pub async fn norm(
     Lang(lang): Lang,
     Path(id): Path<String>,
 ) -> Result<Json<NormDetail>, Problem> {
+    let started = Instant::now();
     let found = state
         .engine
         .registry()
@@ -361,6 +368,11 @@ pub async fn norm(
         .index()
         .passages_of(&id)
         .map_err(|e| engine_problem(lang, e.into()))?;
+    // Checked again, passage by passage, as search and answers are: the registry row may
+    // lag the index (it is written after the index commits).
+    let passages = visible_passages(&state, &principal, passages);
+    let returned = passages.iter().map(|p| p.id.clone()).collect();
+    audit_read(&state, principal, "/v1/norms/{id}", started, returned, lang).await?;
     Ok(Json(NormDetail {
         norm: norm.into(),
         passages: passages.into_iter().map(PassageInfo::from).collect(),
