@@ -67,6 +67,9 @@ impl Progress for IngestProgress {
                     tracing::info!(path = %path.display(), %norm_id, passages, "indexed")
                 }
                 FileOutcome::Unchanged => tracing::info!(path = %path.display(), "unchanged"),
+                FileOutcome::Relabelled { norm_id, passages } => {
+                    tracing::info!(path = %path.display(), %norm_id, passages, "same content, access relabelled")
+                }
                 FileOutcome::Failed { .. } => {} // logged by the engine
             },
         }

@@ -46,6 +46,14 @@ pub enum FileOutcome {
     },
     /// Same content hash as already indexed.
     Unchanged,
+    /// Same content, ingested with another access level or tenant: its passages and vectors
+    /// were relabelled (not re-parsed, not re-embedded).
+    Relabelled {
+        /// The norm's id.
+        norm_id: String,
+        /// Passages relabelled.
+        passages: usize,
+    },
     /// Could not be ingested.
     Failed {
         /// One line saying why.
@@ -209,11 +217,24 @@ impl Engine {
                         Some(by) => e.as_deref() == Some(by.as_str()),
                         None => true,
                     };
-                    if previous
+                    let same = previous
                         .as_ref()
-                        .is_some_and(|p| p.content_hash == hash && embedded_alike(&p.embedder))
-                    {
-                        FileOutcome::Unchanged
+                        .filter(|p| p.content_hash == hash && embedded_alike(&p.embedder));
+                    if let Some(same) = same {
+                        // Who may read it is not in the file: an access level or tenant
+                        // that changed must still take effect.
+                        match self.relabel(&same.norm_id, defaults, &mut batch).await? {
+                            Some((norm, n)) => {
+                                pending_passages += n;
+                                let id = norm.id.clone();
+                                pending.push((norm, n));
+                                FileOutcome::Relabelled {
+                                    norm_id: id,
+                                    passages: n,
+                                }
+                            }
+                            None => FileOutcome::Unchanged,
+                        }
                     } else {
                         match parse_file(path, &bytes, defaults) {
                             Err(e) => FileOutcome::Failed {
@@ -263,7 +284,7 @@ impl Engine {
                 }
             };
             match &outcome {
-                FileOutcome::Indexed { passages, .. } => {
+                FileOutcome::Indexed { passages, .. } | FileOutcome::Relabelled { passages, .. } => {
                     summary.norms += 1;
                     summary.passages += *passages as u64;
                 }
@@ -319,6 +340,47 @@ impl Engine {
 }
 
 impl Engine {
+    /// When `norm_id` is indexed with another access level or tenant than `defaults` give,
+    /// relabels it: the vectors' payload at once, then its passages in `batch` (added again
+    /// with the new labels, from the index itself). Returns the relabelled norm and its
+    /// passage count, for the registry, which is written after the batch commits; `None`
+    /// when nothing changed. A crash part-way leaves the registry's old labels, so the next
+    /// ingest relabels again.
+    async fn relabel(
+        &self,
+        norm_id: &str,
+        defaults: &IngestDefaults,
+        batch: &mut cabildo_index::WriteBatch<'_>,
+    ) -> Result<Option<(Norm, usize)>> {
+        let Some((mut norm, _)) = self.registry.norm(norm_id).await? else {
+            return Ok(None);
+        };
+        if norm.access == defaults.access && norm.tenant == defaults.tenant {
+            return Ok(None);
+        }
+        tracing::info!(
+            norm = norm_id,
+            from = %norm.access,
+            to = %defaults.access,
+            "same content, new access level or tenant: relabelling"
+        );
+        if let Some(d) = self.dense() {
+            d.store
+                .set_access(norm_id, defaults.access, defaults.tenant.as_deref())
+                .await?;
+        }
+        let mut passages = self.index().passages_of(norm_id)?;
+        batch.delete_norm(norm_id);
+        for p in &mut passages {
+            p.access = defaults.access;
+            p.tenant = defaults.tenant.clone();
+            batch.add(p)?;
+        }
+        norm.access = defaults.access;
+        norm.tenant = defaults.tenant.clone();
+        Ok(Some((norm, passages.len())))
+    }
+
     /// Deletes a norm from the lexical index, the vector store and the registry. Returns
     /// whether the registry knew it. The index commit comes first, so a crash part-way
     /// leaves at worst a registry row whose passages are gone, which the next delete or

@@ -130,6 +130,46 @@ async fn a_paraphrase_finds_the_article_and_filters_hold_in_every_method() {
         assert!(hits.iter().all(|h| !h.snippet.is_empty()));
     }
 
+    // The unchanged file ingested again as an agency's restricted document: relabelled in
+    // both indexes (and the registry) without re-embedding, so citizens no longer find it in
+    // any method and the agency does; ingested as public again, it is public again.
+    let sealed = IngestDefaults {
+        access: AccessLevel::Restricted,
+        tenant: Some("dt".into()),
+        ..IngestDefaults::default()
+    };
+    let relabelled = engine
+        .ingest(std::slice::from_ref(&code), &sealed, &mut NoProgress)
+        .await
+        .expect("ingest");
+    assert_eq!(
+        (relabelled.summary.unchanged, relabelled.summary.norms, relabelled.embedded),
+        (0, 1, 0),
+        "{relabelled:?}"
+    );
+    let agency = Filters {
+        tenant: Some("dt".into()),
+        max_access: AccessLevel::Restricted,
+        ..Filters::default()
+    };
+    for method in [Method::Lexical, Method::Dense, Method::Hybrid] {
+        let seen = search(&engine, question, &everyone, method).await;
+        assert!(seen.is_empty(), "{}: {:?}", method.name(), provisions(&seen));
+        let owner = search(&engine, question, &agency, method).await;
+        assert!(!owner.is_empty(), "{}: the owning agency finds it", method.name());
+        assert!(owner.iter().all(|h| h.passage.access == AccessLevel::Restricted));
+    }
+    let norms = engine.registry().norms().await.expect("norms");
+    assert!(norms.iter().all(|n| n.access == AccessLevel::Restricted && n.tenant.as_deref() == Some("dt")));
+    let reopened = engine
+        .ingest(std::slice::from_ref(&code), &IngestDefaults::default(), &mut NoProgress)
+        .await
+        .expect("ingest");
+    assert_eq!((reopened.summary.norms, reopened.embedded), (1, 0), "{reopened:?}");
+    for method in [Method::Lexical, Method::Dense, Method::Hybrid] {
+        assert!(!search(&engine, question, &everyone, method).await.is_empty(), "{}", method.name());
+    }
+
     // The same text ingested as an agency's restricted copy (another norm id, no front
     // matter) is invisible to citizens and to other agencies in every method.
     let restricted_src = tempfile::tempdir().expect("tempdir");

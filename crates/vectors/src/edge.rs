@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use cabildo_core::{Filters, Passage};
+use cabildo_core::{AccessLevel, Filters, Passage};
 use qdrant_edge::{
     CountRequest, CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeVectorParamsBuilder,
-    FieldIndexOperations, Filter, JsonPath, NamedQuery, PayloadFieldSchema, PayloadSchemaType,
+    FieldIndexOperations, Filter, JsonPath, NamedQuery, Payload, PayloadFieldSchema, PayloadOps,
+    PayloadSchemaType, SetPayloadOp,
     PointId, PointInsertOperations, PointOperations, PointStruct, QueryEnum, QueryRequest,
     ScoringQuery, SearchParams, UpdateOperation, VectorStructInternal, WithPayloadInterface,
     WithVector, DEFAULT_VECTOR_NAME,
@@ -14,7 +15,8 @@ use qdrant_edge::{
 
 use crate::filter::{conditions, of_norm, to_json, Cond};
 use crate::{
-    check_input, check_query, keys, payload, point_uuid, Result, SearchOptions, VectorError,
+    access_payload, check_input, check_query, keys, payload, point_uuid, Result, SearchOptions,
+    VectorError,
     VectorHit, VectorStore,
 };
 
@@ -166,6 +168,23 @@ impl VectorStore for EdgeStore {
         self.write(UpdateOperation::PointOperation(
             PointOperations::DeletePointsByFilter(filter),
         ))
+    }
+
+    async fn set_access(
+        &self,
+        norm_id: &str,
+        access: AccessLevel,
+        tenant: Option<&str>,
+    ) -> Result<()> {
+        let filter = self.filter(&of_norm(norm_id))?;
+        self.write(UpdateOperation::PayloadOperation(PayloadOps::SetPayload(
+            SetPayloadOp {
+                payload: Payload(access_payload(access, tenant)),
+                points: None,
+                filter: Some(filter),
+                key: None,
+            },
+        )))
     }
 
     async fn search(

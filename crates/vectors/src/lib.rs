@@ -17,7 +17,7 @@ mod edge;
 mod filter;
 mod qdrant;
 
-use cabildo_core::{Filters, Passage};
+use cabildo_core::{AccessLevel, Filters, Passage};
 use sha2::{Digest, Sha256};
 
 pub use edge::EdgeStore;
@@ -117,6 +117,14 @@ pub trait VectorStore: Send + Sync {
     async fn upsert(&self, passages: &[&Passage], vectors: &[Vec<f32>]) -> Result<()>;
     /// Removes every vector of a norm.
     async fn delete_norm(&self, norm_id: &str) -> Result<()>;
+    /// Sets who may read every vector of a norm (a re-ingest with another access level or
+    /// tenant), without touching the vectors.
+    async fn set_access(
+        &self,
+        norm_id: &str,
+        access: AccessLevel,
+        tenant: Option<&str>,
+    ) -> Result<()>;
     /// The `k` passages nearest to `query` among those `filters` let through.
     async fn search(
         &self,
@@ -176,11 +184,7 @@ pub(crate) fn payload(p: &Passage) -> serde_json::Map<String, serde_json::Value>
         p.jurisdiction.country.to_ascii_uppercase().into(),
     );
     m.insert(keys::KIND.into(), p.kind.as_str().into());
-    m.insert(keys::ACCESS.into(), (p.access as i64).into());
-    m.insert(
-        keys::TENANT.into(),
-        p.tenant.clone().unwrap_or_default().into(),
-    );
+    m.extend(access_payload(p.access, p.tenant.as_deref()));
     m.insert(
         keys::VALID_FROM.into(),
         p.valid_from.map_or(-OPEN_DAYS, day_number).into(),
@@ -189,6 +193,17 @@ pub(crate) fn payload(p: &Passage) -> serde_json::Map<String, serde_json::Value>
         keys::VALID_TO.into(),
         p.valid_to.map_or(OPEN_DAYS, day_number).into(),
     );
+    m
+}
+
+/// The payload fields that say who may read a passage.
+pub(crate) fn access_payload(
+    access: AccessLevel,
+    tenant: Option<&str>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert(keys::ACCESS.into(), (access as i64).into());
+    m.insert(keys::TENANT.into(), tenant.unwrap_or_default().into());
     m
 }
 

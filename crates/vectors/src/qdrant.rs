@@ -7,19 +7,20 @@
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use cabildo_core::{Filters, Passage};
+use cabildo_core::{AccessLevel, Filters, Passage};
 use qdrant_client::qdrant::{
     vector_output, vectors_config, Condition, CountPointsBuilder, CreateCollectionBuilder,
     CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter,
-    PointStruct, Query, QueryPointsBuilder, Range, SearchParamsBuilder, UpsertPointsBuilder,
+    PointStruct, Query, QueryPointsBuilder, Range, SearchParamsBuilder, SetPayloadPointsBuilder,
+    UpsertPointsBuilder,
     VectorParamsBuilder,
 };
 use qdrant_client::{Payload, Qdrant};
 
 use crate::filter::{conditions, of_norm, Cond};
 use crate::{
-    check_input, check_query, keys, payload, point_uuid, Result, SearchOptions, VectorError,
-    VectorHit, VectorStore,
+    access_payload, check_input, check_query, keys, payload, point_uuid, Result, SearchOptions,
+    VectorError, VectorHit, VectorStore,
 };
 
 /// Points per upsert request: large enough to amortise round trips, small enough to stay
@@ -201,6 +202,27 @@ impl VectorStore for QdrantStore {
             self.client.delete_points(
                 DeletePointsBuilder::new(&self.collection)
                     .points(filter.clone())
+                    .wait(true),
+            )
+        })
+        .retry(retry_policy())
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn set_access(
+        &self,
+        norm_id: &str,
+        access: AccessLevel,
+        tenant: Option<&str>,
+    ) -> Result<()> {
+        let filter = must(&of_norm(norm_id));
+        let fields = Payload::from(access_payload(access, tenant));
+        (|| {
+            self.client.set_payload(
+                SetPayloadPointsBuilder::new(&self.collection, fields.clone())
+                    .points_selector(filter.clone())
                     .wait(true),
             )
         })

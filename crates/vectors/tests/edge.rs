@@ -25,6 +25,13 @@ async fn in_force_on_a_date_returns_that_dates_version() {
 }
 
 #[tokio::test]
+async fn a_norms_access_changes_in_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EdgeStore::open(dir.path(), DIM).expect("open");
+    common::access_changes_in_place(&store).await;
+}
+
+#[tokio::test]
 async fn hits_carry_their_vectors_when_asked() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EdgeStore::open(dir.path(), DIM).expect("open");

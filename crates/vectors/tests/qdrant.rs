@@ -34,6 +34,13 @@ async fn in_force_on_a_date_returns_that_dates_version() {
 }
 
 #[tokio::test]
+async fn a_norms_access_changes_in_place() {
+    if let Some(s) = store("access").await {
+        common::access_changes_in_place(&s).await;
+    }
+}
+
+#[tokio::test]
 async fn hits_carry_their_vectors_when_asked() {
     if let Some(s) = store("with-vectors").await {
         common::hits_carry_their_vectors_when_asked(&s).await;

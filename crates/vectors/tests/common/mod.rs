@@ -173,3 +173,51 @@ pub async fn hits_carry_their_vectors_when_asked(store: &dyn VectorStore) {
         .expect("search");
     assert!(hits.iter().all(|h| h.vector.is_none()));
 }
+
+/// A norm's access level and tenant change in place: every one of its vectors follows, the
+/// other norms' stay as they were, and nothing is re-embedded (the vectors are unchanged).
+pub async fn access_changes_in_place(store: &dyn VectorStore) {
+    let a1 = passage("a/1", "a");
+    let a2 = passage("a/2", "a");
+    let b1 = passage("b/1", "b");
+    let vectors = [unit(0, 0.1), unit(1, 0.1), unit(2, 0.1)];
+    store
+        .upsert(&[&a1, &a2, &b1], &vectors)
+        .await
+        .expect("upsert");
+    let anonymous = Filters::default();
+    let query = unit(0, 0.2);
+    assert_eq!(ids(store, &query, &anonymous, 10).await, ["a/1", "a/2", "b/1"]);
+
+    store
+        .set_access("a", AccessLevel::Restricted, Some("sii"))
+        .await
+        .expect("set access");
+    assert_eq!(ids(store, &query, &anonymous, 10).await, ["b/1"]);
+    let other_agency = Filters {
+        tenant: Some("sag".into()),
+        max_access: AccessLevel::Restricted,
+        ..Filters::default()
+    };
+    assert_eq!(ids(store, &query, &other_agency, 10).await, ["b/1"]);
+    let sii = Filters {
+        tenant: Some("sii".into()),
+        max_access: AccessLevel::Restricted,
+        ..Filters::default()
+    };
+    let hits = store
+        .search(&query, &sii, 10, SearchOptions { with_vectors: true, ..SearchOptions::default() })
+        .await
+        .expect("search");
+    let a1_hit = hits.iter().find(|h| h.passage_id == "a/1").expect("a/1 for its agency");
+    let kept = a1_hit.vector.as_ref().expect("vector");
+    let close = kept.iter().zip(&vectors[0]).all(|(x, y)| (x - y).abs() < 1e-5);
+    assert!(close, "the vector changed: {kept:?}");
+    assert_eq!(hits.len(), 3);
+
+    store
+        .set_access("a", AccessLevel::Public, None)
+        .await
+        .expect("set access back");
+    assert_eq!(ids(store, &query, &anonymous, 10).await, ["a/1", "a/2", "b/1"]);
+}
