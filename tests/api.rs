@@ -656,11 +656,12 @@ fn health_readiness_metrics_and_openapi() {
 #[test]
 fn documents_upload_becomes_a_job_then_a_norm_that_can_be_deleted() {
     let Some(s) = servers() else { return };
-    let upload = |token: Option<&str>| {
+    let upload_as = |token: Option<&str>, access: &str| {
         let boundary = "cabildo-test-boundary";
         let file = "# Reglamento de prueba del Cabildo\n\nArtículo 1.- Las bibliotecas municipales abrirán los domingos de diez a catorce horas.\n";
         let body = format!(
             "--{boundary}\r\nContent-Disposition: form-data; name=\"jurisdiction\"\r\n\r\nCL\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"access\"\r\n\r\n{access}\r\n\
              --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"../../reglamento-bibliotecas.md\"\r\nContent-Type: text/markdown\r\n\r\n{file}\r\n\
              --{boundary}--\r\n"
         );
@@ -676,6 +677,11 @@ fn documents_upload_becomes_a_job_then_a_norm_that_can_be_deleted() {
         let mut r = req.send(body.as_bytes()).expect("request");
         read(&mut r)
     };
+    let upload = |token: Option<&str>| upload_as(token, "public");
+    // An internal document with no owning agency would be every agency's: refused.
+    let (status, _, body) = upload_as(Some(&s.admin), "internal");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("tenant"), "{body}");
     assert_eq!(upload(None).0, 401);
     assert_eq!(upload(Some("wrong")).0, 401);
     let (status, _, body) = upload(Some(&s.admin));

@@ -17,7 +17,7 @@ use std::path::Path;
 
 pub use build::{build_passages, Unit};
 use cabildo_core::{Norm, Passage};
-pub use meta::{is_metadata_file, IngestDefaults};
+pub use meta::{is_metadata_file, IngestDefaults, EVERY_TENANT};
 
 /// Why a file could not be turned into a norm. Each variant reads as one line of a report.
 #[derive(Debug, thiserror::Error)]

@@ -21,6 +21,32 @@ pub struct IngestDefaults {
     pub redact_pii: bool,
 }
 
+/// The tenant that shares an internal or restricted document with every agency cleared
+/// for it (stored as no tenant).
+pub const EVERY_TENANT: &str = "*";
+
+impl IngestDefaults {
+    /// Who the documents belong to, checked: an internal or restricted document belongs to
+    /// one agency (its tenant) unless it is shared with every agency on purpose
+    /// ([`EVERY_TENANT`], read here as no tenant). A non-public document with no tenant at
+    /// all is refused, so that none is shared by omission.
+    pub fn checked(mut self) -> Result<IngestDefaults, String> {
+        match self.tenant.as_deref().map(str::trim) {
+            Some(EVERY_TENANT) => self.tenant = None,
+            Some("") | None if self.access != AccessLevel::Public => {
+                return Err(format!(
+                    "{} documents belong to an agency: give its tenant, or \"{EVERY_TENANT}\" \
+                     to share them with every agency cleared for them",
+                    self.access
+                ))
+            }
+            Some("") => self.tenant = None,
+            _ => {}
+        }
+        Ok(self)
+    }
+}
+
 /// Files that describe a collection rather than hold a norm: skipped, not failed.
 pub fn is_metadata_file(path: &Path) -> bool {
     let name = path
@@ -222,5 +248,30 @@ mod tests {
         assert_eq!(parse_date("02/02/1967"), d);
         assert_eq!(parse_date("1967-02-02"), d);
         assert_eq!(parse_date("1967-02-02T10:00:00"), d);
+    }
+}
+
+#[cfg(test)]
+mod owner_tests {
+    use super::*;
+
+    fn with(access: AccessLevel, tenant: Option<&str>) -> Result<Option<String>, String> {
+        IngestDefaults {
+            access,
+            tenant: tenant.map(str::to_string),
+            ..IngestDefaults::default()
+        }
+        .checked()
+        .map(|d| d.tenant)
+    }
+
+    #[test]
+    fn non_public_documents_need_an_owner_or_an_explicit_everyone() {
+        assert_eq!(with(AccessLevel::Public, None), Ok(None));
+        assert_eq!(with(AccessLevel::Public, Some("sii")), Ok(Some("sii".into())));
+        assert_eq!(with(AccessLevel::Internal, Some("sii")), Ok(Some("sii".into())));
+        assert_eq!(with(AccessLevel::Restricted, Some("*")), Ok(None));
+        assert!(with(AccessLevel::Internal, None).is_err_and(|e| e.contains("tenant")));
+        assert!(with(AccessLevel::Restricted, Some("")).is_err());
     }
 }

@@ -46,7 +46,8 @@ enum Command {
         /// Access level of the ingested norms.
         #[arg(long, default_value = "public")]
         access: AccessLevel,
-        /// Owning tenant (agency) of the ingested norms.
+        /// Owning tenant (agency) of the ingested norms; required for internal and restricted
+        /// ones ("*": shared with every agency cleared for them).
         #[arg(long)]
         tenant: Option<String>,
         /// Replace national ids, e-mails and phone numbers in the documents' text with

@@ -161,7 +161,10 @@ impl Engine {
         defaults: &IngestDefaults,
         progress: &mut dyn Progress,
     ) -> Result<IngestReport> {
-        let result = self.run_job(job, paths, defaults, progress).await;
+        let result = match defaults.clone().checked() {
+            Ok(defaults) => self.run_job(job, paths, &defaults, progress).await,
+            Err(why) => Err(EngineError::Unavailable(why)),
+        };
         if let Err(e) = &result {
             if let Err(record) = self.registry.fail_job(job, &e.to_string()).await {
                 tracing::error!(job, error = %record, "could not mark the ingest job failed");

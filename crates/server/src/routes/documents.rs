@@ -190,7 +190,7 @@ async fn receive(
             other => return Err(bad(format!("unknown multipart field {other:?}"))),
         }
     }
-    Ok((files, defaults))
+    Ok((files, defaults.checked().map_err(bad)?))
 }
 
 /// Runs the ingest job on a thread of its own (parsing and embedding are CPU work), one
