@@ -508,7 +508,9 @@ async fn start(
     let (tx, rx) = mpsc::channel(64);
     let writer = state.writer.clone();
     let state = state.clone();
-    std::thread::spawn(move || {
+    // On the runtime's blocking pool, which is bounded (512 threads), not a thread of its
+    // own per request: extractive answers and abstentions do not pass the generation queue.
+    tokio::task::spawn_blocking(move || {
         let _slot = running;
         let result = compose(
             &sources,
