@@ -709,7 +709,19 @@ fn documents_upload_becomes_a_job_then_a_norm_that_can_be_deleted() {
     assert_eq!(job["status"], "done", "{job:#}");
     assert_eq!(job["norms"], 1);
 
-    let (_, _, list) = get(&format!("{}/v1/norms?jurisdiction=CL", s.extractive));
+    // The list comes a page at a time.
+    let first = json_of(&get(&format!("{}/v1/norms?limit=1", s.extractive)).2);
+    assert_eq!(first["norms"].as_array().map(Vec::len), Some(1), "{first}");
+    assert!(first["total"].as_u64().is_some_and(|t| t >= 2), "{first}");
+    assert_eq!(first["next_offset"], 1);
+    let second = json_of(&get(&format!("{}/v1/norms?limit=1&offset=1", s.extractive)).2);
+    assert_ne!(second["norms"][0]["id"], first["norms"][0]["id"]);
+    assert_eq!(get(&format!("{}/v1/norms?limit=0", s.extractive)).0, 400);
+    assert_eq!(get(&format!("{}/v1/norms?limit=1001", s.extractive)).0, 400);
+    let all = json_of(&get(&format!("{}/v1/norms?limit=1000", s.extractive)).2);
+    assert!(all["next_offset"].is_null(), "{all}");
+
+    let (_, _, list) = get(&format!("{}/v1/norms?jurisdiction=CL&limit=1000", s.extractive));
     let list = json_of(&list);
     let norm = list["norms"]
         .as_array()

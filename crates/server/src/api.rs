@@ -441,8 +441,12 @@ impl From<Norm> for NormInfo {
 /// `GET /v1/norms`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NormList {
-    /// By jurisdiction and title.
+    /// This page's, by jurisdiction and title.
     pub norms: Vec<NormInfo>,
+    /// Norms the caller may read that match the query, on every page.
+    pub total: usize,
+    /// The `offset` of the next page; absent on the last one.
+    pub next_offset: Option<usize>,
 }
 
 /// A passage of a norm, for its table of contents.

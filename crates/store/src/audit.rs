@@ -186,6 +186,30 @@ impl Registry {
         rows.into_iter().map(entry_from_row).collect()
     }
 
+    /// At most `limit` records from `from` to `to` (UTC days, both included) whose sequence
+    /// number is above `after`, oldest first: one page of an export.
+    pub async fn audit_page(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
+        let until = to.succ_opt().unwrap_or(to);
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            audit_columns!(),
+            " FROM audit_log WHERE at >= ? AND at < ? AND seq > ? ORDER BY seq LIMIT ?"
+        ))
+        .bind(from.format("%Y-%m-%d").to_string())
+        .bind(until.format("%Y-%m-%d").to_string())
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(entry_from_row).collect()
+    }
+
     /// Walks the whole chain: every record's hash recomputed, every link and sequence number
     /// checked, and the newest record compared with the highest sequence ever issued.
     pub async fn verify_audit(&self) -> Result<AuditVerification> {

@@ -142,7 +142,12 @@ function drawNav() {
 
 async function norms() {
   if (!catalogue) {
-    const list = (await call('/v1/norms')).norms;
+    const list = [];
+    for (let offset = 0; offset != null;) {
+      const page = await call(`/v1/norms?limit=1000&offset=${offset}`);
+      list.push(...page.norms);
+      offset = page.next_offset;
+    }
     catalogue = {
       jurisdictions: [...new Set(list.map((n) => n.jurisdiction))].sort(),
       kinds: [...new Set(list.map((n) => n.kind))].sort(),

@@ -24,10 +24,20 @@ pub struct AuditQuery {
     pub from: Option<NaiveDate>,
     /// Last UTC day, included; default `from`.
     pub to: Option<NaiveDate>,
+    /// Only records whose sequence number is above this one (the `Link` header's next page).
+    pub after: Option<i64>,
+    /// Records per page: 1 to 10,000; default 1,000.
+    pub limit: Option<u32>,
 }
 
+/// Records an export page holds unless it asks for another size, and at most.
+const PAGE: u32 = 1_000;
+const MAX_PAGE: u32 = 10_000;
+
 /// Audit records from `from` to `to` as `application/x-ndjson`, one record a line, oldest
-/// first, each with its sequence number and chain hashes. The export is itself audited.
+/// first, each with its sequence number and chain hashes, a page at a time: when more
+/// records follow, a `Link: <…>; rel="next"` header gives the next page's URL. The export
+/// is itself audited.
 #[utoipa::path(get, path = "/v1/audit", tag = "documents", params(AuditQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses(
@@ -54,12 +64,30 @@ pub async fn export(
             "`to` is before `from`",
         ));
     }
+    let limit = q.limit.unwrap_or(PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Problem::new(
+            Kind::BadRequest,
+            lang,
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let after = q.after.unwrap_or(0);
     let entries = state
         .engine
         .registry()
-        .audit_between(from, to)
+        .audit_page(from, to, after, limit)
         .await
         .map_err(|e| Problem::internal(lang, &e))?;
+    let next = entries
+        .last()
+        .filter(|_| entries.len() == limit as usize)
+        .map(|last| {
+            format!(
+                "</v1/audit?from={from}&to={to}&after={}&limit={limit}>; rel=\"next\"",
+                last.seq
+            )
+        });
     let mut body = String::new();
     for e in &entries {
         body.push_str(&serde_json::to_string(e).map_err(|e| Problem::internal(lang, &e))?);
@@ -73,5 +101,9 @@ pub async fn export(
         filters: None,
     };
     audit(&state, &visit, Outcome::status(200), lang).await?;
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+    let mut response = ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response();
+    if let Some(link) = next.and_then(|l| l.parse().ok()) {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
 }

@@ -300,9 +300,17 @@ pub struct NormQuery {
     pub jurisdiction: Option<String>,
     /// Only this kind.
     pub kind: Option<String>,
+    /// Norms per page: 1 to 1,000; default 100.
+    pub limit: Option<usize>,
+    /// Norms to skip (the previous page's `next_offset`).
+    pub offset: Option<usize>,
 }
 
-/// The norms indexed that the caller may read.
+/// Norms a page holds unless it asks for another size, and at most.
+const NORM_PAGE: usize = 100;
+const MAX_NORM_PAGE: usize = 1_000;
+
+/// The norms indexed that the caller may read, by jurisdiction and title, a page at a time.
 #[utoipa::path(get, path = "/v1/norms", tag = "documents", params(NormQuery),
     responses(
         (status = 200, description = "Norms by jurisdiction and title", body = NormList),
@@ -316,6 +324,15 @@ pub async fn norms(
 ) -> Result<Json<NormList>, Problem> {
     let started = Instant::now();
     let Query(q) = query.map_err(|e| Problem::new(Kind::BadRequest, lang, e.body_text()))?;
+    let limit = q.limit.unwrap_or(NORM_PAGE);
+    if !(1..=MAX_NORM_PAGE).contains(&limit) {
+        return Err(Problem::new(
+            Kind::BadRequest,
+            lang,
+            format!("limit must be between 1 and {MAX_NORM_PAGE}"),
+        ));
+    }
+    let offset = q.offset.unwrap_or(0);
     let norms = state
         .engine
         .registry()
@@ -333,9 +350,16 @@ pub async fn norms(
         .filter(|n| q.kind.as_ref().is_none_or(|k| n.kind.as_str() == k))
         .map(NormInfo::from)
         .collect();
+    let total = norms.len();
+    let norms: Vec<NormInfo> = norms.into_iter().skip(offset).take(limit).collect();
+    let next_offset = (offset + norms.len() < total).then_some(offset + norms.len());
     let listed = norms.iter().map(|n| n.id.clone()).collect();
     audit_read(&state, principal, "/v1/norms", started, listed, lang).await?;
-    Ok(Json(NormList { norms }))
+    Ok(Json(NormList {
+        norms,
+        total,
+        next_offset,
+    }))
 }
 
 /// One norm the caller may read, with its passages in document order.
