@@ -485,9 +485,56 @@ fn openai_generator_reads_an_openai_compatible_stream() {
         .generate(&request, &mut |_| true)
         .expect_err("nothing listens there");
     assert!(
-        err.to_string().contains("OpenAI-compatible server"),
+        matches!(err, cabildo_core::ModelError::Unavailable { .. }),
         "{err}"
     );
+
+    // A flapping server: it accepts connections and drops them. Each request tries three
+    // times (two retries); after three failed requests the breaker opens and the next is
+    // refused without a connection.
+    let flapping = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = flapping.local_addr().expect("addr");
+    let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = attempts.clone();
+    std::thread::spawn(move || {
+        for stream in flapping.incoming() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let g = OpenAiGenerator::new(&format!("http://{addr}/v1"), None, "m", 8192, Duration::from_secs(5));
+    for _ in 0..cabildo_models::remote::TRIP_AFTER {
+        let err = g.generate(&request, &mut |_| true).expect_err("dropped");
+        assert!(matches!(err, cabildo_core::ModelError::Unavailable { .. }), "{err}");
+    }
+    let tried = attempts.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(tried, 3 * cabildo_models::remote::TRIP_AFTER as usize, "three tries per request");
+    let err = g.generate(&request, &mut |_| true).expect_err("breaker open");
+    match err {
+        cabildo_core::ModelError::Unavailable { retry_after_s, .. } => {
+            assert!((1..=31).contains(&retry_after_s), "{retry_after_s}")
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), tried, "no connection while open");
+
+    // Behind the API, an unreachable model server still gets the citizen a cited answer:
+    // the quotes (checks.fallback), not an error, and without waiting on the server.
+    let unreachable = OpenAiGenerator::new("http://127.0.0.1:9/v1", None, "m", 8192, Duration::from_secs(5));
+    let base = s.runtime.block_on(start(
+        s.engine.clone(),
+        Writer::Model(Arc::new(unreachable)),
+        Config::default(),
+    ));
+    let (status, _, body) = post(
+        &format!("{base}/v1/ask"),
+        &json!({"question": "¿Desde qué edad se puede votar en Chile?"}),
+        &[],
+    );
+    assert_eq!(status, 200, "{body}");
+    let answer = json_of(&body);
+    assert_eq!(answer["checks"]["fallback"], true, "{body}");
+    assert!(answer["answer"].as_str().is_some_and(|a| a.contains("Artículo 13")), "{body}");
 }
 
 #[test]

@@ -28,6 +28,15 @@ pub enum ModelError {
     /// The computation failed.
     #[error("model inference failed: {0}")]
     Runtime(String),
+    /// The model's server cannot be reached, or keeps failing; try again in
+    /// `retry_after_s` seconds.
+    #[error("the model server is unavailable: {reason}")]
+    Unavailable {
+        /// What failed.
+        reason: String,
+        /// When trying again makes sense.
+        retry_after_s: u64,
+    },
 }
 
 /// Turns text into vectors for dense retrieval. Vectors are L2-normalised, so the dot

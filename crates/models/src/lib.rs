@@ -30,7 +30,7 @@ mod e5s1;
 mod embedder;
 mod generate;
 mod gguf_tokenizer;
-mod remote;
+pub mod remote;
 mod rerank;
 mod stream;
 mod widen;

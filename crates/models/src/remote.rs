@@ -2,13 +2,29 @@
 //! Cabildo): how a Latam-GPT served on a GPU cluster is reached. Streams the reply through
 //! `/v1/chat/completions` with `stream: true`; a consumer that stops listening closes the
 //! connection, which such servers take as cancellation.
+//!
+//! A flapping server must not hold citizens' requests: connecting gives up after
+//! [`CONNECT_TIMEOUT`]; a request that fails before any text arrives (no connection, or 429,
+//! 502, 503, 504) is retried twice with backoff; and after [`TRIP_AFTER`] failures in a row
+//! a circuit breaker answers at once with [`ModelError::Unavailable`] for [`OPEN_FOR`],
+//! then lets one request try again.
 
 use std::io::{BufRead, BufReader};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use backon::{BlockingRetryable, ExponentialBuilder};
 
 use cabildo_core::{FinishReason, Generation, GenerationRequest, Generator, ModelError};
 use serde::Deserialize;
 use serde_json::json;
+
+/// Longest wait for a connection to the model server.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Failures in a row that open the circuit breaker.
+pub const TRIP_AFTER: u32 = 3;
+/// How long an open breaker answers "unavailable" without trying.
+pub const OPEN_FOR: Duration = Duration::from_secs(30);
 
 /// A chat model behind an OpenAI-compatible HTTP API.
 pub struct OpenAiGenerator {
@@ -18,6 +34,53 @@ pub struct OpenAiGenerator {
     name: String,
     context_window: usize,
     agent: ureq::Agent,
+    breaker: Breaker,
+}
+
+/// Counts failures in a row; after [`TRIP_AFTER`] of them, refuses for [`OPEN_FOR`].
+#[derive(Default)]
+struct Breaker {
+    /// Failures in a row, and until when the breaker is open.
+    state: Mutex<(u32, Option<Instant>)>,
+}
+
+impl Breaker {
+    /// `Err` while open; once [`OPEN_FOR`] has passed, lets a request through (half open:
+    /// its failure opens the breaker again at once).
+    fn check(&self) -> Result<(), ModelError> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match state.1 {
+            Some(until) if Instant::now() < until => Err(ModelError::Unavailable {
+                reason: format!(
+                    "{} failures in a row; not trying again for a while",
+                    state.0
+                ),
+                retry_after_s: until.saturating_duration_since(Instant::now()).as_secs() + 1,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn succeeded(&self) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = (0, None);
+    }
+
+    fn failed(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 += 1;
+        if state.0 >= TRIP_AFTER {
+            state.1 = Some(Instant::now() + OPEN_FOR);
+            tracing::warn!(failures = state.0, "model server breaker open for {OPEN_FOR:?}");
+        }
+    }
+}
+
+/// Why a request failed before any text arrived: worth another try or not.
+enum Failure {
+    /// No connection, or the server said it is overloaded or restarting.
+    Transient(String),
+    /// Anything else (a bad request, a bad key): trying again would not help.
+    Final(ModelError),
 }
 
 impl OpenAiGenerator {
@@ -32,6 +95,7 @@ impl OpenAiGenerator {
     ) -> Self {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
+            .timeout_connect(Some(CONNECT_TIMEOUT.min(timeout)))
             .http_status_as_error(false)
             .build()
             .into();
@@ -42,6 +106,65 @@ impl OpenAiGenerator {
             name: format!("{model} (openai-compatible)"),
             context_window,
             agent,
+            breaker: Breaker::default(),
+        }
+    }
+
+    /// Opens the reply stream: one attempt.
+    fn open(&self, body: &serde_json::Value) -> Result<ureq::http::Response<ureq::Body>, Failure> {
+        let mut call = self
+            .agent
+            .post(&self.endpoint)
+            .header("Accept", "text/event-stream");
+        if let Some(key) = &self.api_key {
+            call = call.header("Authorization", &format!("Bearer {key}"));
+        }
+        let mut response = call
+            .send_json(body)
+            .map_err(|e| Failure::Transient(format!("{}: {e}", self.endpoint)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let detail = response.body_mut().read_to_string().unwrap_or_default();
+        let detail: String = detail.chars().take(500).collect();
+        let why = format!("{} answered {status}: {detail}", self.endpoint);
+        if matches!(status.as_u16(), 429 | 502 | 503 | 504) {
+            Err(Failure::Transient(why))
+        } else {
+            Err(Failure::Final(remote(why)))
+        }
+    }
+
+    /// Opens the reply stream, retrying transient failures, through the breaker.
+    fn open_with_retries(
+        &self,
+        body: &serde_json::Value,
+    ) -> Result<ureq::http::Response<ureq::Body>, ModelError> {
+        self.breaker.check()?;
+        let attempt = || self.open(body);
+        let opened = attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_times(2),
+            )
+            .sleep(std::thread::sleep)
+            .when(|f| matches!(f, Failure::Transient(_)))
+            .call();
+        match opened {
+            Ok(response) => {
+                self.breaker.succeeded();
+                Ok(response)
+            }
+            Err(Failure::Transient(reason)) => {
+                self.breaker.failed();
+                Err(ModelError::Unavailable {
+                    reason,
+                    retry_after_s: 5,
+                })
+            }
+            Err(Failure::Final(e)) => Err(e),
         }
     }
 }
@@ -113,23 +236,7 @@ impl Generator for OpenAiGenerator {
         if !request.stop.is_empty() {
             body["stop"] = json!(request.stop);
         }
-        let mut call = self
-            .agent
-            .post(&self.endpoint)
-            .header("Accept", "text/event-stream");
-        if let Some(key) = &self.api_key {
-            call = call.header("Authorization", &format!("Bearer {key}"));
-        }
-        let mut response = call.send_json(&body).map_err(remote)?;
-        let status = response.status();
-        if !status.is_success() {
-            let detail = response.body_mut().read_to_string().unwrap_or_default();
-            let detail: String = detail.chars().take(500).collect();
-            return Err(remote(format!(
-                "{} answered {status}: {detail}",
-                self.endpoint
-            )));
-        }
+        let mut response = self.open_with_retries(&body)?;
         let reader = BufReader::new(response.body_mut().as_reader());
         let mut text = String::new();
         let mut pieces = 0;
