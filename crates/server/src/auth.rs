@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use axum::http::{header, HeaderMap};
 use cabildo_core::{AccessLevel, AccessRole, Principal};
 use cabildo_store::{ClientRecord, Registry};
+use backon::{ExponentialBuilder, Retryable};
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -168,7 +169,15 @@ impl Authenticator {
                 })?;
                 parse_jwks(&text)?
             }
-            Some(JwksSource::Url(url)) => fetch_jwks(url.clone()).await?,
+            // An identity provider that is briefly down at start is tried three times.
+            Some(JwksSource::Url(url)) => (|| fetch_jwks(url.clone()))
+                .retry(
+                    ExponentialBuilder::default()
+                        .with_min_delay(Duration::from_millis(500))
+                        .with_max_times(2),
+                )
+                .when(|e| matches!(e, AuthError::Unavailable(_)))
+                .await?,
         };
         let fetched = matches!(config.jwks, Some(JwksSource::Url(_))).then(Instant::now);
         Ok(Authenticator {
@@ -291,33 +300,38 @@ impl Authenticator {
     /// identity provider that rotated keys). Fetches are tried at most every
     /// `jwks_refetch_after`, so a provider that is down does not stall every request.
     async fn jwk(&self, kid: &str) -> Result<Jwk, AuthError> {
-        let mut cache = self.keys.lock().await;
-        let known = cache.keys.find(kid).cloned();
-        if let Some(JwksSource::Url(url)) = &self.config.jwks {
+        let unknown = || AuthError::Invalid(format!("unknown key id {kid:?}"));
+        let url = {
+            let mut cache = self.keys.lock().await;
+            let known = cache.keys.find(kid).cloned();
+            let Some(JwksSource::Url(url)) = &self.config.jwks else {
+                return known.ok_or_else(unknown);
+            };
             let stale = cache
                 .fetched
                 .is_none_or(|at| at.elapsed() > self.config.jwks_ttl);
             let may_try = cache
                 .tried
                 .is_none_or(|at| at.elapsed() >= self.config.jwks_refetch_after);
-            if (stale || known.is_none()) && may_try {
-                cache.tried = Some(Instant::now());
-                match fetch_jwks(url.clone()).await {
-                    Ok(keys) => {
-                        cache.keys = keys;
-                        cache.fetched = cache.tried;
-                    }
-                    // Keep serving with the keys we have; the provider may be briefly down.
-                    Err(e) => tracing::warn!(error = %e, "JWKS refresh failed"),
-                }
-                return cache
-                    .keys
-                    .find(kid)
-                    .cloned()
-                    .ok_or_else(|| AuthError::Invalid(format!("unknown key id {kid:?}")));
+            if !((stale || known.is_none()) && may_try) {
+                return known.ok_or_else(unknown);
             }
+            cache.tried = Some(Instant::now());
+            url.clone()
+        };
+        // Fetched without holding the cache: only this request waits on the provider; the
+        // others go on with the keys we have (and do not try again until
+        // `jwks_refetch_after` has passed).
+        match fetch_jwks(url).await {
+            Ok(keys) => {
+                let mut cache = self.keys.lock().await;
+                cache.keys = keys;
+                cache.fetched = Some(Instant::now());
+            }
+            // Keep serving with the keys we have; the provider may be briefly down.
+            Err(e) => tracing::warn!(error = %e, "JWKS refresh failed"),
         }
-        known.ok_or_else(|| AuthError::Invalid(format!("unknown key id {kid:?}")))
+        self.keys.lock().await.keys.find(kid).cloned().ok_or_else(unknown)
     }
 }
 
@@ -374,6 +388,7 @@ async fn fetch_jwks(url: String) -> Result<JwkSet, AuthError> {
     let text = tokio::task::spawn_blocking(move || -> Result<String, String> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(10)))
+            .timeout_connect(Some(Duration::from_secs(3)))
             .build()
             .into();
         let get = |u: &str| -> Result<String, String> {
