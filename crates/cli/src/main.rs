@@ -116,6 +116,10 @@ enum Command {
     },
     /// Show what the data folder holds: norms and passages in the registry and the index.
     Status {
+        /// Also check, norm by norm, that the index and the vector store hold exactly what
+        /// the registry records, and that the audit chain verifies; exit 1 if not.
+        #[arg(long)]
+        check: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -470,7 +474,32 @@ async fn main() -> Result<()> {
             save_prompt.as_deref(),
             json,
         )?,
-        Command::Status { json } => {
+        Command::Status { check: true, json } => {
+            let engine = open(DenseMode::IfPresent).await?;
+            let found = engine.check().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+            } else {
+                println!(
+                    "{}: {} norms, {} passages recorded; index{} {}; {} pending; audit: {} records, {}",
+                    data.display(),
+                    found.norms,
+                    found.passages,
+                    if found.vectors_checked { " and vectors" } else { "" },
+                    if found.problems.is_empty() { "match".to_string() } else { format!("{} problems", found.problems.len()) },
+                    found.pending.len(),
+                    found.audit_records,
+                    if found.audit_problems.is_empty() { "intact" } else { "BROKEN" },
+                );
+                for p in found.problems.iter().chain(&found.audit_problems) {
+                    println!("  {p}");
+                }
+            }
+            if !found.consistent() {
+                std::process::exit(1);
+            }
+        }
+        Command::Status { check: false, json } => {
             let engine = open(DenseMode::IfPresent).await?;
             let vectors = match engine.dense() {
                 Some(d) => Some(d.store.count().await?),

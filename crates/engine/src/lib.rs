@@ -6,6 +6,7 @@
 
 pub mod answer;
 pub mod assemble;
+pub mod check;
 pub mod context;
 pub mod eval;
 pub mod ingest;

@@ -137,6 +137,38 @@ impl LexicalIndex {
             .collect())
     }
 
+    /// How many passages each norm has in the index (norms with none are absent): what a
+    /// consistency check compares with the registry.
+    pub fn norm_counts(&self) -> Result<std::collections::BTreeMap<String, usize>> {
+        let searcher = self.reader.searcher();
+        let mut ids = std::collections::BTreeSet::new();
+        for segment in searcher.segment_readers() {
+            let inverted = segment
+                .inverted_index(self.fields.norm_id)
+                .map_err(tantivy::TantivyError::from)?;
+            let mut terms = inverted
+                .terms()
+                .stream()
+                .map_err(tantivy::TantivyError::from)?;
+            while terms.advance() {
+                ids.insert(String::from_utf8_lossy(terms.key()).into_owned());
+            }
+        }
+        let mut counts = std::collections::BTreeMap::new();
+        for id in ids {
+            // Counted live: a term outlives its deleted documents until segments merge.
+            let q = tantivy::query::TermQuery::new(
+                Term::from_field_text(self.fields.norm_id, &id),
+                tantivy::schema::IndexRecordOption::Basic,
+            );
+            let n = searcher.search(&q, &tantivy::collector::Count)?;
+            if n > 0 {
+                counts.insert(id, n);
+            }
+        }
+        Ok(counts)
+    }
+
     /// A norm's passages, in document order.
     pub fn passages_of(&self, norm_id: &str) -> Result<Vec<Passage>> {
         let searcher = self.reader.searcher();

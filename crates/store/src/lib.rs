@@ -376,6 +376,17 @@ impl Registry {
         Ok(gone > 0)
     }
 
+    /// Every norm's id with the number of passages recorded for it.
+    pub async fn norm_passages(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT id, passages FROM norms")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, n)| (id, u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+
     /// All norms, by jurisdiction and title.
     pub async fn norms(&self) -> Result<Vec<Norm>> {
         let rows = sqlx::query(concat!(

@@ -237,6 +237,16 @@ impl VectorStore for EdgeStore {
             .map_err(|e| self.err(e))
     }
 
+    async fn count_of(&self, norm_id: &str) -> Result<usize> {
+        let filter = self.filter(&of_norm(norm_id))?;
+        self.shard
+            .count(CountRequest {
+                filter: Some(filter),
+                exact: true,
+            })
+            .map_err(|e| self.err(e))
+    }
+
     async fn optimize(&self) -> Result<()> {
         let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         self.shard.optimize().map_err(|e| self.err(e))?;

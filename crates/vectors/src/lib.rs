@@ -135,6 +135,8 @@ pub trait VectorStore: Send + Sync {
     ) -> Result<Vec<VectorHit>>;
     /// Number of vectors stored.
     async fn count(&self) -> Result<usize>;
+    /// Number of vectors stored for one norm.
+    async fn count_of(&self, norm_id: &str) -> Result<usize>;
     /// Builds search structures (the HNSW graph) after a large write; cheap when there is
     /// nothing to do.
     async fn optimize(&self) -> Result<()>;

@@ -282,6 +282,19 @@ impl VectorStore for QdrantStore {
         Ok(response.result.map_or(0, |r| r.count as usize))
     }
 
+    async fn count_of(&self, norm_id: &str) -> Result<usize> {
+        let response = self
+            .client
+            .count(
+                CountPointsBuilder::new(&self.collection)
+                    .filter(must(&of_norm(norm_id)))
+                    .exact(true),
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(response.result.map_or(0, |r| r.count as usize))
+    }
+
     async fn optimize(&self) -> Result<()> {
         // The server indexes in the background on its own schedule.
         Ok(())

@@ -188,6 +188,8 @@ pub async fn access_changes_in_place(store: &dyn VectorStore) {
     let anonymous = Filters::default();
     let query = unit(0, 0.2);
     assert_eq!(ids(store, &query, &anonymous, 10).await, ["a/1", "a/2", "b/1"]);
+    assert_eq!(store.count_of("a").await.expect("count"), 2);
+    assert_eq!(store.count_of("nothing").await.expect("count"), 0);
 
     store
         .set_access("a", AccessLevel::Restricted, Some("sii"))
