@@ -502,25 +502,50 @@ fn openai_generator_reads_an_openai_compatible_stream() {
             drop(stream);
         }
     });
-    let g = OpenAiGenerator::new(&format!("http://{addr}/v1"), None, "m", 8192, Duration::from_secs(5));
+    let g = OpenAiGenerator::new(
+        &format!("http://{addr}/v1"),
+        None,
+        "m",
+        8192,
+        Duration::from_secs(5),
+    );
     for _ in 0..cabildo_models::remote::TRIP_AFTER {
         let err = g.generate(&request, &mut |_| true).expect_err("dropped");
-        assert!(matches!(err, cabildo_core::ModelError::Unavailable { .. }), "{err}");
+        assert!(
+            matches!(err, cabildo_core::ModelError::Unavailable { .. }),
+            "{err}"
+        );
     }
     let tried = attempts.load(std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(tried, 3 * cabildo_models::remote::TRIP_AFTER as usize, "three tries per request");
-    let err = g.generate(&request, &mut |_| true).expect_err("breaker open");
+    assert_eq!(
+        tried,
+        3 * cabildo_models::remote::TRIP_AFTER as usize,
+        "three tries per request"
+    );
+    let err = g
+        .generate(&request, &mut |_| true)
+        .expect_err("breaker open");
     match err {
         cabildo_core::ModelError::Unavailable { retry_after_s, .. } => {
             assert!((1..=31).contains(&retry_after_s), "{retry_after_s}")
         }
         other => panic!("{other}"),
     }
-    assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), tried, "no connection while open");
+    assert_eq!(
+        attempts.load(std::sync::atomic::Ordering::SeqCst),
+        tried,
+        "no connection while open"
+    );
 
     // Behind the API, an unreachable model server still gets the citizen a cited answer:
     // the quotes (checks.fallback), not an error, and without waiting on the server.
-    let unreachable = OpenAiGenerator::new("http://127.0.0.1:9/v1", None, "m", 8192, Duration::from_secs(5));
+    let unreachable = OpenAiGenerator::new(
+        "http://127.0.0.1:9/v1",
+        None,
+        "m",
+        8192,
+        Duration::from_secs(5),
+    );
     let base = s.runtime.block_on(start(
         s.engine.clone(),
         Writer::Model(Arc::new(unreachable)),
@@ -534,7 +559,12 @@ fn openai_generator_reads_an_openai_compatible_stream() {
     assert_eq!(status, 200, "{body}");
     let answer = json_of(&body);
     assert_eq!(answer["checks"]["fallback"], true, "{body}");
-    assert!(answer["answer"].as_str().is_some_and(|a| a.contains("Artículo 13")), "{body}");
+    assert!(
+        answer["answer"]
+            .as_str()
+            .is_some_and(|a| a.contains("Artículo 13")),
+        "{body}"
+    );
 }
 
 #[test]
@@ -611,7 +641,11 @@ fn bad_requests_get_problem_json_in_the_callers_language() {
         .header("x-request-id", "portal-7f3a")
         .call()
         .expect("request");
-    let header = r.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = r
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let (_, _, body) = common::read(&mut r);
     assert_eq!(header.as_deref(), Some("portal-7f3a"));
     assert_eq!(json_of(&body)["request_id"], "portal-7f3a", "{body}");
@@ -665,7 +699,10 @@ fn health_readiness_metrics_and_openapi() {
     assert_eq!(status, 200);
     let r = json_of(&body);
     assert_eq!(r["status"], "ready");
-    assert!(r.get("passages").is_none(), "readyz tells outsiders how much text it holds: {r}");
+    assert!(
+        r.get("passages").is_none(),
+        "readyz tells outsiders how much text it holds: {r}"
+    );
     assert_eq!(r["embedder"], "e5-small");
     post(
         &format!("{}/v1/search", s.extractive),
@@ -768,7 +805,10 @@ fn documents_upload_becomes_a_job_then_a_norm_that_can_be_deleted() {
     let all = json_of(&get(&format!("{}/v1/norms?limit=1000", s.extractive)).2);
     assert!(all["next_offset"].is_null(), "{all}");
 
-    let (_, _, list) = get(&format!("{}/v1/norms?jurisdiction=CL&limit=1000", s.extractive));
+    let (_, _, list) = get(&format!(
+        "{}/v1/norms?jurisdiction=CL&limit=1000",
+        s.extractive
+    ));
     let list = json_of(&list);
     let norm = list["norms"]
         .as_array()

@@ -615,7 +615,10 @@ fn answers_are_audited_with_pseudonyms_and_redacted_questions() {
     let answer = json_of(&answer);
     // Reads that ask no question are audited too: a norm's page with the passages it showed,
     // the norm list, and an admin's job list.
-    let norm_id = answer["citations"][0]["norm_id"].as_str().expect("a cited norm").to_string();
+    let norm_id = answer["citations"][0]["norm_id"]
+        .as_str()
+        .expect("a cited norm")
+        .to_string();
     let mut r = agent()
         .get(format!("{base}/v1/norms/{norm_id}"))
         .header("Authorization", format!("Bearer {token}"))
@@ -630,7 +633,16 @@ fn answers_are_audited_with_pseudonyms_and_redacted_questions() {
         .map(|p| p["id"].clone())
         .collect();
     assert!(!shown.is_empty());
-    assert_eq!(read(&mut agent().get(format!("{base}/v1/norms")).call().expect("request")).0, 200);
+    assert_eq!(
+        read(
+            &mut agent()
+                .get(format!("{base}/v1/norms"))
+                .call()
+                .expect("request")
+        )
+        .0,
+        200
+    );
     let admin = f.add_client("auditor", AccessRole::Admin, None, None);
     let mut r = agent()
         .get(format!("{base}/v1/jobs"))
@@ -652,7 +664,10 @@ fn answers_are_audited_with_pseudonyms_and_redacted_questions() {
     assert_eq!(page_read["passages"], json!(shown));
     assert_eq!(page_read["role"], "citizen");
     for route in ["/v1/norms", "/v1/jobs"] {
-        assert!(records.iter().any(|r| r["route"] == route), "{route} not audited: {lines}");
+        assert!(
+            records.iter().any(|r| r["route"] == route),
+            "{route} not audited: {lines}"
+        );
     }
     // The export comes a page at a time, the next page named by a Link header.
     let mut r = agent()

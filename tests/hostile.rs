@@ -101,7 +101,11 @@ fn random_value(rng: &mut Rng, depth: usize) -> Value {
         3 => json!(f64::from_bits(rng.next() & 0x7fef_ffff_ffff_ffff)),
         4 => json!("x".repeat(rng.below(3000))),
         5 => json!("\u{0}\u{202e}<script>¿ñ?\u{1F600}"),
-        6 => Value::Array((0..rng.below(4)).map(|_| random_value(rng, depth + 1)).collect()),
+        6 => Value::Array(
+            (0..rng.below(4))
+                .map(|_| random_value(rng, depth + 1))
+                .collect(),
+        ),
         _ => {
             let mut m = serde_json::Map::new();
             for i in 0..rng.below(4) {
@@ -151,9 +155,7 @@ fn mutate(rng: &mut Rng, valid: &Value) -> Vec<u8> {
 }
 
 fn post_bytes(url: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, String) {
-    let mut req = agent()
-        .post(url)
-        .header("Content-Type", "application/json");
+    let mut req = agent().post(url).header("Content-Type", "application/json");
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -169,10 +171,22 @@ fn mutated_bodies_on_every_json_route_get_a_4xx_or_their_answer_never_a_5xx() {
         return;
     };
     let routes = [
-        ("/v1/search", json!({"query": "derecho a sufragio", "k": 3, "filters": {"jurisdiction": ["CL"]}, "method": "lexical"})),
-        ("/v1/ask", json!({"question": "¿A qué edad se puede votar?", "register": "tu", "history": [{"role": "user", "content": "hola"}]})),
-        ("/v1/chat/completions", json!({"model": "cabildo", "messages": [{"role": "user", "content": "¿A qué edad se puede votar?"}], "max_tokens": 64})),
-        ("/v1/feedback", json!({"answer_id": "ans_0", "rating": "useful", "comment": "bien"})),
+        (
+            "/v1/search",
+            json!({"query": "derecho a sufragio", "k": 3, "filters": {"jurisdiction": ["CL"]}, "method": "lexical"}),
+        ),
+        (
+            "/v1/ask",
+            json!({"question": "¿A qué edad se puede votar?", "register": "tu", "history": [{"role": "user", "content": "hola"}]}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "cabildo", "messages": [{"role": "user", "content": "¿A qué edad se puede votar?"}], "max_tokens": 64}),
+        ),
+        (
+            "/v1/feedback",
+            json!({"answer_id": "ans_0", "rating": "useful", "comment": "bien"}),
+        ),
     ];
     let mut rng = Rng(0x5eed_cab1_1d0f_u64);
     let mut seen = std::collections::BTreeMap::new();
@@ -203,7 +217,11 @@ fn malformed_bodies_get_clear_4xx_within_the_limits() {
     let (status, body) = post_bytes(&search, b"{\"query\": \"vot\xff\xfear\"}", &[]);
     assert_eq!(status, 400, "{body}");
     // JSON nested ten thousand deep: refused by the parser's depth limit, quickly.
-    let deep = format!("{{\"query\": {}1{}}}", "[".repeat(10_000), "]".repeat(10_000));
+    let deep = format!(
+        "{{\"query\": {}1{}}}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
     let started = Instant::now();
     let (status, _) = post_bytes(&search, deep.as_bytes(), &[]);
     assert!(status == 400 || status == 413, "{status}");
@@ -224,7 +242,9 @@ fn malformed_bodies_get_clear_4xx_within_the_limits() {
         .post(format!("{}/v1/documents", s.base))
         .header("Authorization", format!("Bearer {}", s.admin))
         .header("Content-Type", "multipart/form-data; boundary=x")
-        .send("--x\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nno file name\r\n--x--\r\n")
+        .send(
+            "--x\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nno file name\r\n--x--\r\n",
+        )
         .expect("request");
     assert_eq!(read(&mut r).0, 400);
     assert_eq!(get(&format!("{}/healthz", s.base)).0, 200);
@@ -295,7 +315,10 @@ fn a_burst_of_small_uploads_is_accepted_or_refused_cleanly_and_all_jobs_finish()
             .send(body.as_bytes())
             .expect("request");
         let (status, _, body) = read(&mut r);
-        assert!(status == 202 || status == 429 || status == 503, "{status}: {body}");
+        assert!(
+            status == 202 || status == 429 || status == 503,
+            "{status}: {body}"
+        );
         if status == 202 {
             jobs.push(common::json_of(&body)["job_id"].clone());
         }
@@ -314,7 +337,10 @@ fn a_burst_of_small_uploads_is_accepted_or_refused_cleanly_and_all_jobs_finish()
                 break;
             }
             assert_ne!(j["status"], "failed", "{j}");
-            assert!(started.elapsed() < Duration::from_secs(120), "jobs never finished: {j}");
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "jobs never finished: {j}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -268,8 +268,14 @@ mod owner_tests {
     #[test]
     fn non_public_documents_need_an_owner_or_an_explicit_everyone() {
         assert_eq!(with(AccessLevel::Public, None), Ok(None));
-        assert_eq!(with(AccessLevel::Public, Some("sii")), Ok(Some("sii".into())));
-        assert_eq!(with(AccessLevel::Internal, Some("sii")), Ok(Some("sii".into())));
+        assert_eq!(
+            with(AccessLevel::Public, Some("sii")),
+            Ok(Some("sii".into()))
+        );
+        assert_eq!(
+            with(AccessLevel::Internal, Some("sii")),
+            Ok(Some("sii".into()))
+        );
         assert_eq!(with(AccessLevel::Restricted, Some("*")), Ok(None));
         assert!(with(AccessLevel::Internal, None).is_err_and(|e| e.contains("tenant")));
         assert!(with(AccessLevel::Restricted, Some("")).is_err());

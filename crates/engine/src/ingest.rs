@@ -287,7 +287,8 @@ impl Engine {
                 }
             };
             match &outcome {
-                FileOutcome::Indexed { passages, .. } | FileOutcome::Relabelled { passages, .. } => {
+                FileOutcome::Indexed { passages, .. }
+                | FileOutcome::Relabelled { passages, .. } => {
                     summary.norms += 1;
                     summary.passages += *passages as u64;
                 }

@@ -143,7 +143,11 @@ async fn a_paraphrase_finds_the_article_and_filters_hold_in_every_method() {
         .await
         .expect("ingest");
     assert_eq!(
-        (relabelled.summary.unchanged, relabelled.summary.norms, relabelled.embedded),
+        (
+            relabelled.summary.unchanged,
+            relabelled.summary.norms,
+            relabelled.embedded
+        ),
         (0, 1, 0),
         "{relabelled:?}"
     );
@@ -154,20 +158,47 @@ async fn a_paraphrase_finds_the_article_and_filters_hold_in_every_method() {
     };
     for method in [Method::Lexical, Method::Dense, Method::Hybrid] {
         let seen = search(&engine, question, &everyone, method).await;
-        assert!(seen.is_empty(), "{}: {:?}", method.name(), provisions(&seen));
+        assert!(
+            seen.is_empty(),
+            "{}: {:?}",
+            method.name(),
+            provisions(&seen)
+        );
         let owner = search(&engine, question, &agency, method).await;
-        assert!(!owner.is_empty(), "{}: the owning agency finds it", method.name());
-        assert!(owner.iter().all(|h| h.passage.access == AccessLevel::Restricted));
+        assert!(
+            !owner.is_empty(),
+            "{}: the owning agency finds it",
+            method.name()
+        );
+        assert!(owner
+            .iter()
+            .all(|h| h.passage.access == AccessLevel::Restricted));
     }
     let norms = engine.registry().norms().await.expect("norms");
-    assert!(norms.iter().all(|n| n.access == AccessLevel::Restricted && n.tenant.as_deref() == Some("dt")));
+    assert!(norms
+        .iter()
+        .all(|n| n.access == AccessLevel::Restricted && n.tenant.as_deref() == Some("dt")));
     let reopened = engine
-        .ingest(std::slice::from_ref(&code), &IngestDefaults::default(), &mut NoProgress)
+        .ingest(
+            std::slice::from_ref(&code),
+            &IngestDefaults::default(),
+            &mut NoProgress,
+        )
         .await
         .expect("ingest");
-    assert_eq!((reopened.summary.norms, reopened.embedded), (1, 0), "{reopened:?}");
+    assert_eq!(
+        (reopened.summary.norms, reopened.embedded),
+        (1, 0),
+        "{reopened:?}"
+    );
     for method in [Method::Lexical, Method::Dense, Method::Hybrid] {
-        assert!(!search(&engine, question, &everyone, method).await.is_empty(), "{}", method.name());
+        assert!(
+            !search(&engine, question, &everyone, method)
+                .await
+                .is_empty(),
+            "{}",
+            method.name()
+        );
     }
 
     // The same text ingested as an agency's restricted copy (another norm id, no front

@@ -143,9 +143,7 @@ impl LexicalIndex {
         let searcher = self.reader.searcher();
         let mut ids = std::collections::BTreeSet::new();
         for segment in searcher.segment_readers() {
-            let inverted = segment
-                .inverted_index(self.fields.norm_id)
-                .map_err(tantivy::TantivyError::from)?;
+            let inverted = segment.inverted_index(self.fields.norm_id)?;
             let mut terms = inverted
                 .terms()
                 .stream()

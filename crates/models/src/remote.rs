@@ -70,7 +70,10 @@ impl Breaker {
         state.0 += 1;
         if state.0 >= TRIP_AFTER {
             state.1 = Some(Instant::now() + OPEN_FOR);
-            tracing::warn!(failures = state.0, "model server breaker open for {OPEN_FOR:?}");
+            tracing::warn!(
+                failures = state.0,
+                "model server breaker open for {OPEN_FOR:?}"
+            );
         }
     }
 }

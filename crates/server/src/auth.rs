@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use axum::http::{header, HeaderMap};
+use backon::{ExponentialBuilder, Retryable};
 use cabildo_core::{AccessLevel, AccessRole, Principal};
 use cabildo_store::{ClientRecord, Registry};
-use backon::{ExponentialBuilder, Retryable};
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -170,14 +170,16 @@ impl Authenticator {
                 parse_jwks(&text)?
             }
             // An identity provider that is briefly down at start is tried three times.
-            Some(JwksSource::Url(url)) => (|| fetch_jwks(url.clone()))
-                .retry(
-                    ExponentialBuilder::default()
-                        .with_min_delay(Duration::from_millis(500))
-                        .with_max_times(2),
-                )
-                .when(|e| matches!(e, AuthError::Unavailable(_)))
-                .await?,
+            Some(JwksSource::Url(url)) => {
+                (|| fetch_jwks(url.clone()))
+                    .retry(
+                        ExponentialBuilder::default()
+                            .with_min_delay(Duration::from_millis(500))
+                            .with_max_times(2),
+                    )
+                    .when(|e| matches!(e, AuthError::Unavailable(_)))
+                    .await?
+            }
         };
         let fetched = matches!(config.jwks, Some(JwksSource::Url(_))).then(Instant::now);
         Ok(Authenticator {
@@ -331,7 +333,13 @@ impl Authenticator {
             // Keep serving with the keys we have; the provider may be briefly down.
             Err(e) => tracing::warn!(error = %e, "JWKS refresh failed"),
         }
-        self.keys.lock().await.keys.find(kid).cloned().ok_or_else(unknown)
+        self.keys
+            .lock()
+            .await
+            .keys
+            .find(kid)
+            .cloned()
+            .ok_or_else(unknown)
     }
 }
 

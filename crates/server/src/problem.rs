@@ -382,7 +382,10 @@ mod tests {
 
     fn lang(accept: &str) -> Language {
         let mut headers = HeaderMap::new();
-        headers.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_str(accept).expect("header"));
+        headers.insert(
+            header::ACCEPT_LANGUAGE,
+            HeaderValue::from_str(accept).expect("header"),
+        );
         Lang::of(&headers).0
     }
 

@@ -7,17 +7,15 @@ use cabildo_core::{AccessLevel, Filters, Passage};
 use qdrant_edge::{
     CountRequest, CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeVectorParamsBuilder,
     FieldIndexOperations, Filter, JsonPath, NamedQuery, Payload, PayloadFieldSchema, PayloadOps,
-    PayloadSchemaType, SetPayloadOp,
-    PointId, PointInsertOperations, PointOperations, PointStruct, QueryEnum, QueryRequest,
-    ScoringQuery, SearchParams, UpdateOperation, VectorStructInternal, WithPayloadInterface,
-    WithVector, DEFAULT_VECTOR_NAME,
+    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct, QueryEnum,
+    QueryRequest, ScoringQuery, SearchParams, SetPayloadOp, UpdateOperation, VectorStructInternal,
+    WithPayloadInterface, WithVector, DEFAULT_VECTOR_NAME,
 };
 
 use crate::filter::{conditions, of_norm, to_json, Cond};
 use crate::{
     access_payload, check_input, check_query, keys, payload, point_uuid, Result, SearchOptions,
-    VectorError,
-    VectorHit, VectorStore,
+    VectorError, VectorHit, VectorStore,
 };
 
 /// The file `qdrant-edge` keeps its configuration in; its presence means a shard exists.

@@ -12,8 +12,7 @@ use qdrant_client::qdrant::{
     vector_output, vectors_config, Condition, CountPointsBuilder, CreateCollectionBuilder,
     CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter,
     PointStruct, Query, QueryPointsBuilder, Range, SearchParamsBuilder, SetPayloadPointsBuilder,
-    UpsertPointsBuilder,
-    VectorParamsBuilder,
+    UpsertPointsBuilder, VectorParamsBuilder,
 };
 use qdrant_client::{Payload, Qdrant};
 

@@ -38,7 +38,15 @@ pub async fn me(
         tenant: principal.tenant.clone(),
         subject: principal.subject.clone(),
     };
-    audit_read(&state, principal, "/v1/me", Instant::now(), Vec::new(), lang).await?;
+    audit_read(
+        &state,
+        principal,
+        "/v1/me",
+        Instant::now(),
+        Vec::new(),
+        lang,
+    )
+    .await?;
     Ok(Json(me))
 }
 
@@ -91,7 +99,10 @@ pub async fn clients(
         .clients()
         .await
         .map_err(|e| Problem::internal(lang, &e))?;
-    let read = clients.iter().map(|c| format!("client:{}", c.name)).collect();
+    let read = clients
+        .iter()
+        .map(|c| format!("client:{}", c.name))
+        .collect();
     audit_read(&state, principal, "/v1/clients", started, read, lang).await?;
     Ok(Json(ClientList {
         clients: clients
@@ -177,7 +188,15 @@ pub async fn verify_audit(
         .verify_audit()
         .await
         .map_err(|e| Problem::internal(lang, &e))?;
-    audit_read(&state, principal, "/v1/audit/verify", started, Vec::new(), lang).await?;
+    audit_read(
+        &state,
+        principal,
+        "/v1/audit/verify",
+        started,
+        Vec::new(),
+        lang,
+    )
+    .await?;
     Ok(Json(AuditCheck {
         intact: v.intact(),
         records: v.records,

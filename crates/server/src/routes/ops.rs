@@ -17,7 +17,6 @@ use crate::{AppState, Kind, Lang, Problem};
 pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok",
-        passages: None,
         model: None,
         embedder: None,
         reason: None,

@@ -187,7 +187,10 @@ pub async fn access_changes_in_place(store: &dyn VectorStore) {
         .expect("upsert");
     let anonymous = Filters::default();
     let query = unit(0, 0.2);
-    assert_eq!(ids(store, &query, &anonymous, 10).await, ["a/1", "a/2", "b/1"]);
+    assert_eq!(
+        ids(store, &query, &anonymous, 10).await,
+        ["a/1", "a/2", "b/1"]
+    );
     assert_eq!(store.count_of("a").await.expect("count"), 2);
     assert_eq!(store.count_of("nothing").await.expect("count"), 0);
 
@@ -208,12 +211,26 @@ pub async fn access_changes_in_place(store: &dyn VectorStore) {
         ..Filters::default()
     };
     let hits = store
-        .search(&query, &sii, 10, SearchOptions { with_vectors: true, ..SearchOptions::default() })
+        .search(
+            &query,
+            &sii,
+            10,
+            SearchOptions {
+                with_vectors: true,
+                ..SearchOptions::default()
+            },
+        )
         .await
         .expect("search");
-    let a1_hit = hits.iter().find(|h| h.passage_id == "a/1").expect("a/1 for its agency");
+    let a1_hit = hits
+        .iter()
+        .find(|h| h.passage_id == "a/1")
+        .expect("a/1 for its agency");
     let kept = a1_hit.vector.as_ref().expect("vector");
-    let close = kept.iter().zip(&vectors[0]).all(|(x, y)| (x - y).abs() < 1e-5);
+    let close = kept
+        .iter()
+        .zip(&vectors[0])
+        .all(|(x, y)| (x - y).abs() < 1e-5);
     assert!(close, "the vector changed: {kept:?}");
     assert_eq!(hits.len(), 3);
 
@@ -221,5 +238,8 @@ pub async fn access_changes_in_place(store: &dyn VectorStore) {
         .set_access("a", AccessLevel::Public, None)
         .await
         .expect("set access back");
-    assert_eq!(ids(store, &query, &anonymous, 10).await, ["a/1", "a/2", "b/1"]);
+    assert_eq!(
+        ids(store, &query, &anonymous, 10).await,
+        ["a/1", "a/2", "b/1"]
+    );
 }
