@@ -8,8 +8,9 @@
 #
 #   scripts/crashloop.sh [--kills N] [--max-delay S] [--dense] [--mode ingest|upload] CORPUS
 #
-# --mode ingest (default): `cabildo ingest CORPUS` is the writer. When a run finishes before
-#   its kill, the folder is emptied so that the next kill again lands mid-ingest.
+# --mode ingest (default): `cabildo ingest CORPUS` is the writer, killed N times (runs that
+#   finish before their kill do not count; the folder is then emptied so that the next kill
+#   again lands mid-ingest).
 # --mode upload: `cabildo serve` is the writer; CORPUS's files are uploaded through
 #   POST /v1/documents in batches while the server is killed and restarted.
 # Prints one line per kill and a summary; exits 1 at the first inconsistency.
@@ -58,7 +59,9 @@ started=$(date +%s)
 files=$(find "$corpus" -type f ! -name '.*' | wc -l)
 
 if [ "$mode" = ingest ]; then
-    for i in $(seq 1 "$kills"); do
+    i=0
+    while [ "$killed" -lt "$kills" ]; do
+        i=$((i + 1))
         "$bin" ingest "$corpus" --data "$data" "${dense_flag[@]}" --json > "$work/report" 2> "$work/log" &
         pid=$!
         delay=$(random_delay)
@@ -73,12 +76,12 @@ if [ "$mode" = ingest ]; then
             what="finished before ${delay}s"
         fi
         check "$i"
-        echo "kill $i: $what; $(cat "$work/check")"
+        echo "run $i: $what; $(cat "$work/check")"
         if [ "$what" != "${what#finished}" ]; then
             rm -rf "$data" # start over, so that the next kill lands mid-ingest again
         fi
     done
-    "$bin" ingest "$corpus" --data "$data" "${dense_flag[@]}" --json > "$work/report"
+    "$bin" ingest "$corpus" --data "$data" "${dense_flag[@]}" --json > "$work/report" 2> "$work/log"
 else
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     mkdir -p "$data"
@@ -124,15 +127,14 @@ else
     done
     # Uploaded files are kept under DATA/uploads; one uninterrupted ingest of them is the
     # end state the server would reach.
-    "$bin" ingest "$data/uploads" --data "$data" "${dense_flag[@]}" --json > "$work/report"
+    "$bin" ingest "$data/uploads" --data "$data" "${dense_flag[@]}" --json > "$work/report" 2> "$work/log"
     files=$(find "$data/uploads" -type f | wc -l)
 fi
 check final
 python3 - "$work/report" "$files" "$killed" "$finished" "$(( $(date +%s) - started ))" "$(cat "$work/check")" <<'EOF'
 import json, sys
 report, files, killed, finished, seconds, check = sys.argv[1:]
-r = json.load(open(report))
-s = r["summary"]
+s = json.load(open(report))
 recorded = s["norms"] + s["unchanged"] + s["failures"]
 print(f"{killed} kills, {finished} runs that finished first, {seconds} s; final run: "
       f"{s['files']} files ({s['unchanged']} unchanged, {s['norms']} written, {s['failures']} failed) "
