@@ -159,9 +159,11 @@ impl<'a> FileContext<'a> {
         format: &str,
         language: Language,
     ) -> Norm {
+        let jurisdiction = self.jurisdiction();
         Norm {
+            id_from_path: id == self.path_id(&jurisdiction),
             id,
-            jurisdiction: self.jurisdiction(),
+            jurisdiction,
             kind,
             number: None,
             title,

@@ -246,6 +246,10 @@ pub struct Norm {
     pub format: String,
     /// Path of the source file, as given to ingest.
     pub source_path: String,
+    /// Whether `id` was derived from the file's place (the source names no identifier), so
+    /// that two files could claim it; known while ingesting, not stored.
+    #[serde(skip)]
+    pub id_from_path: bool,
 }
 
 impl Norm {

@@ -243,45 +243,52 @@ impl Engine {
                             Err(e) => FileOutcome::Failed {
                                 reason: e.to_string(),
                             },
-                            Ok(mut parsed) => {
-                                parsed.norm.source_path = key.clone();
-                                if defaults.redact_pii {
-                                    for p in &mut parsed.passages {
-                                        if let Cow::Owned(t) = redact_pii(&p.text) {
-                                            p.text = t;
+                            Ok(mut parsed) => match self.taken(&parsed.norm, &key).await? {
+                                Some(reason) => FileOutcome::Failed { reason },
+                                None => {
+                                    parsed.norm.source_path = key.clone();
+                                    if defaults.redact_pii {
+                                        for p in &mut parsed.passages {
+                                            if let Cow::Owned(t) = redact_pii(&p.text) {
+                                                p.text = t;
+                                            }
                                         }
                                     }
-                                }
-                                summary.flagged += flag_instructions(&parsed.passages);
-                                if let Some(old) = &previous {
-                                    if old.norm_id != parsed.norm.id {
-                                        batch.delete_norm(&old.norm_id);
-                                        if let Some(d) = self.dense() {
-                                            d.store.delete_norm(&old.norm_id).await?;
+                                    summary.flagged += flag_instructions(&parsed.passages);
+                                    if let Some(old) = &previous {
+                                        if old.norm_id != parsed.norm.id {
+                                            batch.delete_norm(&old.norm_id);
+                                            if let Some(d) = self.dense() {
+                                                d.store.delete_norm(&old.norm_id).await?;
+                                            }
+                                            self.registry.forget_norm(&old.norm_id).await?;
                                         }
-                                        self.registry.forget_norm(&old.norm_id).await?;
+                                    }
+                                    if let Some(d) = self.dense() {
+                                        let t = Instant::now();
+                                        embedded += embed_norm(
+                                            d,
+                                            &parsed.norm.id,
+                                            &parsed.passages,
+                                            progress,
+                                        )
+                                        .await?;
+                                        embed_seconds += t.elapsed().as_secs_f64();
+                                    }
+                                    batch.delete_norm(&parsed.norm.id);
+                                    for p in &parsed.passages {
+                                        batch.add(p)?;
+                                    }
+                                    let n = parsed.passages.len();
+                                    pending_passages += n;
+                                    let id = parsed.norm.id.clone();
+                                    pending.push((parsed.norm, n));
+                                    FileOutcome::Indexed {
+                                        norm_id: id,
+                                        passages: n,
                                     }
                                 }
-                                if let Some(d) = self.dense() {
-                                    let t = Instant::now();
-                                    embedded +=
-                                        embed_norm(d, &parsed.norm.id, &parsed.passages, progress)
-                                            .await?;
-                                    embed_seconds += t.elapsed().as_secs_f64();
-                                }
-                                batch.delete_norm(&parsed.norm.id);
-                                for p in &parsed.passages {
-                                    batch.add(p)?;
-                                }
-                                let n = parsed.passages.len();
-                                pending_passages += n;
-                                let id = parsed.norm.id.clone();
-                                pending.push((parsed.norm, n));
-                                FileOutcome::Indexed {
-                                    norm_id: id,
-                                    passages: n,
-                                }
-                            }
+                            },
                         }
                     }
                 }
@@ -344,6 +351,27 @@ impl Engine {
 }
 
 impl Engine {
+    /// Why `norm` (parsed from the file `key`) may not be written: its id came from its
+    /// file's place and is already another file's, which still exists (two files sharing
+    /// folder and file name under different parents). A file that moved, or a source that
+    /// names its own id (a new version of the same law), replaces the old one as before.
+    async fn taken(&self, norm: &Norm, key: &str) -> Result<Option<String>> {
+        if !norm.id_from_path {
+            return Ok(None);
+        }
+        let Some((other, _)) = self.registry.norm(&norm.id).await? else {
+            return Ok(None);
+        };
+        let collides = other.source_path != key && Path::new(&other.source_path).exists();
+        Ok(collides.then(|| {
+            format!(
+                "its id {} (from its folder and file name) is already {}'s; nothing was \
+                 replaced: rename this file or its folder",
+                norm.id, other.source_path
+            )
+        }))
+    }
+
     /// When `norm_id` is indexed with another access level or tenant than `defaults` give,
     /// relabels it: the vectors' payload at once, then its passages in `batch` (added again
     /// with the new labels, from the index itself). Returns the relabelled norm and its

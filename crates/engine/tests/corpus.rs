@@ -269,3 +269,52 @@ async fn the_whole_corpus_ingests_with_only_the_word_file_failing() {
         |h| h.passage.jurisdiction.country == "UY" && h.passage.kind == NormKind::Constitucion
     ));
 }
+
+/// Two different files whose ids come from the same folder and file name: the second is
+/// refused with its reason, the first is kept whole (no silent replacement). A file that
+/// names its own id, or one that moved, still replaces the old norm.
+#[tokio::test]
+async fn files_that_would_share_a_path_derived_id_are_refused_not_swapped() {
+    let src = tempfile::tempdir().expect("tempdir");
+    let write = |rel: &str, text: &str| {
+        let path = src.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let first = write(
+        "municipio-a/avisos/ordenanza.md",
+        "# Ordenanza de ferias\n\nArtículo 1.- Las ferias libres se instalan los martes.\n",
+    );
+    let second = write(
+        "municipio-b/avisos/ordenanza.md",
+        "# Ordenanza de ruidos\n\nArtículo 1.- Los ruidos molestos se denuncian al inspector.\n",
+    );
+    let (_data, engine, report) = ingest(&[first.clone()]).await;
+    assert_eq!(report.summary.norms, 1);
+    let again = engine
+        .ingest(&[second], &IngestDefaults::default(), &mut NoProgress)
+        .await
+        .expect("ingest");
+    assert_eq!((again.summary.norms, again.summary.failures), (0, 1), "{again:?}");
+    assert!(
+        again.failed[0].reason.contains("nothing was replaced"),
+        "{:?}",
+        again.failed
+    );
+    let kept = lexical(&engine, "ferias libres martes", &Filters::default(), 3).await;
+    assert!(!kept.is_empty(), "the first file's norm is still there");
+    assert!(lexical(&engine, "ruidos molestos", &Filters::default(), 3).await.is_empty());
+
+    // The first file moved: its norm is replaced by the one at the new place.
+    let moved = write(
+        "municipio-c/avisos/ordenanza.md",
+        "# Ordenanza de ferias\n\nArtículo 1.- Las ferias libres se instalan los jueves.\n",
+    );
+    std::fs::remove_file(&first).expect("remove");
+    let after_move = engine
+        .ingest(&[moved], &IngestDefaults::default(), &mut NoProgress)
+        .await
+        .expect("ingest");
+    assert_eq!((after_move.summary.norms, after_move.summary.failures), (1, 0), "{after_move:?}");
+}

@@ -443,5 +443,6 @@ fn norm_from_row(r: sqlx::sqlite::SqliteRow) -> Result<Norm> {
         content_hash: r.get(15),
         format: r.get(16),
         source_path: r.get(17),
+        id_from_path: false,
     })
 }
