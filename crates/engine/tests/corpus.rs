@@ -290,13 +290,17 @@ async fn files_that_would_share_a_path_derived_id_are_refused_not_swapped() {
         "municipio-b/avisos/ordenanza.md",
         "# Ordenanza de ruidos\n\nArtículo 1.- Los ruidos molestos se denuncian al inspector.\n",
     );
-    let (_data, engine, report) = ingest(&[first.clone()]).await;
+    let (_data, engine, report) = ingest(std::slice::from_ref(&first)).await;
     assert_eq!(report.summary.norms, 1);
     let again = engine
         .ingest(&[second], &IngestDefaults::default(), &mut NoProgress)
         .await
         .expect("ingest");
-    assert_eq!((again.summary.norms, again.summary.failures), (0, 1), "{again:?}");
+    assert_eq!(
+        (again.summary.norms, again.summary.failures),
+        (0, 1),
+        "{again:?}"
+    );
     assert!(
         again.failed[0].reason.contains("nothing was replaced"),
         "{:?}",
@@ -304,7 +308,9 @@ async fn files_that_would_share_a_path_derived_id_are_refused_not_swapped() {
     );
     let kept = lexical(&engine, "ferias libres martes", &Filters::default(), 3).await;
     assert!(!kept.is_empty(), "the first file's norm is still there");
-    assert!(lexical(&engine, "ruidos molestos", &Filters::default(), 3).await.is_empty());
+    assert!(lexical(&engine, "ruidos molestos", &Filters::default(), 3)
+        .await
+        .is_empty());
 
     // The first file moved: its norm is replaced by the one at the new place.
     let moved = write(
@@ -316,5 +322,9 @@ async fn files_that_would_share_a_path_derived_id_are_refused_not_swapped() {
         .ingest(&[moved], &IngestDefaults::default(), &mut NoProgress)
         .await
         .expect("ingest");
-    assert_eq!((after_move.summary.norms, after_move.summary.failures), (1, 0), "{after_move:?}");
+    assert_eq!(
+        (after_move.summary.norms, after_move.summary.failures),
+        (1, 0),
+        "{after_move:?}"
+    );
 }
