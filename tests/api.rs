@@ -15,7 +15,9 @@ use cabildo_engine::answer::{AskOptions, Writer};
 use cabildo_engine::Engine;
 use cabildo_models::{Generator, LocalGenerator, OpenAiGenerator};
 use cabildo_server::{AppState, Config};
-use common::{add_key, agent, events, excerpt_engine, get, json_of, post, read, root, start};
+use common::{
+    add_key, agent, events, excerpt_engine, get, json_of, on_own_runtime, post, read, root, start,
+};
 use serde_json::{json, Value};
 
 /// The model server has one slot and no queue: tests that use it take turns.
@@ -34,54 +36,39 @@ fn servers() -> Option<&'static Servers> {
     static SERVERS: OnceLock<Option<Servers>> = OnceLock::new();
     SERVERS
         .get_or_init(|| {
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                runtime.block_on(async move {
-                    let dir = tempfile::tempdir().expect("tempdir");
-                    let Some(engine) = excerpt_engine(dir.path()).await else {
-                        let _ = tx.send(None);
-                        return;
-                    };
-                    let generator = qwen();
-                    let extractive =
-                        start(engine.clone(), Writer::Extractive, Config::default()).await;
-                    let model = start(
-                        engine.clone(),
-                        Writer::Model(Arc::new(generator)),
-                        Config {
-                            generation_workers: 1,
-                            queue_capacity: 0,
-                            retry_after: 7,
-                            ask: short_answers(),
-                            ..Config::default()
-                        },
-                    )
-                    .await;
-                    let admin = add_key(
-                        &engine,
-                        "ops",
-                        AccessRole::Admin,
-                        None,
-                        AccessLevel::Restricted,
-                        None,
-                    )
-                    .await;
-                    let _ = tx.send(Some(Servers {
-                        admin,
-                        extractive,
-                        model,
-                        engine,
-                        runtime: tokio::runtime::Handle::current(),
-                    }));
-                    let _keep = dir;
-                    std::future::pending::<()>().await;
-                });
-            });
-            rx.recv().expect("server thread")
+            on_own_runtime(|dir| async move {
+                let engine = excerpt_engine(&dir).await?;
+                let generator = qwen();
+                let extractive = start(engine.clone(), Writer::Extractive, Config::default()).await;
+                let model = start(
+                    engine.clone(),
+                    Writer::Model(Arc::new(generator)),
+                    Config {
+                        generation_workers: 1,
+                        queue_capacity: 0,
+                        retry_after: 7,
+                        ask: short_answers(),
+                        ..Config::default()
+                    },
+                )
+                .await;
+                let admin = add_key(
+                    &engine,
+                    "ops",
+                    AccessRole::Admin,
+                    None,
+                    AccessLevel::Restricted,
+                    None,
+                )
+                .await;
+                Some(Servers {
+                    admin,
+                    extractive,
+                    model,
+                    engine,
+                    runtime: tokio::runtime::Handle::current(),
+                })
+            })
         })
         .as_ref()
 }

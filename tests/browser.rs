@@ -26,7 +26,7 @@ use cabildo_engine::ingest::NoProgress;
 use cabildo_engine::{Engine, IngestDefaults};
 use cabildo_server::Config;
 use cabildo_store::Rating;
-use common::{add_key, excerpt_engine, get, start};
+use common::{add_key, excerpt_engine, get, on_own_runtime, start};
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder};
@@ -96,88 +96,67 @@ struct Rig {
 fn rig() -> Option<&'static Rig> {
     static RIG: OnceLock<Option<Rig>> = OnceLock::new();
     RIG.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let Some(engine) = excerpt_engine(dir.path()).await else {
-                    let _ = tx.send(None);
-                    return;
-                };
-                ingest_text(&engine, dir.path(), "ordenanza-ferias.md", ORDINANCE, None).await;
-                ingest_text(
-                    &engine,
-                    dir.path(),
-                    "protocolo.md",
-                    PROTOCOL,
-                    Some("municipio-a"),
-                )
-                .await;
-                let portal = listen().await;
-                let elsewhere = listen().await;
-                let (portal_origin, elsewhere_origin) = (origin(&portal), origin(&elsewhere));
-                let config = Config {
-                    cors_origins: vec![portal_origin.clone()],
-                    ..Config::default()
-                };
-                let api = start(engine.clone(), Writer::Extractive, config).await;
-                serve_portal(portal, &api);
-                serve_portal(elsewhere, &api);
-                let caseworker_a = add_key(
-                    &engine,
-                    "caseworker-a",
-                    AccessRole::Caseworker,
-                    Some("municipio-a"),
-                    AccessLevel::Restricted,
-                    None,
-                )
-                .await;
-                let caseworker_b = add_key(
-                    &engine,
-                    "caseworker-b",
-                    AccessRole::Caseworker,
-                    Some("municipio-b"),
-                    AccessLevel::Restricted,
-                    None,
-                )
-                .await;
-                let admin = add_key(
-                    &engine,
-                    "admin",
-                    AccessRole::Admin,
-                    None,
-                    AccessLevel::Restricted,
-                    None,
-                )
-                .await;
-                add_key(
-                    &engine,
-                    "spare",
-                    AccessRole::Partner,
-                    None,
-                    AccessLevel::Public,
-                    None,
-                )
-                .await;
-                let _ = tx.send(Some(Rig {
-                    api,
-                    portal: portal_origin,
-                    elsewhere: elsewhere_origin,
-                    caseworker_a,
-                    caseworker_b,
-                    admin,
-                    engine,
-                    runtime: tokio::runtime::Handle::current(),
-                }));
-                let _keep = dir;
-                std::future::pending::<()>().await;
-            });
-        });
-        rx.recv().expect("server thread")
+        on_own_runtime(|dir| async move {
+            let engine = excerpt_engine(&dir).await?;
+            ingest_text(&engine, &dir, "ordenanza-ferias.md", ORDINANCE, None).await;
+            ingest_text(&engine, &dir, "protocolo.md", PROTOCOL, Some("municipio-a")).await;
+            let portal = listen().await;
+            let elsewhere = listen().await;
+            let (portal_origin, elsewhere_origin) = (origin(&portal), origin(&elsewhere));
+            let config = Config {
+                cors_origins: vec![portal_origin.clone()],
+                ..Config::default()
+            };
+            let api = start(engine.clone(), Writer::Extractive, config).await;
+            serve_portal(portal, &api);
+            serve_portal(elsewhere, &api);
+            let caseworker_a = add_key(
+                &engine,
+                "caseworker-a",
+                AccessRole::Caseworker,
+                Some("municipio-a"),
+                AccessLevel::Restricted,
+                None,
+            )
+            .await;
+            let caseworker_b = add_key(
+                &engine,
+                "caseworker-b",
+                AccessRole::Caseworker,
+                Some("municipio-b"),
+                AccessLevel::Restricted,
+                None,
+            )
+            .await;
+            let admin = add_key(
+                &engine,
+                "admin",
+                AccessRole::Admin,
+                None,
+                AccessLevel::Restricted,
+                None,
+            )
+            .await;
+            add_key(
+                &engine,
+                "spare",
+                AccessRole::Partner,
+                None,
+                AccessLevel::Public,
+                None,
+            )
+            .await;
+            Some(Rig {
+                api,
+                portal: portal_origin,
+                elsewhere: elsewhere_origin,
+                caseworker_a,
+                caseworker_b,
+                admin,
+                engine,
+                runtime: tokio::runtime::Handle::current(),
+            })
+        })
     })
     .as_ref()
 }

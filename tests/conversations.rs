@@ -17,7 +17,7 @@ use cabildo_engine::answer::Writer;
 use cabildo_engine::Engine;
 use cabildo_server::Config;
 use cabildo_store::Rating;
-use common::{add_key, events, excerpt_engine, get, json_of, post, root, start};
+use common::{add_key, events, excerpt_engine, get, json_of, on_own_runtime, post, root, start};
 use serde_json::{json, Value};
 
 struct Server {
@@ -34,49 +34,35 @@ fn server() -> Option<&'static Server> {
     static SERVER: OnceLock<Option<Server>> = OnceLock::new();
     SERVER
         .get_or_init(|| {
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                runtime.block_on(async move {
-                    let dir = tempfile::tempdir().expect("tempdir");
-                    let Some(engine) = excerpt_engine(dir.path()).await else {
-                        let _ = tx.send(None);
-                        return;
-                    };
-                    let base = start(engine.clone(), Writer::Extractive, Config::default()).await;
-                    let partner = add_key(
-                        &engine,
-                        "partner",
-                        AccessRole::Partner,
-                        None,
-                        AccessLevel::Public,
-                        None,
-                    )
-                    .await;
-                    let spent = add_key(
-                        &engine,
-                        "spent",
-                        AccessRole::Partner,
-                        None,
-                        AccessLevel::Public,
-                        Some(1),
-                    )
-                    .await;
-                    let _ = tx.send(Some(Server {
-                        base,
-                        partner,
-                        spent,
-                        engine,
-                        runtime: tokio::runtime::Handle::current(),
-                    }));
-                    let _keep = dir;
-                    std::future::pending::<()>().await;
-                });
-            });
-            rx.recv().expect("server thread")
+            on_own_runtime(|dir| async move {
+                let engine = excerpt_engine(&dir).await?;
+                let base = start(engine.clone(), Writer::Extractive, Config::default()).await;
+                let partner = add_key(
+                    &engine,
+                    "partner",
+                    AccessRole::Partner,
+                    None,
+                    AccessLevel::Public,
+                    None,
+                )
+                .await;
+                let spent = add_key(
+                    &engine,
+                    "spent",
+                    AccessRole::Partner,
+                    None,
+                    AccessLevel::Public,
+                    Some(1),
+                )
+                .await;
+                Some(Server {
+                    base,
+                    partner,
+                    spent,
+                    engine,
+                    runtime: tokio::runtime::Handle::current(),
+                })
+            })
         })
         .as_ref()
 }

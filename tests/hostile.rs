@@ -16,7 +16,7 @@ use cabildo_core::{AccessLevel, AccessRole};
 use cabildo_engine::answer::Writer;
 use cabildo_engine::Engine;
 use cabildo_server::{Config, Limits};
-use common::{add_key, agent, excerpt_engine, get, read, start};
+use common::{add_key, agent, excerpt_engine, get, on_own_runtime, read, start};
 use serde_json::{json, Value};
 
 struct Server {
@@ -29,50 +29,36 @@ fn server() -> Option<&'static Server> {
     static SERVER: OnceLock<Option<Server>> = OnceLock::new();
     SERVER
         .get_or_init(|| {
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                runtime.block_on(async move {
-                    let dir = tempfile::tempdir().expect("tempdir");
-                    let Some(engine) = excerpt_engine(dir.path()).await else {
-                        let _ = tx.send(None);
-                        return;
-                    };
-                    let config = Config {
-                        // Every request reaches its handler: the point is what the
-                        // handlers do with bad input, not the rate limits.
-                        limits: Limits {
-                            per_ip_per_minute: 100_000,
-                            per_principal_per_minute: 100_000,
-                            partner_daily_quota: None,
-                        },
-                        request_timeout: Duration::from_secs(3),
-                        body_limit: 16 * 1024,
-                        ..Config::default()
-                    };
-                    let base = start(engine.clone(), Writer::Extractive, config).await;
-                    let admin = add_key(
-                        &engine,
-                        "ops",
-                        AccessRole::Admin,
-                        None,
-                        AccessLevel::Restricted,
-                        None,
-                    )
-                    .await;
-                    let _ = tx.send(Some(Server {
-                        base,
-                        admin,
-                        _engine: engine,
-                    }));
-                    let _keep = dir;
-                    std::future::pending::<()>().await;
-                });
-            });
-            rx.recv().expect("server thread")
+            on_own_runtime(|dir| async move {
+                let engine = excerpt_engine(&dir).await?;
+                let config = Config {
+                    // Every request reaches its handler: the point is what the handlers do
+                    // with bad input, not the rate limits.
+                    limits: Limits {
+                        per_ip_per_minute: 100_000,
+                        per_principal_per_minute: 100_000,
+                        partner_daily_quota: None,
+                    },
+                    request_timeout: Duration::from_secs(3),
+                    body_limit: 16 * 1024,
+                    ..Config::default()
+                };
+                let base = start(engine.clone(), Writer::Extractive, config).await;
+                let admin = add_key(
+                    &engine,
+                    "ops",
+                    AccessRole::Admin,
+                    None,
+                    AccessLevel::Restricted,
+                    None,
+                )
+                .await;
+                Some(Server {
+                    base,
+                    admin,
+                    _engine: engine,
+                })
+            })
         })
         .as_ref()
 }

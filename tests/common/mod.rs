@@ -18,6 +18,35 @@ pub fn root() -> PathBuf {
     cabildo_core::fixtures::workspace_root()
 }
 
+/// What a test file's shared servers need: `setup` runs once on a Tokio runtime of its own
+/// thread, with a scratch folder, and what it returns is handed back; the runtime, its
+/// servers and the folder then live as long as the test process. `None` from `setup` (the
+/// corpus is absent) is handed back as is, so the file's tests skip.
+pub fn on_own_runtime<T, F, Fut>(setup: F) -> Option<T>
+where
+    T: Send + 'static,
+    F: FnOnce(PathBuf) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let made = setup(dir.path().to_path_buf()).await;
+            let serving = made.is_some();
+            let _ = tx.send(made);
+            if serving {
+                std::future::pending::<()>().await;
+            }
+        });
+    });
+    rx.recv().expect("server thread")
+}
+
 /// Serves `engine` on a free loopback port; returns its base URL.
 pub async fn start(engine: Arc<Engine>, writer: Writer, config: Config) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
