@@ -370,6 +370,19 @@ fn every_kind_of_bad_token_is_refused_with_401() {
     assert_eq!(search(&jwks_only, Some(&rs256(&good, "rsa-1"))).0, 200);
 }
 
+/// An OIDC discovery document naming the server it is fetched from as the issuer: right
+/// at `/.well-known/…`, wrong for an issuer with a path (`/impostor/.well-known/…`).
+async fn discovery(headers: axum::http::HeaderMap) -> axum::Json<Value> {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    axum::Json(json!({
+        "issuer": format!("http://{host}"),
+        "jwks_uri": format!("http://{host}/jwks.json"),
+    }))
+}
+
 #[test]
 fn es256_keys_rotate_through_a_jwks_url() {
     let f = fixture();
@@ -380,32 +393,12 @@ fn es256_keys_rotate_through_a_jwks_url() {
         let keys = served.clone();
         let app = axum::Router::new().route(
             "/.well-known/openid-configuration",
-            axum::routing::get(|headers: axum::http::HeaderMap| async move {
-                let host = headers
-                    .get("host")
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                axum::Json(json!({
-                    "issuer": format!("http://{host}"),
-                    "jwks_uri": format!("http://{host}/jwks.json"),
-                }))
-            }),
+            axum::routing::get(discovery),
         );
-        // A provider whose discovery document names another issuer.
+        // The same document for an issuer with a path: it names another issuer.
         let app = app.route(
             "/impostor/.well-known/openid-configuration",
-            axum::routing::get(|headers: axum::http::HeaderMap| async move {
-                let host = headers
-                    .get("host")
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                axum::Json(json!({
-                    "issuer": format!("http://{host}"),
-                    "jwks_uri": format!("http://{host}/jwks.json"),
-                }))
-            }),
+            axum::routing::get(discovery),
         );
         let app = app.route(
             "/jwks.json",
