@@ -88,25 +88,18 @@ async fn a_paraphrase_finds_the_article_and_filters_hold_in_every_method() {
             embedder: embedder.clone(),
             store: store.clone(),
         });
-    let report = engine
-        .ingest(
-            std::slice::from_ref(&code),
-            &IngestDefaults::default(),
-            &mut NoProgress,
-        )
-        .await
-        .expect("ingest");
+    // The excerpt ingested again by the dense engine, with these defaults.
+    let ingest_code = async |defaults: &IngestDefaults| {
+        engine
+            .ingest(std::slice::from_ref(&code), defaults, &mut NoProgress)
+            .await
+            .expect("ingest")
+    };
+    let report = ingest_code(&IngestDefaults::default()).await;
     assert_eq!(report.summary.unchanged, 0, "not embedded yet, so redone");
     assert!(report.embedded > 40, "{report:?}");
     assert_eq!(report.embedded, report.summary.passages);
-    let again = engine
-        .ingest(
-            std::slice::from_ref(&code),
-            &IngestDefaults::default(),
-            &mut NoProgress,
-        )
-        .await
-        .expect("ingest");
+    let again = ingest_code(&IngestDefaults::default()).await;
     assert_eq!(
         (again.summary.unchanged, again.embedded),
         (1, 0),
@@ -138,10 +131,7 @@ async fn a_paraphrase_finds_the_article_and_filters_hold_in_every_method() {
         tenant: Some("dt".into()),
         ..IngestDefaults::default()
     };
-    let relabelled = engine
-        .ingest(std::slice::from_ref(&code), &sealed, &mut NoProgress)
-        .await
-        .expect("ingest");
+    let relabelled = ingest_code(&sealed).await;
     assert_eq!(
         (
             relabelled.summary.unchanged,
@@ -178,14 +168,7 @@ async fn a_paraphrase_finds_the_article_and_filters_hold_in_every_method() {
     assert!(norms
         .iter()
         .all(|n| n.access == AccessLevel::Restricted && n.tenant.as_deref() == Some("dt")));
-    let reopened = engine
-        .ingest(
-            std::slice::from_ref(&code),
-            &IngestDefaults::default(),
-            &mut NoProgress,
-        )
-        .await
-        .expect("ingest");
+    let reopened = ingest_code(&IngestDefaults::default()).await;
     assert_eq!(
         (reopened.summary.norms, reopened.embedded),
         (1, 0),
