@@ -173,27 +173,17 @@ impl Registry {
 
     /// Records from `from` to `to` (UTC days, both included), oldest first.
     pub async fn audit_between(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<AuditEntry>> {
-        let until = to.succ_opt().unwrap_or(to);
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            audit_columns!(),
-            " FROM audit_log WHERE at >= ? AND at < ? ORDER BY seq"
-        ))
-        .bind(from.format("%Y-%m-%d").to_string())
-        .bind(until.format("%Y-%m-%d").to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(entry_from_row).collect()
+        self.audit_page(from, to, 0, None).await
     }
 
-    /// At most `limit` records from `from` to `to` (UTC days, both included) whose sequence
-    /// number is above `after`, oldest first: one page of an export.
+    /// At most `limit` records (`None`: all) from `from` to `to` (UTC days, both included)
+    /// whose sequence number is above `after`, oldest first: one page of an export.
     pub async fn audit_page(
         &self,
         from: NaiveDate,
         to: NaiveDate,
         after: i64,
-        limit: u32,
+        limit: Option<u32>,
     ) -> Result<Vec<AuditEntry>> {
         let until = to.succ_opt().unwrap_or(to);
         let rows = sqlx::query(concat!(
@@ -204,7 +194,8 @@ impl Registry {
         .bind(from.format("%Y-%m-%d").to_string())
         .bind(until.format("%Y-%m-%d").to_string())
         .bind(after)
-        .bind(i64::from(limit))
+        // SQLite reads a negative LIMIT as none.
+        .bind(limit.map_or(-1, i64::from))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(entry_from_row).collect()

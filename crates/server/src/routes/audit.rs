@@ -11,6 +11,7 @@ use cabildo_core::Principal;
 use chrono::NaiveDate;
 use serde::Deserialize;
 
+use super::page_limit;
 use crate::audit::{Outcome, Visit};
 use crate::guard::{audit, require_admin};
 use crate::problem::ProblemBody;
@@ -64,19 +65,12 @@ pub async fn export(
             "`to` is before `from`",
         ));
     }
-    let limit = q.limit.unwrap_or(PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(Problem::new(
-            Kind::BadRequest,
-            lang,
-            format!("limit must be between 1 and {MAX_PAGE}"),
-        ));
-    }
+    let limit = page_limit(q.limit, PAGE, MAX_PAGE, lang)?;
     let after = q.after.unwrap_or(0);
     let entries = state
         .engine
         .registry()
-        .audit_page(from, to, after, limit)
+        .audit_page(from, to, after, Some(limit))
         .await
         .map_err(|e| Problem::internal(lang, &e))?;
     let next = entries

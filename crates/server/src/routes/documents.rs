@@ -17,7 +17,7 @@ use cabildo_engine::ingest::NoProgress;
 use cabildo_engine::IngestDefaults;
 use serde::Deserialize;
 
-use super::engine_problem;
+use super::{engine_problem, page_limit};
 use crate::api::{JobAccepted, JobFailure, JobInfo, NormDetail, NormInfo, NormList, PassageInfo};
 use crate::audit::{Outcome, Visit};
 use crate::guard::{audit, audit_read, require_admin, visible_passages};
@@ -324,14 +324,7 @@ pub async fn norms(
 ) -> Result<Json<NormList>, Problem> {
     let started = Instant::now();
     let Query(q) = query.map_err(|e| Problem::new(Kind::BadRequest, lang, e.body_text()))?;
-    let limit = q.limit.unwrap_or(NORM_PAGE);
-    if !(1..=MAX_NORM_PAGE).contains(&limit) {
-        return Err(Problem::new(
-            Kind::BadRequest,
-            lang,
-            format!("limit must be between 1 and {MAX_NORM_PAGE}"),
-        ));
-    }
+    let limit = page_limit(q.limit, NORM_PAGE, MAX_NORM_PAGE, lang)?;
     let offset = q.offset.unwrap_or(0);
     let norms = state
         .engine

@@ -80,6 +80,23 @@ pub fn method_of(requested: Option<&str>, lang: Language) -> Result<Option<Metho
         .map_err(|e| Problem::new(Kind::BadRequest, lang, e))
 }
 
+/// A page size from a request's `limit`: `default` when it gives none, a 400 outside
+/// 1..=`max`.
+pub fn page_limit<N>(requested: Option<N>, default: N, max: N, lang: Language) -> Result<N, Problem>
+where
+    N: Copy + PartialOrd + From<u8> + std::fmt::Display,
+{
+    let limit = requested.unwrap_or(default);
+    if limit < N::from(1) || limit > max {
+        return Err(Problem::new(
+            Kind::BadRequest,
+            lang,
+            format!("limit must be between 1 and {max}"),
+        ));
+    }
+    Ok(limit)
+}
+
 /// Rejects a blank or overlong question.
 pub fn check_question(lang: Language, text: &str, what: &str) -> Result<(), Problem> {
     const MAX_CHARS: usize = 2_000;
