@@ -130,7 +130,10 @@ impl Registry {
     /// (one writer at a time), so the chain never forks.
     pub async fn append_audit(&self, record: &AuditRecord) -> Result<AuditEntry> {
         let _one_writer = self.audit_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: the transaction reads the newest hash and then writes. A deferred one
+        // would take its read snapshot first and then fail at once (SQLITE_BUSY, which the
+        // busy timeout does not wait out) if an ingest or a feedback wrote in between.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let prev_hash: String =
             sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&mut *tx)
