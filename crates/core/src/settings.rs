@@ -240,6 +240,12 @@ pub struct ServerSettings {
     /// Web origins (`https://portal.gob.cl`) whose pages may call the API from a browser
     /// (CORS) and frame `/embed`; none by default.
     pub cors_origins: Vec<String>,
+    /// Seconds a client has to send a request's head; slower ones are disconnected.
+    pub header_timeout_s: u64,
+    /// Serve HTTPS with this certificate chain (PEM); needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerSettings {
@@ -253,6 +259,9 @@ impl Default for ServerSettings {
             body_limit: 64 * 1024,
             upload_limit: 50 * 1024 * 1024,
             cors_origins: Vec::new(),
+            header_timeout_s: 10,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -463,6 +472,14 @@ impl Settings {
         if self.server.request_timeout_s == 0 {
             return bad("server.request_timeout_s", "must be at least 1");
         }
+        if self.server.header_timeout_s == 0 {
+            return bad("server.header_timeout_s", "must be at least 1");
+        }
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(_), None) => return bad("server.tls_key", "tls_cert needs its tls_key"),
+            (None, Some(_)) => return bad("server.tls_cert", "tls_key needs its tls_cert"),
+            _ => {}
+        }
         if let Some(o) = self.server.cors_origins.iter().find(|o| !is_origin(o)) {
             return bad(
                 "server.cors_origins",
@@ -628,6 +645,13 @@ mod tests {
         };
         let e = Settings::load_with_env(&layers, no_env()).expect_err("unknown key");
         assert!(e.reason.contains("dense_wieght"), "{e}");
+        let file = write(dir.path(), "f.toml", "[server]\ntls_cert = \"cert.pem\"\n");
+        let layers = Layers {
+            file: Some(file),
+            ..Layers::default()
+        };
+        let e = Settings::load_with_env(&layers, no_env()).expect_err("a cert without its key");
+        assert_eq!(e.key, "server.tls_key", "{e}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod api;
 mod audit;
 pub mod auth;
 mod guard;
+mod listen;
 mod metrics;
 pub mod openapi;
 mod pages;
@@ -45,6 +46,7 @@ use tracing::Level;
 
 pub use auth::{AuthConfig, AuthError, Authenticator, JwksSource};
 pub use guard::Limits;
+pub use listen::{TlsError, TlsFiles};
 pub use metrics::Metrics;
 pub use problem::{Kind, Lang, Problem};
 pub use queue::GenerationQueue;
@@ -72,6 +74,10 @@ pub struct Config {
     pub ask: AskOptions,
     /// Origins whose pages may call the API from a browser and frame `/embed`.
     pub cors_origins: Vec<String>,
+    /// A client that has not sent its request head by then is disconnected.
+    pub header_timeout: Duration,
+    /// Serve HTTPS (and send Strict-Transport-Security) with this certificate.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for Config {
@@ -97,6 +103,12 @@ impl Config {
             limits: Limits::from_settings(&settings.limits),
             ask: AskOptions::from_settings(settings),
             cors_origins: s.cors_origins.clone(),
+            header_timeout: Duration::from_secs(s.header_timeout_s.max(1)),
+            tls: s
+                .tls_cert
+                .clone()
+                .zip(s.tls_key.clone())
+                .map(|(cert, key)| TlsFiles { cert, key }),
         }
     }
 }
@@ -113,6 +125,9 @@ pub enum StartError {
     /// The engine or the answer writer could not be assembled.
     #[error(transparent)]
     Engine(#[from] cabildo_engine::EngineError),
+    /// The TLS certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// What every handler shares.
@@ -130,6 +145,8 @@ pub struct AppState {
     runtime: tokio::runtime::Handle,
     /// When the server started (Unix seconds).
     started_at: i64,
+    /// HTTPS, when the settings name a certificate.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl AppState {
@@ -141,6 +158,8 @@ impl AppState {
         writer: Writer,
         config: Config,
     ) -> Result<Self, StartError> {
+        // A bad certificate stops the start, before anything else is opened.
+        let tls = config.tls.as_ref().map(listen::acceptor).transpose()?;
         let queue = GenerationQueue::new(config.generation_workers, config.queue_capacity);
         let registry = engine.registry().clone();
         let auth = Authenticator::new(config.auth.clone(), registry.clone()).await?;
@@ -169,6 +188,7 @@ impl AppState {
             writes: Arc::new(tokio::sync::Mutex::new(())),
             runtime: tokio::runtime::Handle::current(),
             started_at: chrono::Utc::now().timestamp(),
+            tls,
         })
     }
 
@@ -200,7 +220,10 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = state.config.request_timeout;
-    let policy = Arc::new(pages::Policy::new(&state.config.cors_origins));
+    let policy = Arc::new(pages::Policy::new(
+        &state.config.cors_origins,
+        state.tls.is_some(),
+    ));
     let cors = pages::cors(&state.config.cors_origins);
     let (v1, operations) = routes::table(state.config.upload_limit);
     // Every /v1 route passes the guard: rate limits, authentication, quotas.
@@ -268,11 +291,11 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // With the peer's address, for per-IP rate limits.
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let how = listen::Listening {
+        header_timeout: state.config.header_timeout,
+        tls: state.tls.clone(),
+    };
+    listen::run(listener, router(state), how, shutdown).await
 }
 
 /// Completes on Ctrl-C or SIGTERM.

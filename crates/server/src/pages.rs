@@ -119,12 +119,14 @@ pub struct Policy {
     page: HeaderValue,
     /// For `/embed`: this server and the allowed portals may frame it.
     embed: HeaderValue,
+    /// Served over TLS: browsers are told to use HTTPS only.
+    hsts: bool,
 }
 
 impl Policy {
     /// The policy for a server whose pages may be framed by `origins` (already checked to
-    /// be origins by the settings).
-    pub fn new(origins: &[String]) -> Policy {
+    /// be origins by the settings), served over TLS when `hsts`.
+    pub fn new(origins: &[String], hsts: bool) -> Policy {
         let csp = |frame_ancestors: &str| {
             let value = format!(
                 "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
@@ -138,6 +140,7 @@ impl Policy {
         Policy {
             page: csp("'none'"),
             embed: csp(&framers.join(" ")),
+            hsts,
         }
     }
 }
@@ -162,6 +165,13 @@ pub async fn security_headers(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    if policy.hsts {
+        // A year, as browsers' preload lists ask; subdomains are the portal's own business.
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     response
 }
 
