@@ -230,3 +230,59 @@ async fn a_client_that_trickles_its_request_head_is_disconnected() {
     .await
     .expect("client");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_max_in_flight_requests_are_refused_at_once_with_retry_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        max_in_flight: 1,
+        ..Config::default()
+    };
+    let port = serve(empty_engine(dir.path()).await, config)
+        .await
+        .expect("serves");
+    tokio::task::spawn_blocking(move || {
+        // One search holds the only slot: its body is still on its way.
+        let mut holder = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        holder
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let body = br#"{"query": "voto"}"#;
+        write!(
+            holder,
+            "POST /v1/search HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{{",
+            body.len()
+        )
+        .expect("head");
+        std::thread::sleep(Duration::from_millis(500));
+        let started = Instant::now();
+        let r = common::agent()
+            .post(format!("http://127.0.0.1:{port}/v1/search"))
+            .send_json(serde_json::json!({"query": "voto"}))
+            .expect("request");
+        assert_eq!(r.status().as_u16(), 503);
+        assert_eq!(
+            r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+            Some("2")
+        );
+        assert!(started.elapsed() < Duration::from_secs(2), "refused at once");
+        // Health is not counted.
+        let r = common::agent()
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .call()
+            .expect("health");
+        assert_eq!(r.status().as_u16(), 200);
+        // The held search finishes normally, and the slot is free again.
+        holder.write_all(&body[1..]).expect("rest of the body");
+        let mut answer = String::new();
+        let _ = holder.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+        let r = common::agent()
+            .post(format!("http://127.0.0.1:{port}/v1/search"))
+            .send_json(serde_json::json!({"query": "voto"}))
+            .expect("request");
+        assert_eq!(r.status().as_u16(), 200);
+    })
+    .await
+    .expect("client");
+}

@@ -52,7 +52,8 @@ struct Sample {
     fallback: bool,
 }
 
-fn questions(set: &Path) -> Result<Vec<String>> {
+/// The questions of a set (its queries.jsonl).
+pub(crate) fn questions(set: &Path) -> Result<Vec<String>> {
     let path = set.join("queries.jsonl");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;

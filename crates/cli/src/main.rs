@@ -2,6 +2,7 @@
 
 mod answer;
 mod bench_http;
+mod bench_soak;
 mod commands;
 mod flags;
 mod output;
@@ -215,6 +216,9 @@ enum BenchCommand {
     /// Load on a running server: /v1/search throughput and latency under concurrent
     /// clients, or /v1/ask time to first text and tokens/s.
     Http(bench_http::HttpBench),
+    /// Mixed traffic on a running server at a fixed rate, then a burst above it: statuses
+    /// and latency per route, the server's memory and descriptors over time.
+    Soak(bench_soak::SoakBench),
     /// Generation speed on a RAG-style prompt built from a set's passages.
     Generate {
         /// Set folder (its corpus.jsonl and queries.jsonl make the prompt).
@@ -452,6 +456,9 @@ async fn main() -> Result<()> {
         Command::Bench {
             command: BenchCommand::Http(args),
         } => bench_http::bench_http(&args)?,
+        Command::Bench {
+            command: BenchCommand::Soak(args),
+        } => bench_soak::bench_soak(&args)?,
         Command::Bench {
             command: BenchCommand::Search(args),
         } => commands::bench_search(&settings, &args).await?,

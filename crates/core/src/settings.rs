@@ -240,8 +240,11 @@ pub struct ServerSettings {
     /// Web origins (`https://portal.gob.cl`) whose pages may call the API from a browser
     /// (CORS) and frame `/embed`; none by default.
     pub cors_origins: Vec<String>,
-    /// Seconds a client has to send a request's head; slower ones are disconnected.
+    /// Seconds a client has to send a request's head (and an idle kept-alive connection
+    /// stays open); slower ones are disconnected.
     pub header_timeout_s: u64,
+    /// API requests served at once; more are refused at once with 503 and Retry-After.
+    pub max_in_flight: usize,
     /// Serve HTTPS with this certificate chain (PEM); needs `tls_key`.
     pub tls_cert: Option<PathBuf>,
     /// The certificate's private key (PEM).
@@ -259,7 +262,8 @@ impl Default for ServerSettings {
             body_limit: 64 * 1024,
             upload_limit: 50 * 1024 * 1024,
             cors_origins: Vec::new(),
-            header_timeout_s: 10,
+            header_timeout_s: 30,
+            max_in_flight: 64,
             tls_cert: None,
             tls_key: None,
         }
@@ -474,6 +478,9 @@ impl Settings {
         }
         if self.server.header_timeout_s == 0 {
             return bad("server.header_timeout_s", "must be at least 1");
+        }
+        if self.server.max_in_flight == 0 {
+            return bad("server.max_in_flight", "must be at least 1");
         }
         match (&self.server.tls_cert, &self.server.tls_key) {
             (Some(_), None) => return bad("server.tls_key", "tls_cert needs its tls_key"),

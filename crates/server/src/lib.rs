@@ -39,6 +39,7 @@ use cabildo_engine::{DenseMode, Engine, Settings};
 
 use crate::audit::Auditor;
 use crate::guard::RateLimits;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -76,6 +77,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// A client that has not sent its request head by then is disconnected.
     pub header_timeout: Duration,
+    /// API requests served at once; more get 503 with Retry-After at once.
+    pub max_in_flight: usize,
     /// Serve HTTPS (and send Strict-Transport-Security) with this certificate.
     pub tls: Option<TlsFiles>,
 }
@@ -104,6 +107,7 @@ impl Config {
             ask: AskOptions::from_settings(settings),
             cors_origins: s.cors_origins.clone(),
             header_timeout: Duration::from_secs(s.header_timeout_s.max(1)),
+            max_in_flight: s.max_in_flight,
             tls: s
                 .tls_cert
                 .clone()
@@ -226,11 +230,23 @@ pub fn router(state: Arc<AppState>) -> Router {
     ));
     let cors = pages::cors(&state.config.cors_origins);
     let (v1, operations) = routes::table(state.config.upload_limit);
-    // Every /v1 route passes the guard: rate limits, authentication, quotas.
-    let v1 = v1.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        guard::guard,
+    // Past `max_in_flight` API requests at once, more are refused at once (503 +
+    // Retry-After) instead of queueing until they time out; health, metrics and pages stay
+    // answerable. One semaphore for all routes (route_layer clones the layer per route).
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(
+        state.config.max_in_flight.max(1),
     ));
+    let shed = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(layer_error))
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::with_semaphore(in_flight));
+    // Every /v1 route passes the guard: rate limits, authentication, quotas.
+    let v1 = v1
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+        .route_layer(shed);
     let (api, _) = v1
         .merge(operations)
         .route_layer(axum::middleware::from_fn_with_state(
@@ -261,7 +277,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
             )
             .layer(PropagateRequestIdLayer::new(request_id))
-            .layer(HandleErrorLayer::new(timed_out))
+            .layer(HandleErrorLayer::new(layer_error))
             .timeout(timeout),
     )
     // Preflights are answered before the guard would ask them for credentials.
@@ -275,10 +291,17 @@ pub fn router(state: Arc<AppState>) -> Router {
     .layer(axum::middleware::from_fn(problem::finish_problems))
 }
 
-async fn timed_out(headers: HeaderMap, error: BoxError) -> Problem {
+/// Seconds a client refused for overload is asked to wait: a burst passes quickly.
+const SHED_RETRY_AFTER_S: u64 = 2;
+
+async fn layer_error(headers: HeaderMap, error: BoxError) -> Problem {
     let Lang(lang) = Lang::of(&headers);
     if error.is::<tower::timeout::error::Elapsed>() {
         Problem::new(Kind::Timeout, lang, "the answer was not ready in time")
+    } else if error.is::<tower::load_shed::error::Overloaded>() {
+        let mut p = Problem::new(Kind::Busy, lang, "too many requests in progress");
+        p.retry_after = Some(SHED_RETRY_AFTER_S);
+        p
     } else {
         Problem::internal(lang, &error)
     }
