@@ -72,7 +72,7 @@ enum Route {
     BadField,
     TooLarge,
     BadKey,
-    NoRoute,
+    Unrouted,
 }
 
 impl Route {
@@ -89,7 +89,7 @@ impl Route {
             Route::BadField => "bad: unknown field",
             Route::TooLarge => "bad: body over the limit",
             Route::BadKey => "bad: wrong API key",
-            Route::NoRoute => "bad: no such route",
+            Route::Unrouted => "bad: no such route",
         }
     }
 
@@ -106,7 +106,7 @@ impl Route {
         (Route::BadField, 3),
         (Route::TooLarge, 3),
         (Route::BadKey, 3),
-        (Route::NoRoute, 3),
+        (Route::Unrouted, 3),
     ];
 
     /// The `n`th request of the schedule (a fixed, repeatable order).
@@ -215,7 +215,7 @@ impl Client {
                 .post(url("/v1/search"))
                 .header("Authorization", "Bearer cab_not-a-key")
                 .send_json(json!({ "query": q })),
-            Route::NoRoute => self.agent.get(url("/v1/nothing-here")).call(),
+            Route::Unrouted => self.agent.get(url("/v1/nothing-here")).call(),
         };
         match result {
             Ok(mut r) => {
