@@ -66,7 +66,7 @@ static ARTICLE: LazyLock<Regex> = LazyLock::new(|| {
         r"(?ix)^
         (?P<kw>art[íi]culo|artigo|art\.)\s*
         (?P<num>
-            \d+(?:\s*[°º]|o\b)?(?:[\s-]*(?:bis|ter|qu[aá]ter|quinquies|sexies|septies|octies|[a-z]\b))?
+            \d+(?:\s*[°º]|o\b)?(?:[\s-]*(?:bis|ter|qu[aá]ter|quinquies|sexies|septies|octies)\b|\s*-\s*[a-z]\b)?
           | (?:[úu]nico|primero|segundo|tercero|cuarto|quinto|sexto|s[ée]ptimo|octavo|noveno|d[ée]cimo)(?:\s+transitorio)?
           | transitorio
         )
@@ -318,6 +318,9 @@ mod tests {
             ("Artículo 14", "Artículo 14"),
             ("Artículo 24 bis.- Texto", "Artículo 24 bis"),
             ("Art. 1º-A. Texto", "Art. 1º-A"),
+            // A Portuguese article opening with "A" or "O" is not a letter suffix.
+            ("Art. 2º A disciplina da proteção de dados", "Art. 2º"),
+            ("Art. 3º O cadastro é gratuito", "Art. 3º"),
         ] {
             let got = article_start(line).map(|(l, _, _)| l);
             assert_eq!(got.as_deref(), Some(label), "{line}");
