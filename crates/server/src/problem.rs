@@ -269,7 +269,14 @@ fn openai_route(path: &str) -> bool {
 /// headers (Retry-After, WWW-Authenticate), which is what OpenAI clients parse.
 pub async fn finish_problems(request: Request, next: axum::middleware::Next) -> Response {
     let openai = openai_route(request.uri().path());
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body is not read, so the connection cannot carry another request:
+        // say so, or a client would reuse it and find it closed (seen in the soak).
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let Some(reported) = response.extensions().get::<Reported>().cloned() else {
         return response;
     };
