@@ -106,7 +106,11 @@ pub fn user(
     };
     let mut out = String::new();
     for (i, h) in sources.iter().enumerate() {
-        let text = cut(&h.passage.text, source_chars);
+        // Instructions planted in a document are not shown to the model at all.
+        let text = cut(
+            &super::check::without_instructions(&h.passage.text),
+            source_chars,
+        );
         // A fence cannot be closed from inside: the passage's own angle brackets are escaped.
         let text = text.replace('<', "‹").replace('>', "›");
         out.push_str(&format!(
