@@ -128,8 +128,13 @@ async fn run(base: &str, qs: &[Question], writer: &str) -> Vec<String> {
             .map(|c| c.iter().filter_map(|c| c["label"].as_str()).collect())
             .unwrap_or_default();
         let verdict = followed(q, &answer);
+        let answered = if answer["abstained"].as_bool().unwrap_or(false) {
+            "abstained"
+        } else {
+            "answered"
+        };
         eprintln!(
-            "{writer} | {} | {} | {} | {}",
+            "{writer} | {} | {} | {} | {answered} | {}",
             q.instruction,
             q.question,
             labels.join("; "),

@@ -53,13 +53,16 @@ pub struct SoakBench {
     /// Client threads (requests in flight at most; more wait in the client, and count).
     #[arg(long, default_value_t = 64)]
     threads: usize,
+    /// Send only this kind of request instead of the mix (to find what a trend comes from).
+    #[arg(long, value_enum)]
+    only: Option<Route>,
     /// Write the full report (JSON) here.
     #[arg(long)]
     out: Option<PathBuf>,
 }
 
 /// What a request in the mix is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 enum Route {
     SearchLexical,
     SearchDense,
@@ -363,7 +366,8 @@ pub fn bench_soak(args: &SoakBench) -> Result<()> {
                 std::thread::sleep(wait);
             }
             due.fetch_add(1, Ordering::Relaxed);
-            if tx.send((n, Route::nth(n, uploads), phase, due_at)).is_err() {
+            let route = args.only.unwrap_or_else(|| Route::nth(n, uploads));
+            if tx.send((n, route, phase, due_at)).is_err() {
                 bail!("the client threads stopped");
             }
             n += 1;
