@@ -16,7 +16,7 @@ use std::time::Duration;
 use cabildo_core::AccessLevel;
 use cabildo_engine::answer::Writer;
 use cabildo_engine::ingest::NoProgress;
-use cabildo_engine::{DenseMode, Engine, IngestDefaults, Settings};
+use cabildo_engine::{Engine, IngestDefaults, Settings};
 use cabildo_server::Config;
 use common::{post, root};
 use serde_json::{json, Value};
@@ -84,19 +84,9 @@ async fn engine(dir: &Path, set: &Path) -> Arc<Engine> {
     let memo = dir.join("memo");
     std::fs::create_dir_all(&memo).expect("mkdir");
     std::fs::copy(set.join("restricted-memo.md"), memo.join("memo.md")).expect("copy");
-    let mut settings = Settings::default();
-    settings.data.dir = dir.join("data");
-    settings.data.models = cabildo_core::fixtures::models_dir();
-    let engine = Engine::from_settings(&settings, DenseMode::Required)
-        .await
-        .expect("engine with e5-small (scripts/setup-models.sh)");
-    let report = engine
-        .ingest(&[docs], &IngestDefaults::default(), &mut NoProgress)
-        .await
-        .expect("ingest");
-    assert_eq!(report.summary.failures, 0, "{:?}", report.failed);
+    let (engine, summary) = common::dense_engine_over(dir, docs).await;
     assert_eq!(
-        report.summary.flagged, 30,
+        summary.flagged, 30,
         "every planted provision (and nothing else) is flagged at ingest"
     );
     let restricted = IngestDefaults {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use cabildo_core::{AccessLevel, AccessRole};
 use cabildo_engine::answer::Writer;
 use cabildo_engine::ingest::NoProgress;
-use cabildo_engine::{DenseMode, Engine, IngestDefaults, Settings};
+use cabildo_engine::{DenseMode, Engine, IngestDefaults, JobSummary, Settings};
 use cabildo_server::{AppState, Config};
 use serde_json::Value;
 
@@ -94,6 +94,14 @@ pub async fn excerpt_engine(dir: &Path) -> Option<Arc<Engine>> {
     let docs = dir.join("docs");
     std::fs::create_dir_all(&docs).expect("mkdir");
     excerpts(&docs)?;
+    let (engine, _) = dense_engine_over(dir, docs).await;
+    Some(Arc::new(engine))
+}
+
+/// An engine in `dir/data` assembled as `cabildo serve` assembles it, from settings, with
+/// e5-small vectors, and the files under `docs` ingested as public (none may fail); with
+/// the ingest's summary.
+pub async fn dense_engine_over(dir: &Path, docs: PathBuf) -> (Engine, JobSummary) {
     let mut settings = Settings::default();
     settings.data.dir = dir.join("data");
     settings.data.models = cabildo_core::fixtures::models_dir();
@@ -105,7 +113,7 @@ pub async fn excerpt_engine(dir: &Path) -> Option<Arc<Engine>> {
         .await
         .expect("ingest");
     assert_eq!(report.summary.failures, 0, "{:?}", report.failed);
-    Some(Arc::new(engine))
+    (engine, report.summary)
 }
 
 pub fn agent() -> ureq::Agent {
