@@ -18,6 +18,7 @@ use cabildo_engine::eval::percentile;
 use serde_json::{json, Value};
 
 use crate::bench_http::questions;
+use crate::commands::rss_kb;
 
 /// Options of `cabildo bench soak`.
 #[derive(clap::Args)]
@@ -239,15 +240,7 @@ impl Client {
 
 /// The server's resident memory and open descriptors.
 fn sample_process(pid: u32) -> (Option<f64>, Option<usize>) {
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0);
+    let rss = rss_kb(&pid.to_string()).map(|kb| kb as f64 / 1024.0);
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .ok()
         .map(|d| d.count());

@@ -40,10 +40,20 @@ pub fn models_list(models: &Path, verify: bool, json: bool) -> Result<()> {
 
 /// Peak resident memory of a process (`self` or a pid), from Linux's /proc.
 pub fn peak_rss_kb(process: &str) -> Option<u64> {
+    status_kb(process, "VmHWM:")
+}
+
+/// Resident memory of a process now (`self` or a pid), from Linux's /proc.
+pub fn rss_kb(process: &str) -> Option<u64> {
+    status_kb(process, "VmRSS:")
+}
+
+/// A kB figure of a process's /proc status, by its field name ("VmRSS:").
+fn status_kb(process: &str, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()

@@ -16,10 +16,11 @@ use axum::middleware::AddExtension;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
@@ -121,21 +122,19 @@ pub(crate) async fn run(
         let handshake_timeout = how.header_timeout;
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            match tls {
-                None => {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    finish(watcher.watch(conn.into_owned()).await, peer);
-                }
+            let served = match tls {
+                None => serve_io(&builder, stream, service, watcher).await,
                 Some(acceptor) => {
                     let Some(stream) = handshake(&acceptor, stream, handshake_timeout, peer).await
                     else {
                         return;
                     };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    finish(watcher.watch(conn.into_owned()).await, peer);
+                    serve_io(&builder, stream, service, watcher).await
                 }
+            };
+            // Clients that go away or send garbage end here; not the server's fault.
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
@@ -144,11 +143,27 @@ pub(crate) async fn run(
     Ok(())
 }
 
+type ConnectionService = TowerToHyperService<AddExtension<Router, ConnectInfo<SocketAddr>>>;
+
+/// HTTP/1.1 on one connection, plain or TLS, until it ends or shutdown has closed it.
+async fn serve_io<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: ConnectionService,
+    watcher: Watcher,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    watcher.watch(conn.into_owned()).await
+}
+
 /// The router for one connection, with the peer's address for per-IP rate limits.
 async fn service_for(
     make: &mut IntoMakeServiceWithConnectInfo<Router, SocketAddr>,
     peer: SocketAddr,
-) -> TowerToHyperService<AddExtension<Router, ConnectInfo<SocketAddr>>> {
+) -> ConnectionService {
     let made: Result<_, Infallible> = make.call(peer).await;
     let Ok(service) = made;
     TowerToHyperService::new(service)
@@ -170,12 +185,5 @@ async fn handshake(
             tracing::debug!(%peer, "TLS handshake timed out");
             None
         }
-    }
-}
-
-fn finish(result: Result<(), Box<dyn std::error::Error + Send + Sync>>, peer: SocketAddr) {
-    // Clients that go away or send garbage end here; not the server's fault.
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
