@@ -52,11 +52,13 @@ pub struct Analysed {
 impl Analysed {
     /// Analyses passage `p` in `language`.
     pub fn new(p: &Passage, language: Language) -> Self {
+        // Sentence by sentence only when the passage holds such text at all (nearly never).
+        let planted = cabildo_text::instruction_like(&p.text).is_some();
         let sentences: Vec<(String, HashSet<String>)> = sentences_of(&p.text)
             .into_iter()
             // An instruction to the model planted in a document is never quoted, and never
             // supports an answer's sentence (flagged at ingest; docs/security.md).
-            .filter(|s| cabildo_text::instruction_like(s).is_none())
+            .filter(|s| !planted || cabildo_text::instruction_like(s).is_none())
             .map(|s| {
                 // List dashes and bullets that open a provision's text are not part of a quote.
                 let s = s
