@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use cabildo_engine::answer::Writer;
 use cabildo_engine::{DenseMode, Engine, Settings};
-use cabildo_server::{AppState, Config, StartError, TlsFiles};
+use cabildo_server::{Config, StartError, TlsFiles};
 
 /// A self-signed certificate for 127.0.0.1 and localhost (an end-entity certificate, as
 /// webpki requires), and its key; in `dir` as `{name}.crt` and `{name}.key`.
@@ -55,17 +55,8 @@ async fn empty_engine(dir: &Path) -> Arc<Engine> {
 
 /// Serves with `config` on a free loopback port; returns the port.
 async fn serve(engine: Arc<Engine>, config: Config) -> Result<u16, StartError> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let state = Arc::new(AppState::new(engine, Writer::Extractive, config).await?);
-    tokio::spawn(cabildo_server::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
-    Ok(port)
+    let addr = common::try_start(engine, Writer::Extractive, config).await?;
+    Ok(addr.port())
 }
 
 fn trusting(cert: &Path) -> ureq::Agent {

@@ -2,6 +2,7 @@
 //! that reads any status (problems are answers too).
 #![allow(dead_code)] // each test file uses its own share of these
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use cabildo_core::{AccessLevel, AccessRole};
 use cabildo_engine::answer::Writer;
 use cabildo_engine::ingest::NoProgress;
 use cabildo_engine::{DenseMode, Engine, IngestDefaults, JobSummary, Settings};
-use cabildo_server::{AppState, Config};
+use cabildo_server::{AppState, Config, StartError};
 use serde_json::Value;
 
 /// The workspace root.
@@ -49,17 +50,28 @@ where
 
 /// Serves `engine` on a free loopback port; returns its base URL.
 pub async fn start(engine: Arc<Engine>, writer: Writer, config: Config) -> String {
+    let addr = try_start(engine, writer, config).await.expect("state");
+    format!("http://{addr}")
+}
+
+/// Serves `engine` on a free loopback port; returns its address, or why the server could
+/// not start.
+pub async fn try_start(
+    engine: Arc<Engine>,
+    writer: Writer,
+    config: Config,
+) -> Result<SocketAddr, StartError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let state = Arc::new(AppState::new(engine, writer, config).await.expect("state"));
+    let state = Arc::new(AppState::new(engine, writer, config).await?);
     tokio::spawn(cabildo_server::serve(
         listener,
         state,
         std::future::pending(),
     ));
-    format!("http://{addr}")
+    Ok(addr)
 }
 
 /// Registers an API client in `engine`'s registry and returns its key (only the hash is
