@@ -120,6 +120,9 @@ pub async fn ask(engine: &Engine, settings: &Settings, args: &AskArgs) -> Result
         if let Some(url) = &c.url {
             println!("    {url}");
         }
+        if let Some(v) = crate::output::validity(c.in_force_from, c.in_force_until) {
+            println!("    {v}");
+        }
         println!("    «{}»", c.quote);
     }
     eprintln!(

@@ -5,6 +5,7 @@ mod bench_http;
 mod bench_soak;
 mod commands;
 mod flags;
+mod history;
 mod output;
 mod security;
 
@@ -115,6 +116,8 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// A norm's versions over time, and what changed in an article between two days.
+    History(history::HistoryArgs),
     /// Show what the data folder holds: norms and passages in the registry and the index.
     Status {
         /// Also check, norm by norm, that the index and the vector store hold exactly what
@@ -349,6 +352,10 @@ async fn main() -> Result<()> {
             command: ConfigCommand::Show,
         } => print!("{}", settings.to_toml()),
         Command::Openapi => println!("{}", cabildo_server::openapi::json()),
+        Command::History(args) => {
+            let engine = open(DenseMode::Off).await?;
+            history::history(&engine, &args).await?;
+        }
         Command::Clients { command } => security::clients(&data, command).await?,
         Command::Feedback { command } => security::feedback(&data, command).await?,
         Command::Audit { command } => {

@@ -220,6 +220,7 @@ pub fn search_hits(hits: &[SearchHit], json: bool) -> Result<()> {
         if let Some(page) = p.page {
             where_.push(format!("page {page}"));
         }
+        where_.extend(validity(p.valid_from, p.valid_to));
         if !where_.is_empty() {
             writeln!(out, "   {}", where_.join(" · "))?;
         }
@@ -335,4 +336,18 @@ pub fn eval_reports(reports: &[EvalReport], json: bool) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// "in force from 2009-04-04 until 2023-01-04" (either end may be open), or nothing for an
+/// undated text.
+pub fn validity(
+    from: Option<chrono::NaiveDate>,
+    until: Option<chrono::NaiveDate>,
+) -> Option<String> {
+    match (from, until) {
+        (None, None) => None,
+        (Some(f), None) => Some(format!("in force from {f}")),
+        (None, Some(u)) => Some(format!("in force until {u}")),
+        (Some(f), Some(u)) => Some(format!("in force from {f} until {u}")),
+    }
 }

@@ -67,7 +67,8 @@ pub struct Filters {
     /// Kinds (any of); empty means all.
     #[serde(default)]
     pub kinds: Vec<NormKind>,
-    /// Only passages of norms in force on this date.
+    /// Only passages in force on this date: each provision as it stood that day. Unset
+    /// means today ([`Filters::day`]).
     #[serde(default)]
     pub in_force_on: Option<NaiveDate>,
     /// Highest access level the caller is cleared for.
@@ -88,6 +89,21 @@ impl Filters {
             max_access: AccessLevel::Restricted,
             all_tenants: true,
             ..Filters::default()
+        }
+    }
+
+    /// The day these filters look at: `in_force_on`, else today. A search without a date
+    /// sees the law as it stands, not every version of it at once.
+    pub fn day(&self) -> NaiveDate {
+        self.in_force_on
+            .unwrap_or_else(|| chrono::Local::now().date_naive())
+    }
+
+    /// These filters with the day made explicit.
+    pub fn dated(&self) -> Filters {
+        Filters {
+            in_force_on: Some(self.day()),
+            ..self.clone()
         }
     }
 }

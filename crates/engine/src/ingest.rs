@@ -1,9 +1,14 @@
 //! Ingest jobs: walk the given paths, parse each file, and write its passages to the index
 //! and its norm to the registry.
 //!
+//! Versions: a file whose text is dated (LeyChile's `version_date`, BCN's `fechaVersion`…)
+//! adds that version to the norm's others instead of replacing them ([`crate::versions`]:
+//! each provision is kept once per stretch of versions over which it did not change). An
+//! undated text replaces whatever its norm held.
+//!
 //! Consistency: passages become visible only when a batch commits (tantivy commits are
 //! atomic), and a norm's old passages are deleted in the same batch that adds the new ones,
-//! so a changed file replaces its old version at once. The registry is written after the
+//! so a norm moves from one set of versions to the next at once. The registry is written after the
 //! commit; a crash in between only means the next run re-ingests those files, which is
 //! idempotent (deterministic ids, delete-then-add). Unchanged files are skipped by content
 //! hash. A file that fails is reported and the batch goes on.
@@ -15,16 +20,19 @@
 //! only when its vectors were made by another model, or not made at all.
 
 use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cabildo_core::{Norm, Passage};
 use cabildo_ingestors::{is_metadata_file, parse_file, IngestDefaults};
-use cabildo_store::JobSummary;
+use cabildo_store::{JobSummary, VersionRecord, Written};
 use cabildo_text::redact_pii;
+use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::context::{stored_vectors, vector_recipe};
+use crate::versions::{self, provision_id, Contents};
 use crate::{Dense, Engine, EngineError, Result};
 
 /// Commit after this many passages, to bound memory and the work a crash can lose.
@@ -32,6 +40,9 @@ const COMMIT_EVERY_PASSAGES: usize = 5_000;
 
 /// Passages embedded and written to the vector store at a time.
 const EMBED_BATCH: usize = 64;
+
+/// Own embeddings an ingest job keeps for reuse (384 floats each: ~30 MB).
+const OWN_VECTORS_KEPT: usize = 20_000;
 
 /// What happened to one file.
 #[derive(Debug, Clone, Serialize)]
@@ -193,8 +204,12 @@ impl Engine {
         };
         let mut failed = Vec::new();
         let mut batch = self.index().batch()?;
-        let mut pending: Vec<(Norm, usize)> = Vec::new();
+        let mut pending: Vec<Written> = Vec::new();
         let mut pending_passages = 0;
+        // Norms written in the open batch: a later version of one needs them committed first,
+        // to read its earlier versions back.
+        let mut touched: HashSet<String> = HashSet::new();
+        let mut own = OwnVectors::default();
         let mut bytes_read = 0;
         let mut embedded = 0;
         let mut embed_seconds = 0.0;
@@ -226,11 +241,23 @@ impl Engine {
                     if let Some(same) = same {
                         // Who may read it is not in the file: an access level or tenant
                         // that changed must still take effect.
+                        if touched.contains(&same.norm_id) {
+                            batch = self
+                                .flush(batch, &mut pending, vectors_by.as_deref())
+                                .await?;
+                            pending_passages = 0;
+                            touched.clear();
+                        }
                         match self.relabel(&same.norm_id, defaults, &mut batch).await? {
                             Some((norm, n)) => {
                                 pending_passages += n;
                                 let id = norm.id.clone();
-                                pending.push((norm, n));
+                                touched.insert(id.clone());
+                                pending.push(Written {
+                                    norm,
+                                    passages: n,
+                                    version: None,
+                                });
                                 FileOutcome::Relabelled {
                                     norm_id: id,
                                     passages: n,
@@ -264,25 +291,44 @@ impl Engine {
                                             self.registry.forget_norm(&old.norm_id).await?;
                                         }
                                     }
-                                    if let Some(d) = self.dense() {
-                                        let t = Instant::now();
-                                        embedded += embed_norm(
-                                            d,
-                                            &parsed.norm.id,
-                                            &parsed.passages,
-                                            progress,
-                                        )
-                                        .await?;
+                                    if touched.contains(&parsed.norm.id) {
+                                        batch = self
+                                            .flush(batch, &mut pending, vectors_by.as_deref())
+                                            .await?;
+                                        pending_passages = 0;
+                                        touched.clear();
+                                    }
+                                    let t = Instant::now();
+                                    let (written, n, e) = match parsed.norm.valid_from {
+                                        Some(effective) => {
+                                            self.write_version(
+                                                parsed.norm,
+                                                parsed.passages,
+                                                effective,
+                                                &mut batch,
+                                                &mut own,
+                                                progress,
+                                            )
+                                            .await?
+                                        }
+                                        None => {
+                                            self.write_undated(
+                                                parsed.norm,
+                                                parsed.passages,
+                                                &mut batch,
+                                                progress,
+                                            )
+                                            .await?
+                                        }
+                                    };
+                                    if e > 0 {
+                                        embedded += e;
                                         embed_seconds += t.elapsed().as_secs_f64();
                                     }
-                                    batch.delete_norm(&parsed.norm.id);
-                                    for p in &parsed.passages {
-                                        batch.add(p)?;
-                                    }
-                                    let n = parsed.passages.len();
-                                    pending_passages += n;
-                                    let id = parsed.norm.id.clone();
-                                    pending.push((parsed.norm, n));
+                                    pending_passages += written.passages;
+                                    let id = written.norm.id.clone();
+                                    touched.insert(id.clone());
+                                    pending.push(written);
                                     FileOutcome::Indexed {
                                         norm_id: id,
                                         passages: n,
@@ -314,19 +360,18 @@ impl Engine {
             }
             progress.file_done(path, size, &outcome);
             if pending_passages >= COMMIT_EVERY_PASSAGES {
-                batch.commit()?;
-                self.registry
-                    .record(&pending, vectors_by.as_deref())
+                batch = self
+                    .flush(batch, &mut pending, vectors_by.as_deref())
                     .await?;
-                pending.clear();
                 pending_passages = 0;
-                batch = self.index().batch()?;
+                touched.clear();
             }
         }
         batch.commit()?;
         self.registry
             .record(&pending, vectors_by.as_deref())
             .await?;
+        drop(own);
         if let Some(d) = self.dense() {
             if embedded > 0 {
                 // Builds the HNSW graph over what was added, so queries need not scan.
@@ -351,10 +396,149 @@ impl Engine {
 }
 
 impl Engine {
+    /// Commits `batch`, then records what it wrote in the registry; returns a fresh batch.
+    async fn flush<'a>(
+        &'a self,
+        batch: cabildo_index::WriteBatch<'a>,
+        pending: &mut Vec<Written>,
+        vectors_by: Option<&str>,
+    ) -> Result<cabildo_index::WriteBatch<'a>> {
+        batch.commit()?;
+        self.registry.record(pending, vectors_by).await?;
+        pending.clear();
+        Ok(self.index().batch()?)
+    }
+
+    /// Writes a norm whose text is undated: it replaces whatever the norm held. Returns
+    /// what to record, the passages written and the passages embedded.
+    async fn write_undated(
+        &self,
+        norm: Norm,
+        passages: Vec<Passage>,
+        batch: &mut cabildo_index::WriteBatch<'_>,
+        progress: &mut dyn Progress,
+    ) -> Result<(Written, usize, u64)> {
+        let mut embedded = 0;
+        if let Some(d) = self.dense() {
+            embedded = embed_norm(d, &norm.id, &passages, progress).await?;
+        }
+        batch.delete_norm(&norm.id);
+        for p in &passages {
+            batch.add(p)?;
+        }
+        let n = passages.len();
+        let written = Written {
+            norm,
+            passages: n,
+            version: None,
+        };
+        Ok((written, n, embedded))
+    }
+
+    /// Merges one dated version of a norm into the versions it already holds (see
+    /// [`crate::versions`]): the index gets the norm's records again, the vector store
+    /// only what changed. A file that now holds a later version (an updated download under
+    /// the same name) adds that version; the earlier one stays. Returns what to record,
+    /// this version's passages and those embedded.
+    async fn write_version(
+        &self,
+        norm: Norm,
+        passages: Vec<Passage>,
+        effective: NaiveDate,
+        batch: &mut cabildo_index::WriteBatch<'_>,
+        own: &mut OwnVectors,
+        progress: &mut dyn Progress,
+    ) -> Result<(Written, usize, u64)> {
+        let id = norm.id.clone();
+        let stored = self.index().passages_of(&id)?;
+        let held: Vec<VersionRecord> = self
+            .registry
+            .versions(&id)
+            .await?
+            .into_iter()
+            .filter(|v| v.effective != effective)
+            .collect();
+        let days: Vec<NaiveDate> = held.iter().map(|v| v.effective).collect();
+        let mut contents = versions::contents(&stored, &days);
+        let provisions = passages.len();
+        contents.insert(effective, passages);
+        let latest_is_new = contents.keys().next_back() == Some(&effective);
+        // The latest version says whether the norm was repealed, and when.
+        let end = if latest_is_new {
+            norm.valid_to
+        } else {
+            held.last().and_then(|v| v.repealed)
+        };
+        let mut records = versions::records(&contents, end);
+        for r in &mut records {
+            r.access = norm.access;
+            r.tenant = norm.tenant.clone();
+        }
+        let changes = versions::changes(&stored, &records);
+        let mut embedded = 0;
+        if let Some(d) = self.dense() {
+            let relabel = stored
+                .first()
+                .is_some_and(|s| s.access != norm.access || s.tenant != norm.tenant);
+            if relabel {
+                d.store
+                    .set_access(&id, norm.access, norm.tenant.as_deref())
+                    .await?;
+            }
+            embedded = embed_records(d, &contents, &records, &changes.embed, own, progress).await?;
+            for &i in &changes.revalidate {
+                let r = &records[i];
+                d.store
+                    .set_validity(&r.id, r.valid_from, r.valid_to)
+                    .await?;
+            }
+            d.store.delete_passages(&changes.gone).await?;
+        }
+        batch.delete_norm(&id);
+        for r in &records {
+            batch.add(r)?;
+        }
+        tracing::info!(
+            norm = %id,
+            version = %effective,
+            versions = contents.len(),
+            records = records.len(),
+            new = changes.embed.len(),
+            "version merged"
+        );
+        let version = VersionRecord {
+            effective,
+            version_date: norm.version_date,
+            repealed: norm.valid_to,
+            title: norm.title.clone(),
+            official_url: norm.official_url.clone(),
+            content_hash: norm.content_hash.clone(),
+            source_path: norm.source_path.clone(),
+            provisions: provisions as u64,
+        };
+        // The registry's row describes the latest version, in force since the first.
+        let mut current = if latest_is_new {
+            norm
+        } else {
+            match self.registry.norm(&id).await? {
+                Some((n, _)) => n,
+                None => norm,
+            }
+        };
+        current.valid_from = contents.keys().next().copied();
+        current.valid_to = end;
+        let written = Written {
+            norm: current,
+            passages: records.len(),
+            version: Some(version),
+        };
+        Ok((written, provisions, embedded))
+    }
+
     /// Why `norm` (parsed from the file `key`) may not be written: its id came from its
     /// file's place and is already another file's, which still exists (two files sharing
     /// folder and file name under different parents). A file that moved, or a source that
-    /// names its own id (a new version of the same law), replaces the old one as before.
+    /// names its own id (a version of the same law), goes on as a version of that norm.
     async fn taken(&self, norm: &Norm, key: &str) -> Result<Option<String>> {
         if !norm.id_from_path {
             return Ok(None);
@@ -466,4 +650,94 @@ async fn embed_norm(
         dense.store.upsert(ps, vs).await?;
     }
     Ok(passages.len() as u64)
+}
+
+/// Passages' own embeddings made during one ingest job, by the text embedded: a norm's
+/// versions share most of their provisions, and a changed provision's vector is mixed with
+/// the mean of its whole version's, so each version needs them all.
+#[derive(Default)]
+struct OwnVectors {
+    by_text: HashMap<String, Vec<f32>>,
+}
+
+impl OwnVectors {
+    /// The own embeddings of `texts`, embedding only those not seen before.
+    fn embed(
+        &mut self,
+        dense: &Dense,
+        texts: &[String],
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<Vec<f32>>> {
+        if self.by_text.len() + texts.len() > OWN_VECTORS_KEPT {
+            self.by_text.clear();
+        }
+        let mut missing: Vec<&str> = texts
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !self.by_text.contains_key(*t))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        for chunk in missing.chunks(EMBED_BATCH) {
+            let vectors = dense.embedder.embed_passages(chunk)?;
+            progress.embedded(chunk.len());
+            for (t, v) in chunk.iter().zip(vectors) {
+                self.by_text.insert((*t).to_string(), v);
+            }
+        }
+        texts
+            .iter()
+            .map(|t| {
+                self.by_text.get(t).cloned().ok_or_else(|| {
+                    EngineError::Unavailable(
+                        "the embedder returned fewer vectors than asked".into(),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// Makes and writes the vectors of `records[wanted]`: each is mixed with the context of the
+/// version that introduced it. Returns the number written.
+async fn embed_records(
+    dense: &Dense,
+    contents: &Contents,
+    records: &[Passage],
+    wanted: &[usize],
+    own: &mut OwnVectors,
+    progress: &mut dyn Progress,
+) -> Result<u64> {
+    let mut by_day: BTreeMap<NaiveDate, Vec<&Passage>> = BTreeMap::new();
+    for &i in wanted {
+        if let Some(day) = records[i].valid_from {
+            by_day.entry(day).or_default().push(&records[i]);
+        }
+    }
+    let mut written = 0;
+    for (day, wanted) in by_day {
+        let Some(version) = contents.get(&day) else {
+            continue;
+        };
+        let refs: Vec<&Passage> = version.iter().collect();
+        let vectors = stored_vectors(&refs, |texts| own.embed(dense, texts, progress))?;
+        let place: HashMap<&str, usize> = version
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.as_str(), i))
+            .collect();
+        let mut ps = Vec::with_capacity(wanted.len());
+        let mut vs = Vec::with_capacity(wanted.len());
+        for r in wanted {
+            if let Some(v) = place.get(provision_id(&r.id)).and_then(|&i| vectors.get(i)) {
+                ps.push(r);
+                vs.push(v.clone());
+            }
+        }
+        for (p, v) in ps.chunks(EMBED_BATCH).zip(vs.chunks(EMBED_BATCH)) {
+            dense.store.upsert(p, v).await?;
+        }
+        written += ps.len() as u64;
+    }
+    Ok(written)
 }

@@ -11,6 +11,7 @@ pub mod context;
 pub mod eval;
 pub mod ingest;
 pub mod retrieve;
+pub mod versions;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

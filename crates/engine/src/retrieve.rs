@@ -225,6 +225,7 @@ impl Pipeline {
         method: Method,
         params: &HybridParams,
     ) -> Result<Candidates> {
+        let filters = &filters.dated();
         let (lexical_depth, dense_depth) = match method {
             Method::Lexical => (Some(k), None),
             Method::Dense => (None, Some(k)),

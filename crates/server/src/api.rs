@@ -91,6 +91,11 @@ pub struct Hit {
     /// Where the matched terms are in `snippet`: `[start, end)` pairs counted in Unicode
     /// characters (code points), for pages that highlight them.
     pub highlights: Vec<[usize; 2]>,
+    /// The day this text of the provision took effect.
+    pub in_force_from: Option<NaiveDate>,
+    /// The day a later version replaced it (or the norm was repealed); absent while in
+    /// force.
+    pub in_force_until: Option<NaiveDate>,
 }
 
 impl From<SearchHit> for Hit {
@@ -107,6 +112,8 @@ impl From<SearchHit> for Hit {
             .collect();
         Hit {
             highlights,
+            in_force_from: h.passage.valid_from,
+            in_force_until: h.passage.valid_to,
             rank: h.rank,
             score: h.score,
             passage_id: h.passage.id,
@@ -464,6 +471,10 @@ pub struct PassageInfo {
     pub page: Option<u32>,
     /// Its text.
     pub text: String,
+    /// The day this text took effect.
+    pub in_force_from: Option<NaiveDate>,
+    /// The day a later version replaced it; absent while in force.
+    pub in_force_until: Option<NaiveDate>,
 }
 
 impl From<Passage> for PassageInfo {
@@ -475,6 +486,8 @@ impl From<Passage> for PassageInfo {
             url: p.url,
             page: p.page,
             text: p.text,
+            in_force_from: p.valid_from,
+            in_force_until: p.valid_to,
         }
     }
 }
@@ -485,8 +498,60 @@ pub struct NormDetail {
     /// The norm.
     #[serde(flatten)]
     pub norm: NormInfo,
-    /// Its passages in document order.
+    /// The day the passages are in force on (the one asked for, else today).
+    pub in_force_on: NaiveDate,
+    /// Its passages in force that day, in document order.
     pub passages: Vec<PassageInfo>,
+}
+
+/// Which day of a norm to read.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct NormDay {
+    /// The day (YYYY-MM-DD) whose text to return; default today.
+    pub in_force_on: Option<NaiveDate>,
+}
+
+/// Which of a norm's versions to list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct VersionsQuery {
+    /// Only changes to this article ("15": the article and its parts) or provision label.
+    pub article: Option<String>,
+}
+
+/// `GET /v1/norms/{id}/versions`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionList {
+    /// The norm's id.
+    pub norm_id: String,
+    /// Its versions, oldest first (empty when its text is undated).
+    pub versions: Vec<cabildo_engine::versions::VersionInfo>,
+}
+
+/// Two days of a norm to compare.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DiffQuery {
+    /// The earlier day (YYYY-MM-DD).
+    pub from: NaiveDate,
+    /// The later day (YYYY-MM-DD); default today.
+    pub to: Option<NaiveDate>,
+    /// Only this article ("15": the article and its parts) or provision label.
+    pub article: Option<String>,
+}
+
+/// `GET /v1/norms/{id}/diff`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DiffResult {
+    /// The norm's id.
+    pub norm_id: String,
+    /// The earlier day.
+    pub from: NaiveDate,
+    /// The later day.
+    pub to: NaiveDate,
+    /// The provisions whose text differs between the two days, in document order.
+    pub changes: Vec<cabildo_engine::versions::ProvisionDiff>,
 }
 
 /// `POST /v1/documents` accepted the files; the ingest runs as a job.

@@ -80,6 +80,39 @@ pub struct SourceRecord {
     pub embedder: Option<String>,
 }
 
+/// One version of a norm: its text as in force from `effective` until the next version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRecord {
+    /// The day this version took effect.
+    pub effective: NaiveDate,
+    /// The source's own version date.
+    pub version_date: Option<NaiveDate>,
+    /// The day the norm was repealed, when this version says it was.
+    pub repealed: Option<NaiveDate>,
+    /// The norm's title in this version.
+    pub title: String,
+    /// The official URL of this version.
+    pub official_url: Option<String>,
+    /// SHA-256 of the file it came from.
+    pub content_hash: String,
+    /// The file it came from.
+    pub source_path: String,
+    /// Passages in this version.
+    pub provisions: u64,
+}
+
+/// What an ingest writes for one norm after the index commit that made it visible.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The norm as it now stands (the latest version's metadata, validity over all
+    /// versions).
+    pub norm: Norm,
+    /// Passages the index holds for it, every version together.
+    pub passages: usize,
+    /// The version the file yielded, when it is dated.
+    pub version: Option<VersionRecord>,
+}
+
 /// An ingest job as the registry keeps it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct JobRecord {
@@ -154,13 +187,41 @@ impl Registry {
         }))
     }
 
-    /// Records norms (with their passage counts) and their source files in one transaction,
-    /// with the model their passages were embedded with (`None`: not embedded). Called
-    /// after the index commit that made their passages visible.
-    pub async fn record(&self, norms: &[(Norm, usize)], embedder: Option<&str>) -> Result<()> {
+    /// A norm's versions, oldest first (none for a norm whose text is undated).
+    pub async fn versions(&self, norm_id: &str) -> Result<Vec<VersionRecord>> {
+        let rows = sqlx::query(
+            "SELECT effective, version_date, repealed, title, official_url, content_hash,
+                    source_path, provisions
+             FROM norm_versions WHERE norm_id = ? ORDER BY effective",
+        )
+        .bind(norm_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(VersionRecord {
+                    effective: date(r.get(0))
+                        .ok_or_else(|| StoreError::Invalid(format!("version date of {norm_id}")))?,
+                    version_date: date(r.get(1)),
+                    repealed: date(r.get(2)),
+                    title: r.get(3),
+                    official_url: r.get(4),
+                    content_hash: r.get(5),
+                    source_path: r.get(6),
+                    provisions: u64::try_from(r.get::<i64, _>(7)).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    /// Records norms (with their passage counts, their versions) and their source files in
+    /// one transaction, with the model their passages were embedded with (`None`: not
+    /// embedded). Called after the index commit that made their passages visible.
+    pub async fn record(&self, written: &[Written], embedder: Option<&str>) -> Result<()> {
         let now = Utc::now().to_rfc3339();
         let mut tx = self.pool.begin().await?;
-        for (n, passages) in norms {
+        for w in written {
+            let (n, passages) = (&w.norm, &w.passages);
             sqlx::query(
                 "INSERT INTO norms (id, jurisdiction, subdivision, kind, number, title, issuing_body,
                     language, official_url, publication_date, version_date, valid_from, valid_to,
@@ -199,18 +260,48 @@ impl Registry {
             .bind(&now)
             .execute(&mut *tx)
             .await?;
+            if let Some(v) = &w.version {
+                sqlx::query(
+                    "INSERT INTO norm_versions (norm_id, effective, version_date, repealed, title,
+                        official_url, content_hash, source_path, provisions, ingested_at)
+                     VALUES (?,?,?,?,?,?,?,?,?,?)
+                     ON CONFLICT (norm_id, effective) DO UPDATE SET
+                        version_date = excluded.version_date, repealed = excluded.repealed,
+                        title = excluded.title, official_url = excluded.official_url,
+                        content_hash = excluded.content_hash, source_path = excluded.source_path,
+                        provisions = excluded.provisions, ingested_at = excluded.ingested_at",
+                )
+                .bind(&n.id)
+                .bind(v.effective.to_string())
+                .bind(v.version_date.map(|d| d.to_string()))
+                .bind(v.repealed.map(|d| d.to_string()))
+                .bind(&v.title)
+                .bind(&v.official_url)
+                .bind(&v.content_hash)
+                .bind(&v.source_path)
+                .bind(v.provisions as i64)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let (path, hash) = match &w.version {
+                Some(v) => (&v.source_path, &v.content_hash),
+                None => (&n.source_path, &n.content_hash),
+            };
             sqlx::query(
-                "INSERT INTO sources (path, content_hash, norm_id, ingested_at, embedder)
-                 VALUES (?,?,?,?,?)
+                "INSERT INTO sources (path, content_hash, norm_id, ingested_at, embedder, version)
+                 VALUES (?,?,?,?,?,?)
                  ON CONFLICT (path) DO UPDATE SET content_hash = excluded.content_hash,
                     norm_id = excluded.norm_id, ingested_at = excluded.ingested_at,
-                    embedder = excluded.embedder",
+                    embedder = excluded.embedder,
+                    version = COALESCE(excluded.version, sources.version)",
             )
-            .bind(&n.source_path)
-            .bind(&n.content_hash)
+            .bind(path)
+            .bind(hash)
             .bind(&n.id)
             .bind(&now)
             .bind(embedder)
+            .bind(w.version.as_ref().map(|v| v.effective.to_string()))
             .execute(&mut *tx)
             .await?;
         }
@@ -220,10 +311,14 @@ impl Registry {
 
     /// Removes a norm that no longer has a source (its file now yields another norm id).
     pub async fn forget_norm(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM norms WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            "DELETE FROM norm_versions WHERE norm_id = ?",
+            "DELETE FROM norms WHERE id = ?",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -363,10 +458,12 @@ impl Registry {
     /// brings it back. Returns whether it existed.
     pub async fn delete_norm(&self, id: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM sources WHERE norm_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        for sql in [
+            "DELETE FROM sources WHERE norm_id = ?",
+            "DELETE FROM norm_versions WHERE norm_id = ?",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
         let gone = sqlx::query("DELETE FROM norms WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)

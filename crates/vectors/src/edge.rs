@@ -14,8 +14,8 @@ use qdrant_edge::{
 
 use crate::filter::{conditions, of_norm, to_json, Cond};
 use crate::{
-    access_payload, check_input, check_query, keys, payload, point_uuid, Result, SearchOptions,
-    VectorError, VectorHit, VectorStore,
+    access_payload, check_input, check_query, keys, payload, point_uuid, validity_payload, Result,
+    SearchOptions, VectorError, VectorHit, VectorStore,
 };
 
 /// The file `qdrant-edge` keeps its configuration in; its presence means a shard exists.
@@ -183,6 +183,35 @@ impl VectorStore for EdgeStore {
                 key: None,
             },
         )))
+    }
+
+    async fn set_validity(
+        &self,
+        passage_id: &str,
+        valid_from: Option<chrono::NaiveDate>,
+        valid_to: Option<chrono::NaiveDate>,
+    ) -> Result<()> {
+        self.write(UpdateOperation::PayloadOperation(PayloadOps::SetPayload(
+            SetPayloadOp {
+                payload: Payload(validity_payload(valid_from, valid_to)),
+                points: Some(vec![PointId::Uuid(point_uuid(passage_id))]),
+                filter: None,
+                key: None,
+            },
+        )))
+    }
+
+    async fn delete_passages(&self, passage_ids: &[String]) -> Result<()> {
+        if passage_ids.is_empty() {
+            return Ok(());
+        }
+        let ids = passage_ids
+            .iter()
+            .map(|id| PointId::Uuid(point_uuid(id)))
+            .collect();
+        self.write(UpdateOperation::PointOperation(
+            PointOperations::DeletePoints { ids },
+        ))
     }
 
     async fn search(

@@ -125,6 +125,16 @@ pub trait VectorStore: Send + Sync {
         access: AccessLevel,
         tenant: Option<&str>,
     ) -> Result<()>;
+    /// Sets when one passage's vector is in force (a newer version of its norm closed it, or
+    /// an older one now starts it), without touching the vector.
+    async fn set_validity(
+        &self,
+        passage_id: &str,
+        valid_from: Option<chrono::NaiveDate>,
+        valid_to: Option<chrono::NaiveDate>,
+    ) -> Result<()>;
+    /// Removes the vectors of these passages (absent ones are ignored).
+    async fn delete_passages(&self, passage_ids: &[String]) -> Result<()>;
     /// The `k` passages nearest to `query` among those `filters` let through.
     async fn search(
         &self,
@@ -187,13 +197,23 @@ pub(crate) fn payload(p: &Passage) -> serde_json::Map<String, serde_json::Value>
     );
     m.insert(keys::KIND.into(), p.kind.as_str().into());
     m.extend(access_payload(p.access, p.tenant.as_deref()));
+    m.extend(validity_payload(p.valid_from, p.valid_to));
+    m
+}
+
+/// The payload fields that say when a passage is in force.
+pub(crate) fn validity_payload(
+    valid_from: Option<chrono::NaiveDate>,
+    valid_to: Option<chrono::NaiveDate>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
     m.insert(
         keys::VALID_FROM.into(),
-        p.valid_from.map_or(-OPEN_DAYS, day_number).into(),
+        valid_from.map_or(-OPEN_DAYS, day_number).into(),
     );
     m.insert(
         keys::VALID_TO.into(),
-        p.valid_to.map_or(OPEN_DAYS, day_number).into(),
+        valid_to.map_or(OPEN_DAYS, day_number).into(),
     );
     m
 }

@@ -10,17 +10,27 @@ use backon::{ExponentialBuilder, Retryable};
 use cabildo_core::{AccessLevel, Filters, Passage};
 use qdrant_client::qdrant::{
     vector_output, vectors_config, Condition, CountPointsBuilder, CreateCollectionBuilder,
-    CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter,
-    PointStruct, Query, QueryPointsBuilder, Range, SearchParamsBuilder, SetPayloadPointsBuilder,
-    UpsertPointsBuilder, VectorParamsBuilder,
+    CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter, PointId,
+    PointStruct, PointsIdsList, Query, QueryPointsBuilder, Range, SearchParamsBuilder,
+    SetPayloadPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
 };
 use qdrant_client::{Payload, Qdrant};
 
 use crate::filter::{conditions, of_norm, Cond};
 use crate::{
-    access_payload, check_input, check_query, keys, payload, point_uuid, Result, SearchOptions,
-    VectorError, VectorHit, VectorStore,
+    access_payload, check_input, check_query, keys, payload, point_uuid, validity_payload, Result,
+    SearchOptions, VectorError, VectorHit, VectorStore,
 };
+
+/// The points of these passages, as a selector.
+fn point_ids(passage_ids: &[String]) -> PointsIdsList {
+    PointsIdsList {
+        ids: passage_ids
+            .iter()
+            .map(|id| PointId::from(point_uuid(id).to_string()))
+            .collect(),
+    }
+}
 
 /// Points per upsert request: large enough to amortise round trips, small enough to stay
 /// far below gRPC's message size limit with 1,024-d vectors.
@@ -228,6 +238,44 @@ impl VectorStore for QdrantStore {
         .retry(retry_policy())
         .await
         .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn set_validity(
+        &self,
+        passage_id: &str,
+        valid_from: Option<chrono::NaiveDate>,
+        valid_to: Option<chrono::NaiveDate>,
+    ) -> Result<()> {
+        let fields = Payload::from(validity_payload(valid_from, valid_to));
+        let points = point_ids(std::slice::from_ref(&passage_id.to_string()));
+        (|| {
+            self.client.set_payload(
+                SetPayloadPointsBuilder::new(&self.collection, fields.clone())
+                    .points_selector(points.clone())
+                    .wait(true),
+            )
+        })
+        .retry(retry_policy())
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn delete_passages(&self, passage_ids: &[String]) -> Result<()> {
+        for chunk in passage_ids.chunks(UPSERT_BATCH) {
+            let points = point_ids(chunk);
+            (|| {
+                self.client.delete_points(
+                    DeletePointsBuilder::new(&self.collection)
+                        .points(points.clone())
+                        .wait(true),
+                )
+            })
+            .retry(retry_policy())
+            .await
+            .map_err(|e| self.err(e))?;
+        }
         Ok(())
     }
 

@@ -78,10 +78,16 @@ impl Analysed {
 
     /// The words worth quoting for a question or an answer whose terms are `wanted`: the
     /// sentence sharing the most of them (the first sentence when none does), cut at a word
-    /// boundary when very long.
+    /// boundary when very long. An article's bare heading ("Artículo 15.", split off its
+    /// text at ".-") is never the quote when the passage says anything more.
     pub fn quote(&self, wanted: &HashSet<String>) -> String {
+        let said = self.sentences.iter().any(|(s, _)| !heading_only(s));
         let mut best: Option<(usize, &str)> = None;
-        for (s, terms) in &self.sentences {
+        for (s, terms) in self
+            .sentences
+            .iter()
+            .filter(|(s, _)| !said || !heading_only(s))
+        {
             let shared = terms.intersection(wanted).count();
             if best.is_none_or(|(most, _)| shared > most) {
                 best = Some((shared, s));
@@ -89,6 +95,17 @@ impl Analysed {
         }
         super::prompt::cut(best.map_or("", |(_, s)| s), MAX_QUOTE_CHARS)
     }
+}
+
+/// Whether a sentence is only an article's heading: "Artículo 15.", "Art. 5º", "ARTICULO 30",
+/// "Artículo 126 bis".
+fn heading_only(sentence: &str) -> bool {
+    let t = sentence.trim().trim_end_matches(['.', '-', '–', ' ', ':']);
+    let lower = t.to_lowercase();
+    let article = ["artículo", "articulo", "art.", "art "]
+        .iter()
+        .any(|a| lower.starts_with(a));
+    article && t.split_whitespace().count() <= 3
 }
 
 fn sentences_of(text: &str) -> Vec<String> {
@@ -292,6 +309,30 @@ fn is_abbreviation_or_number(s: &str, dot: usize) -> bool {
 
 /// Longest quote, in characters: a definition list's caput can run to pages.
 const MAX_QUOTE_CHARS: usize = 400;
+
+#[cfg(test)]
+mod heading_tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_article_heading_is_not_the_quote() {
+        let p = cabildo_core::fixtures::passage(
+            "n/a15",
+            "n",
+            "Artículo 15.- En las votaciones populares, el sufragio será personal, igualitario, \
+             secreto y voluntario. Sólo podrá convocarse a votación popular para las elecciones.",
+        );
+        let a = Analysed::new(&p, Language::Es);
+        let q = a.quote(&terms_of("¿Es obligatorio votar en Chile?", Language::Es));
+        assert!(q.contains("voluntario"), "{q}");
+        assert!(
+            heading_only("ARTICULO 30")
+                && heading_only("Art. 5º")
+                && heading_only("Artículo 126 bis.")
+        );
+        assert!(!heading_only("Artículo 15.- En las votaciones populares"));
+    }
+}
 
 #[cfg(test)]
 mod tests {

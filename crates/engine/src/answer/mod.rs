@@ -22,6 +22,7 @@ use cabildo_core::{
     Filters, FinishReason, GenerationRequest, Generator, Language, ModelError, SearchHit,
 };
 use cabildo_index::analysis::analyze;
+use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::retrieve::{HybridParams, Method};
@@ -112,6 +113,8 @@ pub struct Sources {
     pub coverage: f32,
     /// Seconds spent retrieving.
     pub retrieval_seconds: f64,
+    /// The day the question asked about (`None`: today).
+    pub in_force_on: Option<NaiveDate>,
 }
 
 impl Sources {
@@ -174,6 +177,10 @@ pub struct Citation {
     pub quote: String,
     /// Page in the source PDF.
     pub page: Option<u32>,
+    /// The day this text of the provision took effect (the version that introduced it).
+    pub in_force_from: Option<NaiveDate>,
+    /// The day a later version replaced it, or the norm was repealed; absent while in force.
+    pub in_force_until: Option<NaiveDate>,
 }
 
 /// What the citation check did.
@@ -233,6 +240,8 @@ pub struct Answer {
     pub finish: Option<FinishReason>,
     /// Where the time went.
     pub timings: Timings,
+    /// The day whose law the answer describes (the one asked for, else today).
+    pub in_force_on: NaiveDate,
 }
 
 impl Engine {
@@ -312,6 +321,7 @@ impl Engine {
             best_cosine,
             coverage: coverage.0,
             retrieval_seconds: started.elapsed().as_secs_f64(),
+            in_force_on: question.filters.in_force_on,
         })
     }
 }
@@ -329,7 +339,15 @@ pub fn compose(
 ) -> std::result::Result<Answer, ModelError> {
     let started = Instant::now();
     let mut first_text: Option<f64> = None;
+    // An answer about another day than today says which day it describes, first.
+    let preface = match sources.in_force_on {
+        Some(day) if sources.relevant => prompt::as_of(sources.language, day),
+        _ => String::new(),
+    };
     let mut emit = |text: &str, first_text: &mut Option<f64>| {
+        if first_text.is_none() && !preface.is_empty() && !on_text(&preface) {
+            return false;
+        }
         first_text.get_or_insert_with(|| started.elapsed().as_secs_f64() * 1000.0);
         on_text(text)
     };
@@ -346,6 +364,9 @@ pub fn compose(
             retrieval_ms: sources.retrieval_seconds * 1000.0,
             ..Timings::default()
         },
+        in_force_on: sources
+            .in_force_on
+            .unwrap_or_else(|| chrono::Local::now().date_naive()),
     };
     let question = &sources.question;
     if !sources.relevant {
@@ -424,6 +445,11 @@ pub fn compose(
         }
         cited.sort_unstable();
         answer.citations = cite(sources, &cited, &answer.answer);
+        if let Some(day) = sources.in_force_on {
+            answer
+                .answer
+                .insert_str(0, &prompt::as_of(sources.language, day));
+        }
     }
     answer.timings.first_text_ms = first_text;
     answer.timings.generation_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -511,6 +537,8 @@ fn cite(sources: &Sources, numbers: &[usize], context: &str) -> Vec<Citation> {
                 url: p.url.clone(),
                 quote: analysed.quote(&wanted),
                 page: p.page,
+                in_force_from: p.valid_from,
+                in_force_until: p.valid_to,
             })
         })
         .collect()

@@ -151,6 +151,47 @@ pub fn messages(
     out
 }
 
+/// The words an answer about the law on another day than today starts with: "Según el
+/// texto vigente el 1 de junio de 2015: ".
+pub fn as_of(language: Language, day: chrono::NaiveDate) -> String {
+    use chrono::Datelike;
+    const ES: [&str; 12] = [
+        "enero",
+        "febrero",
+        "marzo",
+        "abril",
+        "mayo",
+        "junio",
+        "julio",
+        "agosto",
+        "septiembre",
+        "octubre",
+        "noviembre",
+        "diciembre",
+    ];
+    const PT: [&str; 12] = [
+        "janeiro",
+        "fevereiro",
+        "março",
+        "abril",
+        "maio",
+        "junho",
+        "julho",
+        "agosto",
+        "setembro",
+        "outubro",
+        "novembro",
+        "dezembro",
+    ];
+    let month = day.month0() as usize;
+    let (d, y) = (day.day(), day.year());
+    match language {
+        Language::Es => format!("Según el texto vigente el {d} de {} de {y}: ", ES[month]),
+        Language::Pt => format!("Segundo o texto vigente em {d} de {} de {y}: ", PT[month]),
+        Language::En => format!("As the law stood on {}: ", day.format("%-d %B %Y")),
+    }
+}
+
 /// The abstention: nothing relevant was found; the closest passages are listed (their
 /// numbers are the citations returned with it) and the competent body named when known.
 pub fn abstention(

@@ -10,7 +10,7 @@ const STRINGS = {
   es: {
     skip: 'Saltar al contenido', nav: 'Secciones', search: 'Buscar', ask: 'Preguntar', admin: 'Administración', signin: 'Ingresar',
     signout: 'Salir', anonymous: 'Visitante anónimo', as: 'Sesión', query: 'Texto a buscar', question: 'Pregunta',
-    jurisdiction: 'Jurisdicción', kind: 'Tipo de norma', inForce: 'Vigente el', method: 'Método', any: 'Todas', auto: 'Automático',
+    jurisdiction: 'Jurisdicción', kind: 'Tipo de norma', inForce: 'Vigente el', since: 'vigente desde', until: 'hasta', version: 'Versión vigente el', method: 'Método', any: 'Todas', auto: 'Automático',
     results: 'Resultados', none: 'Sin resultados.', open: 'Abrir en la norma', copy: 'Copiar cita', copied: 'Cita copiada',
     official: 'Texto oficial', sources: 'Fuentes', closest: 'Disposiciones más cercanas', quote: 'Texto citado',
     abstained: 'Las normas disponibles no responden esta pregunta.', previous: 'Artículo anterior', next: 'Artículo siguiente',
@@ -26,7 +26,7 @@ const STRINGS = {
   pt: {
     skip: 'Pular para o conteúdo', nav: 'Seções', search: 'Buscar', ask: 'Perguntar', admin: 'Administração', signin: 'Entrar',
     signout: 'Sair', anonymous: 'Visitante anônimo', as: 'Sessão', query: 'Texto a buscar', question: 'Pergunta',
-    jurisdiction: 'Jurisdição', kind: 'Tipo de norma', inForce: 'Vigente em', method: 'Método', any: 'Todas', auto: 'Automático',
+    jurisdiction: 'Jurisdição', kind: 'Tipo de norma', inForce: 'Vigente em', since: 'vigente desde', until: 'até', version: 'Versão vigente em', method: 'Método', any: 'Todas', auto: 'Automático',
     results: 'Resultados', none: 'Nenhum resultado.', open: 'Abrir na norma', copy: 'Copiar citação', copied: 'Citação copiada',
     official: 'Texto oficial', sources: 'Fontes', closest: 'Dispositivos mais próximos', quote: 'Texto citado',
     abstained: 'As normas disponíveis não respondem a esta pergunta.', previous: 'Artigo anterior', next: 'Próximo artigo',
@@ -42,7 +42,7 @@ const STRINGS = {
   en: {
     skip: 'Skip to content', nav: 'Sections', search: 'Search', ask: 'Ask', admin: 'Administration', signin: 'Sign in',
     signout: 'Sign out', anonymous: 'Anonymous visitor', as: 'Signed in', query: 'Search text', question: 'Question',
-    jurisdiction: 'Jurisdiction', kind: 'Kind of norm', inForce: 'In force on', method: 'Method', any: 'All', auto: 'Automatic',
+    jurisdiction: 'Jurisdiction', kind: 'Kind of norm', inForce: 'In force on', since: 'in force from', until: 'until', version: 'Version in force on', method: 'Method', any: 'All', auto: 'Automatic',
     results: 'Results', none: 'No results.', open: 'Open in its norm', copy: 'Copy citation', copied: 'Citation copied',
     official: 'Official text', sources: 'Sources', closest: 'Closest provisions', quote: 'Quoted text',
     abstained: 'The available norms do not answer this question.', previous: 'Previous article', next: 'Next article',
@@ -188,11 +188,17 @@ async function copyCitation(text, output) {
   output.textContent = `${t.copied}: ${text}`;
   announce(t.copied);
 }
-function citeActions(label, url, normId, passageId) {
+// Where a passage sits in its norm: the norm view on the first day of the passage's text.
+const normLink = (normId, passageId, day) => `#norm/${encodeURIComponent(normId)}/${encodeURIComponent(passageId)}`
+  + (day ? `/${day}` : '');
+// "in force from 2009-04-04 until 2023-01-04", for texts a later version replaced or dated ones.
+const validity = (from, until) => [from && `${t.since} ${from}`, until && `${t.until} ${until}`].filter(Boolean).join(' ');
+
+function citeActions(label, url, normId, passageId, day) {
   const output = el('output', { class: 'muted' });
   return el('div', { class: 'actions' },
     url ? el('a', { href: url, target: '_blank', rel: 'noopener noreferrer', text: t.official }) : null,
-    normId ? el('a', { href: `#norm/${encodeURIComponent(normId)}/${encodeURIComponent(passageId)}`, text: t.open }) : null,
+    normId ? el('a', { href: normLink(normId, passageId, day), text: t.open }) : null,
     el('button', { type: 'button', class: 'quiet copy', text: t.copy, onclick: () => copyCitation(citation(label, url), output) }),
     output);
 }
@@ -229,7 +235,8 @@ async function searchView() {
         el('div', { class: 'label', text: h.label + (h.page ? ` (${t.page} ${h.page})` : '') }),
         el('div', { class: 'crumbs', text: h.breadcrumb.join(' › ') }),
         snippet(h.snippet, h.highlights),
-        citeActions(h.label, h.url, h.norm_id, h.passage_id))));
+        el('p', { class: 'muted validity', text: validity(h.in_force_from, h.in_force_until) }),
+        citeActions(h.label, h.url, h.norm_id, h.passage_id, h.in_force_from))));
       results.replaceChildren(el('h2', { id: 'results-title', text: `${t.results} (${r.hits.length})` }),
         r.hits.length ? list : el('p', { text: t.none }));
       announce(`${t.results}: ${r.hits.length}`);
@@ -240,10 +247,17 @@ async function searchView() {
   form.query.focus();
 }
 
-async function normView(normId, passageId) {
+async function normView(normId, passageId, day) {
   main.replaceChildren(el('p', { class: 'muted', text: t.working }));
+  const path = '/v1/norms/' + encodeURIComponent(normId);
   let n;
-  try { n = await call('/v1/norms/' + encodeURIComponent(normId)); } catch (err) {
+  let versions = [];
+  try {
+    [n, versions] = await Promise.all([
+      call(path + (day ? `?in_force_on=${encodeURIComponent(day)}` : '')),
+      call(path + '/versions').then((v) => v.versions).catch(() => []),
+    ]);
+  } catch (err) {
     main.replaceChildren(el('p', { class: 'error', role: 'alert', text: err.message }));
     return;
   }
@@ -257,9 +271,19 @@ async function normView(normId, passageId) {
   const list = el('div', {}, ...n.passages.map((p, i) => el('article', {
     class: i === at ? 'passage current' : 'passage', id: 'p-' + i, 'aria-current': i === at ? 'true' : null,
   }, el('h3', { tabindex: i === at ? '-1' : null, text: p.label }), el('div', { text: p.text }))));
+  // A norm with several versions: pick the day whose text to read.
+  const picker = versions.length > 1 ? field(t.version, select('version', [...versions].reverse().map((v) => [
+    v.valid_from, v.valid_to ? `${v.valid_from} – ${v.valid_to}` : v.valid_from]))) : null;
+  if (picker) {
+    const chosen = versions.filter((v) => v.valid_from <= n.in_force_on).pop();
+    const box = picker.querySelector('select');
+    if (chosen) box.value = chosen.valid_from;
+    box.addEventListener('change', () => { location.hash = `#norm/${encodeURIComponent(normId)}/-/${box.value}`; });
+  }
   main.replaceChildren(
     el('h1', { text: n.title }),
-    el('p', { class: 'norm-meta', text: meta }),
+    el('p', { class: 'norm-meta', text: `${meta} · ${t.inForce} ${n.in_force_on}` }),
+    picker,
     current ? el('nav', { 'aria-label': current.label },
       el('p', { class: 'crumbs', text: current.breadcrumb.join(' › ') }),
       el('div', { class: 'actions' }, neighbour(at - 1, t.previous), neighbour(at + 1, t.next)),
@@ -326,7 +350,8 @@ function drawSources(aside, a) {
   aside.append(el('ol', {}, ...a.citations.map((c) => el('li', { value: String(c.n) },
     el('div', { class: 'label', text: c.label + (c.page ? ` (${t.page} ${c.page})` : '') }),
     c.quote ? el('blockquote', { 'aria-label': t.quote, text: c.quote }) : null,
-    citeActions(c.label, c.url, c.norm_id, c.passage_id)))));
+    el('p', { class: 'muted validity', text: validity(c.in_force_from, c.in_force_until) }),
+    citeActions(c.label, c.url, c.norm_id, c.passage_id, c.in_force_from)))));
 }
 
 function signInView() {
@@ -436,12 +461,12 @@ async function verify(out) {
 }
 
 async function route() {
-  const [view, a, b] = location.hash.slice(1).split('/');
+  const [view, a, b, c] = location.hash.slice(1).split('/');
   drawNav();
   clearTimeout(watching);
   document.title = `Cabildo — ${t[view] || t.search}`;
   try {
-    if (view === 'norm' && a) await normView(decodeURIComponent(a), b ? decodeURIComponent(b) : null);
+    if (view === 'norm' && a) await normView(decodeURIComponent(a), b ? decodeURIComponent(b) : null, c || null);
     else if (view === 'ask') await askView();
     else if (view === 'admin') await adminView();
     else if (view === 'signin') signInView();

@@ -18,7 +18,10 @@ use cabildo_engine::IngestDefaults;
 use serde::Deserialize;
 
 use super::{engine_problem, page_limit};
-use crate::api::{JobAccepted, JobFailure, JobInfo, NormDetail, NormInfo, NormList, PassageInfo};
+use crate::api::{
+    DiffQuery, DiffResult, JobAccepted, JobFailure, JobInfo, NormDay, NormDetail, NormInfo,
+    NormList, PassageInfo, VersionList, VersionsQuery,
+};
 use crate::audit::{Outcome, Visit};
 use crate::guard::{audit, audit_read, require_admin, visible_passages};
 use crate::problem::ProblemBody;
@@ -355,11 +358,33 @@ pub async fn norms(
     }))
 }
 
-/// One norm the caller may read, with its passages in document order.
+/// The norm `id` when the caller may read it; one the caller may not read is absent: its
+/// existence is not the caller's to know.
+async fn readable_norm(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    lang: Language,
+) -> Result<cabildo_core::Norm, Problem> {
+    let found = state
+        .engine
+        .registry()
+        .norm(id)
+        .await
+        .map_err(|e| Problem::internal(lang, &e))?;
+    found
+        .map(|(n, _)| n)
+        .filter(|n| principal.may_read(n.access, n.tenant.as_deref()))
+        .ok_or_else(|| Problem::new(Kind::NotFound, lang, format!("no norm {id}")))
+}
+
+/// One norm the caller may read, with its passages in force on a day (default today) in
+/// document order.
 #[utoipa::path(get, path = "/v1/norms/{id}", tag = "documents",
-    params(("id" = String, Path, description = "The norm's id")),
+    params(("id" = String, Path, description = "The norm's id"), NormDay),
     responses(
         (status = 200, description = "The norm", body = NormDetail),
+        (status = 400, description = "A bad date or an unknown parameter", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such norm (or not one the caller may read)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub async fn norm(
@@ -367,24 +392,18 @@ pub async fn norm(
     Extension(principal): Extension<Principal>,
     Lang(lang): Lang,
     Path(id): Path<String>,
+    query: Result<Query<NormDay>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<NormDetail>, Problem> {
     let started = Instant::now();
-    let found = state
-        .engine
-        .registry()
-        .norm(&id)
-        .await
-        .map_err(|e| Problem::internal(lang, &e))?;
-    // One the caller may not read is absent: its existence is not the caller's to know.
-    let Some((norm, _)) = found.filter(|(n, _)| principal.may_read(n.access, n.tenant.as_deref()))
-    else {
-        return Err(Problem::new(Kind::NotFound, lang, format!("no norm {id}")));
-    };
+    let Query(q) = query.map_err(|e| Problem::new(Kind::BadRequest, lang, e.body_text()))?;
+    let norm = readable_norm(&state, &principal, &id, lang).await?;
+    let day = q
+        .in_force_on
+        .unwrap_or_else(|| chrono::Local::now().date_naive());
     let passages = state
         .engine
-        .index()
-        .passages_of(&id)
-        .map_err(|e| engine_problem(lang, e.into()))?;
+        .passages_on(&id, day)
+        .map_err(|e| engine_problem(lang, e))?;
     // Checked again, passage by passage, as search and answers are: the registry row may
     // lag the index (it is written after the index commits).
     let passages = visible_passages(&state, &principal, passages);
@@ -392,7 +411,96 @@ pub async fn norm(
     audit_read(&state, principal, "/v1/norms/{id}", started, returned, lang).await?;
     Ok(Json(NormDetail {
         norm: norm.into(),
+        in_force_on: day,
         passages: passages.into_iter().map(PassageInfo::from).collect(),
+    }))
+}
+
+/// A norm's versions, oldest first, with the provisions each changed.
+#[utoipa::path(get, path = "/v1/norms/{id}/versions", tag = "documents",
+    params(("id" = String, Path, description = "The norm's id"), VersionsQuery),
+    responses(
+        (status = 200, description = "The versions", body = VersionList),
+        (status = 400, description = "An unknown parameter", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such norm (or not one the caller may read)", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn versions(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Lang(lang): Lang,
+    Path(id): Path<String>,
+    query: Result<Query<VersionsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<VersionList>, Problem> {
+    let started = Instant::now();
+    let Query(q) = query.map_err(|e| Problem::new(Kind::BadRequest, lang, e.body_text()))?;
+    readable_norm(&state, &principal, &id, lang).await?;
+    let versions = state
+        .engine
+        .versions(&id, q.article.as_deref())
+        .await
+        .map_err(|e| engine_problem(lang, e))?;
+    audit_read(
+        &state,
+        principal,
+        "/v1/norms/{id}/versions",
+        started,
+        vec![id.clone()],
+        lang,
+    )
+    .await?;
+    Ok(Json(VersionList {
+        norm_id: id,
+        versions,
+    }))
+}
+
+/// What changed in a norm's provisions between the text in force on one day and on
+/// another, word by word.
+#[utoipa::path(get, path = "/v1/norms/{id}/diff", tag = "documents",
+    params(("id" = String, Path, description = "The norm's id"), DiffQuery),
+    responses(
+        (status = 200, description = "The provisions that differ", body = DiffResult),
+        (status = 400, description = "A bad or missing date, `from` after `to`, or an unknown parameter", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such norm (or not one the caller may read)", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub async fn diff(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Lang(lang): Lang,
+    Path(id): Path<String>,
+    query: Result<Query<DiffQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<DiffResult>, Problem> {
+    let started = Instant::now();
+    let Query(q) = query.map_err(|e| Problem::new(Kind::BadRequest, lang, e.body_text()))?;
+    let to = q.to.unwrap_or_else(|| chrono::Local::now().date_naive());
+    if q.from > to {
+        return Err(Problem::new(
+            Kind::BadRequest,
+            lang,
+            format!("from ({}) is after to ({to})", q.from),
+        ));
+    }
+    readable_norm(&state, &principal, &id, lang).await?;
+    let changes = state
+        .engine
+        .diff(&id, q.from, to, q.article.as_deref())
+        .await
+        .map_err(|e| engine_problem(lang, e))?;
+    let returned = changes.iter().map(|c| c.provision_id.clone()).collect();
+    audit_read(
+        &state,
+        principal,
+        "/v1/norms/{id}/diff",
+        started,
+        returned,
+        lang,
+    )
+    .await?;
+    Ok(Json(DiffResult {
+        norm_id: id,
+        from: q.from,
+        to,
+        changes,
     }))
 }
 

@@ -36,6 +36,8 @@ pub fn table(upload_limit: usize) -> (OpenApiRouter<Arc<AppState>>, OpenApiRoute
         .routes(routes!(documents::job))
         .routes(routes!(documents::norms))
         .routes(routes!(documents::norm, documents::delete_norm))
+        .routes(routes!(documents::versions))
+        .routes(routes!(documents::diff))
         .routes(routes!(audit::export))
         .routes(routes!(admin::me))
         .routes(routes!(admin::jobs))

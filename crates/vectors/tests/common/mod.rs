@@ -133,6 +133,24 @@ pub async fn versions_by_date(store: &dyn VectorStore) {
     assert_eq!(ids(store, &q, &on("2026-11-29"), 10).await, ["art-1@2015"]);
     assert!(ids(store, &q, &on("1999-12-31"), 10).await.is_empty());
 
+    // A version put in between closes the old text earlier: only its validity moves.
+    store
+        .set_validity(
+            "art-1@2000",
+            Some(date("2000-01-01")),
+            Some(date("2012-01-01")),
+        )
+        .await
+        .expect("set validity");
+    assert_eq!(ids(store, &q, &on("2010-01-01"), 10).await, ["art-1@2000"]);
+    assert!(ids(store, &q, &on("2013-01-01"), 10).await.is_empty());
+    store
+        .delete_passages(&["art-1@2015".to_string(), "never-there".to_string()])
+        .await
+        .expect("delete passages");
+    assert!(ids(store, &q, &on("2026-11-29"), 10).await.is_empty());
+    assert_eq!(store.count_of("ley-1").await.expect("count"), 1);
+
     store.delete_norm("ley-1").await.expect("delete");
     assert!(ids(store, &q, &Filters::operator(), 10).await.is_empty());
 }
