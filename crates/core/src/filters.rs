@@ -77,6 +77,10 @@ pub struct Filters {
     /// The caller's tenant: non-public passages of other tenants are excluded.
     #[serde(default)]
     pub tenant: Option<String>,
+    /// Only passages whose text was not replaced or repealed by this day (whatever day it
+    /// took effect); set by [`Filters::dated`], never from a request.
+    #[serde(skip)]
+    pub not_ended_on: Option<NaiveDate>,
     /// Sees every tenant's documents (a local operator, an admin); never set from a request.
     #[serde(skip)]
     pub all_tenants: bool,
@@ -92,18 +96,24 @@ impl Filters {
         }
     }
 
-    /// The day these filters look at: `in_force_on`, else today. A search without a date
-    /// sees the law as it stands, not every version of it at once.
+    /// The day these filters look at: `in_force_on`, else today.
     pub fn day(&self) -> NaiveDate {
         self.in_force_on
             .unwrap_or_else(|| chrono::Local::now().date_naive())
     }
 
-    /// These filters with the day made explicit.
+    /// These filters as a retrieval applies them: without a date, only text that no later
+    /// version replaced and no repeal ended by today (`not_ended_on`), so a search sees the
+    /// law as it stands, not every version of it at once. Text whose version takes effect
+    /// later stays in: LeyChile publishes consolidated texts with amendments due in the
+    /// future, and for a norm known only that way it is the text there is.
     pub fn dated(&self) -> Filters {
-        Filters {
-            in_force_on: Some(self.day()),
-            ..self.clone()
+        match self.in_force_on {
+            Some(_) => self.clone(),
+            None => Filters {
+                not_ended_on: Some(self.day()),
+                ..self.clone()
+            },
         }
     }
 }

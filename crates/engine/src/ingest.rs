@@ -301,10 +301,16 @@ impl Engine {
                                     let t = Instant::now();
                                     let (written, n, e) = match parsed.norm.valid_from {
                                         Some(effective) => {
+                                            // Same text, vectors made otherwise (another
+                                            // model, or none): all of them made again.
+                                            let stale = previous
+                                                .as_ref()
+                                                .is_some_and(|p| !embedded_alike(&p.embedder));
                                             self.write_version(
                                                 parsed.norm,
                                                 parsed.passages,
                                                 effective,
+                                                stale,
                                                 &mut batch,
                                                 &mut own,
                                                 progress,
@@ -437,14 +443,17 @@ impl Engine {
 
     /// Merges one dated version of a norm into the versions it already holds (see
     /// [`crate::versions`]): the index gets the norm's records again, the vector store
-    /// only what changed. A file that now holds a later version (an updated download under
+    /// only what changed (everything when `stale`, or when the store does not hold one
+    /// vector per record). A file that now holds a later version (an updated download under
     /// the same name) adds that version; the earlier one stays. Returns what to record,
     /// this version's passages and those embedded.
+    #[allow(clippy::too_many_arguments)]
     async fn write_version(
         &self,
         norm: Norm,
         passages: Vec<Passage>,
         effective: NaiveDate,
+        stale: bool,
         batch: &mut cabildo_index::WriteBatch<'_>,
         own: &mut OwnVectors,
         progress: &mut dyn Progress,
@@ -458,6 +467,11 @@ impl Engine {
             .into_iter()
             .filter(|v| v.effective != effective)
             .collect();
+        // A repeal known from its one version: the text stood from its publication.
+        let effective = match norm.publication_date {
+            Some(p) if held.is_empty() && norm.valid_to == Some(effective) && p < effective => p,
+            _ => effective,
+        };
         let days: Vec<NaiveDate> = held.iter().map(|v| v.effective).collect();
         let mut contents = versions::contents(&stored, &days);
         let provisions = passages.len();
@@ -474,9 +488,13 @@ impl Engine {
             r.access = norm.access;
             r.tenant = norm.tenant.clone();
         }
-        let changes = versions::changes(&stored, &records);
+        let mut changes = versions::changes(&stored, &records);
         let mut embedded = 0;
         if let Some(d) = self.dense() {
+            if stale || d.store.count_of(&id).await? != stored.len() {
+                changes.embed = (0..records.len()).collect();
+                changes.revalidate.clear();
+            }
             let relabel = stored
                 .first()
                 .is_some_and(|s| s.access != norm.access || s.tenant != norm.tenant);

@@ -306,11 +306,32 @@ pub fn provision_matches(provision: &str, wanted: &str) -> bool {
 }
 
 impl Engine {
-    /// A norm's passages as they stood on `day`, in document order.
-    pub fn passages_on(&self, norm_id: &str, day: NaiveDate) -> Result<Vec<Passage>> {
-        let mut passages = self.index().passages_of(norm_id)?;
-        passages.retain(|p| covers(p, day));
-        Ok(passages)
+    /// A norm's passages in force on `day` (default today), in document order, with the
+    /// day they are in force on. Without a day, a norm known only in a version due later
+    /// (LeyChile's "con modificaciones futuras") shows that version, on its first day.
+    pub fn passages_on(
+        &self,
+        norm_id: &str,
+        day: Option<NaiveDate>,
+    ) -> Result<(NaiveDate, Vec<Passage>)> {
+        let records = self.index().passages_of(norm_id)?;
+        let asked = day.unwrap_or_else(|| chrono::Local::now().date_naive());
+        let on = |d: NaiveDate| -> Vec<Passage> {
+            records.iter().filter(|r| covers(r, d)).cloned().collect()
+        };
+        let now = on(asked);
+        if !now.is_empty() || day.is_some() {
+            return Ok((asked, now));
+        }
+        let due = records
+            .iter()
+            .filter_map(|r| r.valid_from)
+            .filter(|f| *f > asked)
+            .min();
+        Ok(match due {
+            Some(first) => (first, on(first)),
+            None => (asked, now),
+        })
     }
 
     /// A norm's versions, oldest first, each with the provisions it changed (only those

@@ -61,7 +61,8 @@ async fn chilean_constitution_article_19_answers_derecho_de_propiedad() {
         .starts_with("24º.- El derecho de propiedad"));
     assert_eq!(
         hit.passage.url.as_deref(),
-        Some("https://www.bcn.cl/leychile/navegar?idNorma=242302")
+        Some("https://www.bcn.cl/leychile/navegar?idNorma=242302&idVersion=2026-04-16"),
+        "the official page of the version quoted"
     );
     assert!(hit
         .passage

@@ -184,6 +184,12 @@ fn filter_clauses(f: &Fields, filters: &Filters) -> Vec<(Occur, Box<dyn Query>)>
             Bound::Unbounded,
         )));
     }
+    if let Some(date) = filters.not_ended_on {
+        clauses.push(filter(RangeQuery::new(
+            Bound::Excluded(Term::from_field_i64(f.valid_to, day_number(date))),
+            Bound::Unbounded,
+        )));
+    }
     clauses
 }
 

@@ -498,7 +498,8 @@ pub struct NormDetail {
     /// The norm.
     #[serde(flatten)]
     pub norm: NormInfo,
-    /// The day the passages are in force on (the one asked for, else today).
+    /// The day the passages are in force on: the one asked for, else today (for a norm
+    /// known only in a version due later, that version's first day).
     pub in_force_on: NaiveDate,
     /// Its passages in force that day, in document order.
     pub passages: Vec<PassageInfo>,

@@ -75,6 +75,13 @@ pub(crate) fn conditions(filters: &Filters) -> Vec<Cond> {
             lte: None,
         });
     }
+    if let Some(date) = filters.not_ended_on {
+        all.push(Cond::Range {
+            key: keys::VALID_TO,
+            gt: Some(day_number(date)),
+            lte: None,
+        });
+    }
     all
 }
 

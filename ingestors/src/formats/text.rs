@@ -247,10 +247,8 @@ pub(crate) fn parse(ctx: &FileContext, ext: &str) -> Result<Parsed, IngestError>
         .or(norm.version_date)
         .or(norm.publication_date);
     if get("derogada").is_some_and(|d| d == "true") {
-        // A repealed norm's last version: its text stood until the repeal, which took
-        // effect on the version's date.
+        // A repealed norm's last version: the repeal took effect on the version's date.
         norm.valid_to = norm.version_date;
-        norm.valid_from = norm.publication_date.filter(|p| Some(*p) < norm.valid_to);
     }
     if norm.language != Language::Es && norm.jurisdiction.country == "BR" {
         norm.language = Language::Pt;

@@ -397,12 +397,9 @@ pub async fn norm(
     let started = Instant::now();
     let Query(q) = query.map_err(|e| Problem::new(Kind::BadRequest, lang, e.body_text()))?;
     let norm = readable_norm(&state, &principal, &id, lang).await?;
-    let day = q
-        .in_force_on
-        .unwrap_or_else(|| chrono::Local::now().date_naive());
-    let passages = state
+    let (day, passages) = state
         .engine
-        .passages_on(&id, day)
+        .passages_on(&id, q.in_force_on)
         .map_err(|e| engine_problem(lang, e))?;
     // Checked again, passage by passage, as search and answers are: the registry row may
     // lag the index (it is written after the index commits).
