@@ -43,6 +43,7 @@ impl From<Article> for Unit {
 pub fn build_passages(norm: &Norm, units: Vec<Unit>) -> Vec<Passage> {
     let mut passages = Vec::new();
     let mut seen: HashMap<String, u32> = HashMap::new();
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
     for unit in units {
         if unit.lines.iter().all(|l| l.text.trim().is_empty()) {
             continue;
@@ -73,9 +74,16 @@ pub fn build_passages(norm: &Norm, units: Vec<Unit>) -> Vec<Passage> {
             } else {
                 format!("{base_key}~{k}")
             };
+            // Ids are unique within a norm: a repeated key gets `-2`, `-3`…, skipping any a
+            // source uses itself (LexML numbers "Art. 76-B" `art76-2`).
             let n = seen.entry(key.clone()).or_insert(0);
             *n += 1;
-            let key = if *n == 1 { key } else { format!("{key}-{n}") };
+            let mut unique = if *n == 1 { key.clone() } else { format!("{key}-{n}") };
+            while !taken.insert(unique.clone()) {
+                *n += 1;
+                unique = format!("{key}-{n}");
+            }
+            let key = unique;
             let mut breadcrumb = vec![norm.title.clone()];
             breadcrumb.extend(unit.headings.iter().cloned());
             breadcrumb.push(provision.clone());
