@@ -99,6 +99,11 @@ fn rig() -> Option<&'static Rig> {
         on_own_runtime(|dir| async move {
             let engine = excerpt_engine(&dir).await?;
             ingest_text(&engine, &dir, "ordenanza-ferias.md", ORDINANCE, None).await;
+            // Its next version: the stalls open an hour later from 2025.
+            let next = ORDINANCE
+                .replace("2024-01-01", "2025-01-01")
+                .replace("desde las siete horas", "desde las ocho horas");
+            ingest_text(&engine, &dir, "ordenanza-ferias-2025.md", &next, None).await;
             ingest_text(&engine, &dir, "protocolo.md", PROTOCOL, Some("municipio-a")).await;
             let portal = listen().await;
             let elsewhere = listen().await;
@@ -1147,4 +1152,50 @@ fn every_response_carries_the_security_policy_and_cors_follows_the_allow_list() 
         "CORS allowed an origin not in the list"
     );
     assert_eq!(head("/v1/norms", "https://evil.example").2, "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caseworker_reads_a_norm_as_it_stood_on_an_earlier_version() {
+    let Some((rig, b)) = browser().await else {
+        return;
+    };
+    sign_in(&b, rig, &rig.caseworker_a).await;
+    b.js("location.hash = '#norm/cl-leychile-990001/-'; return true;")
+        .await;
+    let picked = b
+        .until(
+            "document.querySelector('main select[name=version]')?.value",
+            "the version picker",
+        )
+        .await;
+    assert_eq!(picked, "2025-01-01", "today's version is shown first");
+    let now = b
+        .js("return [...document.querySelectorAll('.passage')].map(p => p.textContent).join(' ');")
+        .await;
+    assert!(
+        now.as_str()
+            .is_some_and(|t| t.contains("ocho horas") && !t.contains("siete horas")),
+        "{now}"
+    );
+    let violations = b.axe(None).await;
+    assert!(
+        violations.is_empty(),
+        "WCAG 2.1 A/AA violations on a norm with versions: {violations:#?}"
+    );
+    b.js(
+        "const s = document.querySelector('main select[name=version]'); s.value = '2024-01-01';\
+          s.dispatchEvent(new Event('change')); return true;",
+    )
+    .await;
+    let before = b
+        .until(
+            "[...document.querySelectorAll('.passage')].map(p => p.textContent).join(' ').includes('siete horas') \
+             && document.querySelector('.norm-meta').textContent",
+            "the 2024 text",
+        )
+        .await;
+    assert!(
+        before.as_str().is_some_and(|m| m.contains("2024-01-01")),
+        "{before}"
+    );
 }

@@ -78,7 +78,11 @@ pub fn build_passages(norm: &Norm, units: Vec<Unit>) -> Vec<Passage> {
             // source uses itself (LexML numbers "Art. 76-B" `art76-2`).
             let n = seen.entry(key.clone()).or_insert(0);
             *n += 1;
-            let mut unique = if *n == 1 { key.clone() } else { format!("{key}-{n}") };
+            let mut unique = if *n == 1 {
+                key.clone()
+            } else {
+                format!("{key}-{n}")
+            };
             while !taken.insert(unique.clone()) {
                 *n += 1;
                 unique = format!("{key}-{n}");
