@@ -13,6 +13,33 @@ export CABILDO_REQUIRE_CLIENTS=1
 # CABILDO_REQUIRE_BROWSER=1 a missing browser fails those tests instead of skipping.
 scripts/setup-browser.sh
 export CABILDO_REQUIRE_BROWSER=1
+# A Qdrant server on loopback for the tests of the server backend (the binary built from the
+# official source in ../shared/bin, see its README), on free ports, stopped when this script
+# ends; without it those tests skip.
+if [ -x ../shared/bin/qdrant ] && [ -z "${QDRANT_URL:-}" ]; then
+    qdrant_dir=$(mktemp -d)
+    read -r qdrant_http qdrant_grpc < <(python3 -c 'import socket
+ss = [socket.socket() for _ in range(2)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])')
+    QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT=$qdrant_http \
+        QDRANT__SERVICE__GRPC_PORT=$qdrant_grpc QDRANT__STORAGE__STORAGE_PATH="$qdrant_dir/storage" \
+        QDRANT__STORAGE__SNAPSHOTS_PATH="$qdrant_dir/snapshots" QDRANT__TELEMETRY_DISABLED=true \
+        ../shared/bin/qdrant > "$qdrant_dir/log" 2>&1 &
+    qdrant_pid=$!
+    trap 'kill $qdrant_pid 2>/dev/null; wait $qdrant_pid 2>/dev/null; rm -rf "$qdrant_dir"' EXIT
+    for _ in $(seq 1 150); do
+        curl -sf "http://127.0.0.1:$qdrant_http/readyz" > /dev/null && break
+        sleep 0.2
+    done
+    if ! curl -sf "http://127.0.0.1:$qdrant_http/readyz" > /dev/null; then
+        cat "$qdrant_dir/log"
+        echo "the Qdrant server in ../shared/bin did not start" >&2
+        exit 1
+    fi
+    export QDRANT_URL="http://127.0.0.1:$qdrant_grpc"
+    echo "Qdrant server for the tests: $QDRANT_URL"
+fi
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace

@@ -314,6 +314,22 @@ fn the_http_api_answers_for_a_day_and_shows_versions_and_diffs() {
         check_voting(day, &answer);
     }
 
+    // OpenAI-style chat takes the day among Cabildo's own options.
+    let (status, chat) = post(
+        &format!("{base}/v1/chat/completions"),
+        &json!({"model": "cabildo", "messages": [{"role": "user", "content": QUESTION}],
+                "cabildo": {"filters": {"in_force_on": "2015-06-01"}}}),
+    );
+    assert_eq!(status, 200, "{chat}");
+    let content = chat["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        content.starts_with("Según el texto vigente el 1 de junio de 2015")
+            && content.contains("voluntario"),
+        "{chat:#}"
+    );
+
     // The norm as it stood on a day.
     let (status, norm) = get(&format!("{base}/v1/norms/{NORM}?in_force_on=2015-06-01"));
     assert_eq!(status, 200, "{norm}");
