@@ -54,6 +54,7 @@ fn data() -> Option<&'static Path> {
         );
         assert_eq!(report["files"], 58, "{report}");
         assert_eq!(report["failures"], 0, "{report}");
+        assert_eq!(report["norms"], 1, "58 versions of one norm: {report}");
         Some((dir, versions))
     })
     .as_ref()

@@ -210,6 +210,7 @@ impl Engine {
         // to read its earlier versions back.
         let mut touched: HashSet<String> = HashSet::new();
         let mut own = OwnVectors::default();
+        let mut norms_written: HashSet<String> = HashSet::new();
         let mut bytes_read = 0;
         let mut embedded = 0;
         let mut embed_seconds = 0.0;
@@ -346,9 +347,11 @@ impl Engine {
                 }
             };
             match &outcome {
-                FileOutcome::Indexed { passages, .. }
-                | FileOutcome::Relabelled { passages, .. } => {
-                    summary.norms += 1;
+                FileOutcome::Indexed { norm_id, passages }
+                | FileOutcome::Relabelled { norm_id, passages } => {
+                    // 58 versions of one constitution are one norm written.
+                    norms_written.insert(norm_id.clone());
+                    summary.norms = norms_written.len() as u64;
                     summary.passages += *passages as u64;
                 }
                 FileOutcome::Unchanged => summary.unchanged += 1,

@@ -57,9 +57,10 @@ pub struct JobSummary {
     pub files: u64,
     /// Files skipped because their content hash was already indexed.
     pub unchanged: u64,
-    /// Norms written (new or replaced).
+    /// Norms written (new, replaced or given a version), each counted once.
     pub norms: u64,
-    /// Passages written.
+    /// Passages read from the files written (a version's provisions, before those
+    /// unchanged since an earlier version are folded into it).
     pub passages: u64,
     /// Files that failed.
     pub failures: u64,
