@@ -37,7 +37,7 @@ pub async fn history(engine: &Engine, args: &HistoryArgs) -> Result<()> {
     let article = args.article.as_deref();
     match args.from {
         Some(from) => {
-            let to = args.to.unwrap_or_else(|| chrono::Local::now().date_naive());
+            let to = args.to.unwrap_or_else(cabildo_core::today);
             if from > to {
                 bail!("--from {from} is after --to {to}");
             }
@@ -75,21 +75,12 @@ fn print_versions(title: &str, id: &str, article: Option<&str>, versions: &[Vers
         let until = v.valid_to.map_or("in force".to_string(), |d| d.to_string());
         let changed = match &v.changed {
             None => format!("first version, {} passages", v.provisions),
-            Some(c) if c.is_empty() => continue_or_unchanged(article),
-            Some(c) => format!("changed {}", c.join("; ")),
+            Some(c) if !c.is_empty() => format!("changed {}", c.join("; ")),
+            // With --article, versions that left it alone are not listed.
+            Some(_) if article.is_some() => continue,
+            Some(_) => "no change to the text".to_string(),
         };
-        if changed.is_empty() {
-            continue;
-        }
         println!("  {} – {until:<10}  {changed}", v.valid_from);
-    }
-}
-
-/// With `--article`, versions that left it alone are skipped; without, they are listed.
-fn continue_or_unchanged(article: Option<&str>) -> String {
-    match article {
-        Some(_) => String::new(),
-        None => "no change to the text".to_string(),
     }
 }
 

@@ -57,6 +57,11 @@ impl FromStr for AccessLevel {
     }
 }
 
+/// Today, the day a question without a date asks about (the machine's local calendar).
+pub fn today() -> NaiveDate {
+    chrono::Local::now().date_naive()
+}
+
 /// Restrictions on which passages a query may return.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,8 +103,7 @@ impl Filters {
 
     /// The day these filters look at: `in_force_on`, else today.
     pub fn day(&self) -> NaiveDate {
-        self.in_force_on
-            .unwrap_or_else(|| chrono::Local::now().date_naive())
+        self.in_force_on.unwrap_or_else(today)
     }
 
     /// These filters as a retrieval applies them: without a date, only text that no later

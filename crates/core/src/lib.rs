@@ -15,7 +15,7 @@ mod principal;
 pub mod retrieval;
 pub mod settings;
 
-pub use filters::{AccessLevel, Filters};
+pub use filters::{today, AccessLevel, Filters};
 pub use models::{
     ChatMessage, Embedder, FinishReason, Generation, GenerationRequest, Generator, ModelError,
     Reranker, Role,

@@ -204,11 +204,12 @@ impl Engine {
         };
         let mut failed = Vec::new();
         let mut batch = self.index().batch()?;
+        // What the open batch wrote, for the registry once it commits. A norm in it must be
+        // committed before another version of it is written, which reads the earlier ones
+        // back from the index.
         let mut pending: Vec<Written> = Vec::new();
-        let mut pending_passages = 0;
-        // Norms written in the open batch: a later version of one needs them committed first,
-        // to read its earlier versions back.
-        let mut touched: HashSet<String> = HashSet::new();
+        let in_batch =
+            |pending: &[Written], norm_id: &str| pending.iter().any(|w| w.norm.id == norm_id);
         let mut own = OwnVectors::default();
         let mut norms_written: HashSet<String> = HashSet::new();
         let mut bytes_read = 0;
@@ -242,18 +243,14 @@ impl Engine {
                     if let Some(same) = same {
                         // Who may read it is not in the file: an access level or tenant
                         // that changed must still take effect.
-                        if touched.contains(&same.norm_id) {
+                        if in_batch(&pending, &same.norm_id) {
                             batch = self
                                 .flush(batch, &mut pending, vectors_by.as_deref())
                                 .await?;
-                            pending_passages = 0;
-                            touched.clear();
                         }
                         match self.relabel(&same.norm_id, defaults, &mut batch).await? {
                             Some((norm, n)) => {
-                                pending_passages += n;
                                 let id = norm.id.clone();
-                                touched.insert(id.clone());
                                 pending.push(Written {
                                     norm,
                                     passages: n,
@@ -292,12 +289,10 @@ impl Engine {
                                             self.registry.forget_norm(&old.norm_id).await?;
                                         }
                                     }
-                                    if touched.contains(&parsed.norm.id) {
+                                    if in_batch(&pending, &parsed.norm.id) {
                                         batch = self
                                             .flush(batch, &mut pending, vectors_by.as_deref())
                                             .await?;
-                                        pending_passages = 0;
-                                        touched.clear();
                                     }
                                     let t = Instant::now();
                                     let (written, n, e) = match parsed.norm.valid_from {
@@ -332,9 +327,7 @@ impl Engine {
                                         embedded += e;
                                         embed_seconds += t.elapsed().as_secs_f64();
                                     }
-                                    pending_passages += written.passages;
                                     let id = written.norm.id.clone();
-                                    touched.insert(id.clone());
                                     pending.push(written);
                                     FileOutcome::Indexed {
                                         norm_id: id,
@@ -368,19 +361,16 @@ impl Engine {
                 }
             }
             progress.file_done(path, size, &outcome);
-            if pending_passages >= COMMIT_EVERY_PASSAGES {
+            if pending.iter().map(|w| w.passages).sum::<usize>() >= COMMIT_EVERY_PASSAGES {
                 batch = self
                     .flush(batch, &mut pending, vectors_by.as_deref())
                     .await?;
-                pending_passages = 0;
-                touched.clear();
             }
         }
         batch.commit()?;
         self.registry
             .record(&pending, vectors_by.as_deref())
             .await?;
-        drop(own);
         if let Some(d) = self.dense() {
             if embedded > 0 {
                 // Builds the HNSW graph over what was added, so queries need not scan.

@@ -205,6 +205,31 @@ pub struct ProvisionDiff {
     pub words: Vec<WordChange>,
 }
 
+impl ProvisionDiff {
+    /// One provision's text on the earlier day (`before`) and on the later one (`after`);
+    /// `None` when it has neither.
+    fn between(before: Option<&Passage>, after: Option<&Passage>) -> Option<Self> {
+        let either = after.or(before)?;
+        let (status, changed_on) = match (before, after) {
+            (Some(_), Some(a)) => ("changed", a.valid_from),
+            (None, Some(a)) => ("added", a.valid_from),
+            _ => ("removed", either.valid_to),
+        };
+        Some(ProvisionDiff {
+            provision: either.provision.clone(),
+            provision_id: provision_id(&either.id).to_string(),
+            status,
+            changed_on,
+            words: word_changes(
+                before.map_or("", |p| p.text.as_str()),
+                after.map_or("", |p| p.text.as_str()),
+            ),
+            before: before.map(|p| p.text.clone()),
+            after: after.map(|p| p.text.clone()),
+        })
+    }
+}
+
 /// A run of words in a diff.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -315,7 +340,7 @@ impl Engine {
         day: Option<NaiveDate>,
     ) -> Result<(NaiveDate, Vec<Passage>)> {
         let records = self.index().passages_of(norm_id)?;
-        let asked = day.unwrap_or_else(|| chrono::Local::now().date_naive());
+        let asked = day.unwrap_or_else(cabildo_core::today);
         let on = |d: NaiveDate| -> Vec<Passage> {
             records.iter().filter(|r| covers(r, d)).cloned().collect()
         };
@@ -388,45 +413,19 @@ impl Engine {
         let before_by: HashMap<&str, &Passage> =
             before.iter().map(|p| (provision_id(&p.id), *p)).collect();
         let after_ids: HashSet<&str> = after.iter().map(|p| provision_id(&p.id)).collect();
-        let mut out = Vec::new();
-        for a in &after {
-            let key = provision_id(&a.id);
-            match before_by.get(key) {
-                Some(b) if b.id == a.id => {}
-                Some(b) => out.push(ProvisionDiff {
-                    provision: a.provision.clone(),
-                    provision_id: key.to_string(),
-                    status: "changed",
-                    changed_on: a.valid_from,
-                    before: Some(b.text.clone()),
-                    after: Some(a.text.clone()),
-                    words: word_changes(&b.text, &a.text),
-                }),
-                None => out.push(ProvisionDiff {
-                    provision: a.provision.clone(),
-                    provision_id: key.to_string(),
-                    status: "added",
-                    changed_on: a.valid_from,
-                    before: None,
-                    after: Some(a.text.clone()),
-                    words: word_changes("", &a.text),
-                }),
-            }
-        }
-        for b in &before {
-            let key = provision_id(&b.id);
-            if !after_ids.contains(key) {
-                out.push(ProvisionDiff {
-                    provision: b.provision.clone(),
-                    provision_id: key.to_string(),
-                    status: "removed",
-                    changed_on: b.valid_to,
-                    before: Some(b.text.clone()),
-                    after: None,
-                    words: word_changes(&b.text, ""),
-                });
-            }
-        }
+        let mut out: Vec<ProvisionDiff> = after
+            .iter()
+            .filter_map(|a| match before_by.get(provision_id(&a.id)) {
+                Some(b) if b.id == a.id => None,
+                b => ProvisionDiff::between(b.copied(), Some(a)),
+            })
+            .collect();
+        out.extend(
+            before
+                .iter()
+                .filter(|b| !after_ids.contains(provision_id(&b.id)))
+                .filter_map(|b| ProvisionDiff::between(Some(b), None)),
+        );
         Ok(out)
     }
 }

@@ -364,9 +364,7 @@ pub fn compose(
             retrieval_ms: sources.retrieval_seconds * 1000.0,
             ..Timings::default()
         },
-        in_force_on: sources
-            .in_force_on
-            .unwrap_or_else(|| chrono::Local::now().date_naive()),
+        in_force_on: sources.in_force_on.unwrap_or_else(cabildo_core::today),
     };
     let question = &sources.question;
     if !sources.relevant {

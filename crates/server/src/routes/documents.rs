@@ -469,7 +469,7 @@ pub async fn diff(
 ) -> Result<Json<DiffResult>, Problem> {
     let started = Instant::now();
     let Query(q) = query.map_err(|e| Problem::new(Kind::BadRequest, lang, e.body_text()))?;
-    let to = q.to.unwrap_or_else(|| chrono::Local::now().date_naive());
+    let to = q.to.unwrap_or_else(cabildo_core::today);
     if q.from > to {
         return Err(Problem::new(
             Kind::BadRequest,
