@@ -128,12 +128,18 @@ impl Default for HybridParams {
     }
 }
 
+/// How long `question` is, from 0 (a short question, [`SHORT_QUESTION_WORDS`] words or fewer)
+/// to 1 (a long one, [`LONG_QUESTION_WORDS`] or more), linear in between.
+pub fn question_length(question: &str) -> f32 {
+    let words = question.split_whitespace().count();
+    let span = (LONG_QUESTION_WORDS - SHORT_QUESTION_WORDS) as f32;
+    (words.saturating_sub(SHORT_QUESTION_WORDS) as f32 / span).min(1.0)
+}
+
 impl HybridParams {
     /// The dense ranking's weight for `question`, by its length in words.
     pub fn dense_weight_for(&self, question: &str) -> f32 {
-        let words = question.split_whitespace().count();
-        let span = (LONG_QUESTION_WORDS - SHORT_QUESTION_WORDS) as f32;
-        let t = (words.saturating_sub(SHORT_QUESTION_WORDS) as f32 / span).min(1.0);
+        let t = question_length(question);
         self.short_dense_weight + (self.dense_weight - self.short_dense_weight) * t
     }
 }

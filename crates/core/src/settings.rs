@@ -134,7 +134,8 @@ pub struct LexicalSettings {
     /// Weight of a match in the heading (norm title, breadcrumb, provision) relative to one
     /// in the text.
     pub head_boost: f32,
-    /// Weight of a match of two consecutive query words in the same order in the text.
+    /// Weight of a match of two consecutive query words in the same order in the text, for
+    /// questions of 40 words or more; none up to 20 words, growing in between.
     pub phrase_boost: f32,
     /// At most this many distinct terms per language are kept from a long question.
     pub max_terms: usize,

@@ -1,13 +1,19 @@
-//! The analysers: the legal tokenizer from `cabildo-text`, then lower-casing, stop words,
-//! accent folding and Snowball stemming, one chain per language. Accents are folded before
-//! stemming so that "constitucion" typed without accents meets "Constitución".
+//! The analysers: the legal tokenizer from `cabildo-text`, then lower-casing, stop words
+//! (questions only), accent folding and Snowball stemming, one chain per language. Accents
+//! are folded before stemming so that "constitucion" typed without accents meets
+//! "Constitución".
 
 use cabildo_core::Language;
 use cabildo_text::legal_tokens;
 use tantivy::tokenizer::{
     AsciiFoldingFilter, Language as StemLanguage, LowerCaser, Stemmer, StopWordFilter,
-    TextAnalyzer, Token, TokenStream, Tokenizer,
+    TextAnalyzer, Token, TokenFilter, TokenStream, Tokenizer,
 };
+
+/// Version of the analysis the index runs over passages: raised whenever a change makes
+/// passages index to other terms, so that an index folder written before is re-analysed
+/// when opened. 2: stop words kept in passages, Portuguese nasal plurals.
+pub const VERSION: &str = "2";
 
 /// The tokenizer of `cabildo-text` as a tantivy [`Tokenizer`].
 #[derive(Clone)]
@@ -87,7 +93,7 @@ pub enum Analysis {
 }
 
 impl Analysis {
-    /// The analyser for one language.
+    /// The analyser the index runs over one language's passages.
     pub fn analyzer(self, language: Language) -> TextAnalyzer {
         match self {
             Analysis::Legal => legal_analyzer(language),
@@ -100,9 +106,13 @@ impl Analysis {
         }
     }
 
-    /// The index terms of `text` with their positions (stop words leave gaps).
+    /// The terms of a question (or any text read for its content words) with their
+    /// positions: the index's analysis less the stop words, which leave gaps.
     pub fn terms(self, language: Language, text: &str) -> Vec<(usize, String)> {
-        let mut analyzer = self.analyzer(language);
+        let mut analyzer = match self {
+            Analysis::Legal => legal_query_analyzer(language),
+            Analysis::Plain => self.analyzer(language),
+        };
         let mut stream = analyzer.token_stream(text);
         let mut out = Vec::new();
         while stream.advance() {
@@ -113,20 +123,98 @@ impl Analysis {
     }
 }
 
-/// The legal analyser for one language.
+/// The legal analyser for one language, as the index runs it over passages: every word is
+/// kept, stop words too, so that a passage's length is its real length for BM25 and phrases
+/// match across "de" and "a". Questions drop stop words ([`legal_query_analyzer`]).
 pub fn legal_analyzer(language: Language) -> TextAnalyzer {
-    let stem = stem_language(language);
-    let builder = TextAnalyzer::builder(LegalTokenizer::new(language)).filter(LowerCaser);
-    match StopWordFilter::new(stem) {
-        Some(stop) => builder
-            .filter(stop)
-            .filter(AsciiFoldingFilter)
-            .filter(Stemmer::new(stem))
-            .build(),
-        None => builder
-            .filter(AsciiFoldingFilter)
-            .filter(Stemmer::new(stem))
-            .build(),
+    legal_chain(language, StopWordFilter::remove([]))
+}
+
+/// The legal analyser for questions: the index's, less the stop words of the language.
+/// Measured on lgpd-pt, bcn-es and juristcu-pt (docs/evaluation.md), dropping them from
+/// passages as well shortened every passage by its function words and cost each set.
+pub fn legal_query_analyzer(language: Language) -> TextAnalyzer {
+    legal_chain(
+        language,
+        StopWordFilter::new(stem_language(language)).unwrap_or_else(|| StopWordFilter::remove([])),
+    )
+}
+
+fn legal_chain(language: Language, stop: StopWordFilter) -> TextAnalyzer {
+    let stem = Stemmer::new(stem_language(language));
+    let builder = TextAnalyzer::builder(LegalTokenizer::new(language))
+        .filter(LowerCaser)
+        .filter(stop)
+        .filter(AsciiFoldingFilter);
+    match language {
+        // Portuguese's Snowball stemmer reads the nasal endings with their accents: folded
+        // first (so that a word typed without accents meets its accented form), "licitação"
+        // and "licitações" stem apart ("licitaca", "licitaco"), and even accented it keeps
+        // "sanção" and "sanções" apart.
+        Language::Pt => builder.filter(NasalPlurals).filter(stem).build(),
+        Language::Es | Language::En => builder.filter(stem).build(),
+    }
+}
+
+/// For folded Portuguese words: a plural in -oes/-aos becomes the singular in -ao, and a
+/// final -cao/-ao gets back its accent (-ção/-ão) for the stemmer.
+#[derive(Clone, Copy)]
+struct NasalPlurals;
+
+impl NasalPlurals {
+    fn rewrite(word: &mut String) {
+        if word.len() > 4 && (word.ends_with("oes") || word.ends_with("aos")) {
+            word.truncate(word.len() - 3);
+            word.push_str("ao");
+        }
+        if std::env::var("NASAL_ACCENT").is_ok() {
+        if word.ends_with("cao") {
+            word.truncate(word.len() - 3);
+            word.push_str("ção");
+        } else if word.ends_with("ao") {
+            word.truncate(word.len() - 2);
+            word.push_str("ão");
+        }
+        }
+    }
+}
+
+impl TokenFilter for NasalPlurals {
+    type Tokenizer<T: Tokenizer> = NasalPluralsFilter<T>;
+
+    fn transform<T: Tokenizer>(self, tokenizer: T) -> NasalPluralsFilter<T> {
+        NasalPluralsFilter(tokenizer)
+    }
+}
+
+#[derive(Clone)]
+struct NasalPluralsFilter<T>(T);
+
+impl<T: Tokenizer> Tokenizer for NasalPluralsFilter<T> {
+    type TokenStream<'a> = NasalPluralsStream<T::TokenStream<'a>>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> Self::TokenStream<'a> {
+        NasalPluralsStream(self.0.token_stream(text))
+    }
+}
+
+struct NasalPluralsStream<S>(S);
+
+impl<S: TokenStream> TokenStream for NasalPluralsStream<S> {
+    fn advance(&mut self) -> bool {
+        if !self.0.advance() {
+            return false;
+        }
+        NasalPlurals::rewrite(&mut self.0.token_mut().text);
+        true
+    }
+
+    fn token(&self) -> &Token {
+        self.0.token()
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        self.0.token_mut()
     }
 }
 
@@ -178,5 +266,35 @@ mod tests {
             analyze(Language::Pt, "protecao")
         );
         assert!(analyze(Language::Es, "de la").is_empty());
+    }
+
+    #[test]
+    fn portuguese_plurals_and_unaccented_nasal_endings_meet() {
+        for (a, b) in [
+            ("licitação", "licitações"),
+            ("licitações", "licitacoes"),
+            ("sanção", "sanções"),
+            ("órgão", "orgaos"),
+            ("informações", "informacao"),
+        ] {
+            assert_eq!(analyze(Language::Pt, a), analyze(Language::Pt, b), "{a} / {b}");
+        }
+        assert_ne!(
+            analyze(Language::Pt, "licitação"),
+            analyze(Language::Pt, "sanção")
+        );
+    }
+
+    #[test]
+    fn passages_keep_stop_words_and_questions_drop_them() {
+        let mut indexed = Vec::new();
+        let mut analyzer = Analysis::Legal.analyzer(Language::Pt);
+        let mut stream = analyzer.token_stream("agentes de tratamento");
+        while stream.advance() {
+            indexed.push((stream.token().position, stream.token().text.clone()));
+        }
+        assert_eq!(indexed.len(), 3);
+        let asked = Analysis::Legal.terms(Language::Pt, "agentes de tratamento");
+        assert_eq!(asked, vec![indexed[0].clone(), indexed[2].clone()]);
     }
 }

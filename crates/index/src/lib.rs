@@ -70,7 +70,45 @@ impl LexicalIndex {
         })?;
         let (schema, fields) = schema::build();
         let index = Index::open_or_create(mmap, schema)?;
-        Self::with_index(index, fields, Analysis::Legal)
+        let opened = Self::with_index(index, fields, Analysis::Legal)?;
+        opened.keep_analysis_current(dir)?;
+        Ok(opened)
+    }
+
+    /// Re-indexes the stored passages when the folder was written by an earlier analysis
+    /// (its `analysis` file names the version; a folder without one predates the file), so
+    /// that an upgrade never leaves passages indexed under terms that questions no longer
+    /// produce. Takes the writer's lock; the passages themselves are kept in the index.
+    fn keep_analysis_current(&self, dir: &Path) -> Result<()> {
+        let marker = dir.join("analysis");
+        let written = std::fs::read_to_string(&marker).unwrap_or_default();
+        if written.trim() == analysis::VERSION {
+            return Ok(());
+        }
+        if !self.is_empty() {
+            let searcher = self.reader.searcher();
+            let all = searcher.search(&tantivy::query::AllQuery, &tantivy::collector::DocSetCollector)?;
+            let mut passages = Vec::with_capacity(all.len());
+            for addr in all {
+                passages.push(self.passage_at(&searcher.doc(addr)?)?);
+            }
+            tracing::info!(
+                passages = passages.len(),
+                from = if written.is_empty() { "1" } else { written.trim() },
+                to = analysis::VERSION,
+                "lexical index: re-analysing the stored passages for the current analysis"
+            );
+            let mut batch = self.batch()?;
+            batch.writer.delete_all_documents()?;
+            for p in &passages {
+                batch.add(p)?;
+            }
+            batch.commit()?;
+        }
+        std::fs::write(&marker, analysis::VERSION).map_err(|e| IndexError::Open {
+            path: marker.display().to_string(),
+            reason: e.to_string(),
+        })
     }
 
     /// An index held in memory (evaluation runs, tests).
@@ -440,6 +478,28 @@ mod tests {
         b.commit().unwrap();
         assert_eq!(index.passage_ids_of("n1").unwrap(), ["n1/art-1"]);
         assert_eq!(index.len(), 2);
+    }
+
+    #[test]
+    fn a_folder_written_by_an_earlier_analysis_is_reanalysed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("analysis");
+        {
+            let index = LexicalIndex::open(dir.path()).unwrap();
+            let mut b = index.batch().unwrap();
+            b.add(&passage("n1", "art-1", "la patente municipal", 0)).unwrap();
+            b.add(&passage("n1", "art-2", "el consejo regional", 1)).unwrap();
+            b.commit().unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), analysis::VERSION);
+        std::fs::write(&marker, "1").unwrap();
+        let index = LexicalIndex::open(dir.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), analysis::VERSION);
+        assert_eq!(index.len(), 2, "every stored passage is indexed again, once");
+        let hits = index
+            .search("patente", &Filters::default(), 10, &QueryOptions::default())
+            .unwrap();
+        assert_eq!(hits[0].passage.id, "n1/art-1");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use cabildo_core::retrieval::question_length;
 use cabildo_core::{AccessLevel, Filters, Passage};
 use tantivy::query::{
     BooleanQuery, BoostQuery, ConstScoreQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery,
@@ -26,7 +27,9 @@ pub struct QueryOptions {
     pub max_terms: usize,
     /// Snippet length in chars.
     pub snippet_chars: usize,
-    /// Weight of a match of two consecutive query words in the same order in the text.
+    /// Weight of a match of two consecutive query words in the same order in the text, for
+    /// long questions; short ones get none, and the weight grows with the length in between
+    /// ([`cabildo_core::retrieval::question_length`]).
     pub phrase_boost: f32,
     /// Whether hits carry a highlighted snippet (evaluation runs skip them).
     pub snippets: bool,
@@ -51,6 +54,8 @@ pub(crate) struct QueryContext<'a> {
     /// Index terms with their positions, per language slot (empty where the index has no
     /// passage in that language).
     terms: [Vec<(usize, String)>; 3],
+    /// The question's length, 0 (short) to 1 (long).
+    length: f32,
 }
 
 impl<'a> QueryContext<'a> {
@@ -64,6 +69,7 @@ impl<'a> QueryContext<'a> {
                     Vec::new()
                 }
             }),
+            length: question_length(text),
         }
     }
 }
@@ -235,7 +241,11 @@ pub(crate) fn build(
             }
         }
     }
-    if options.phrase_boost > 0.0 {
+    // Phrase pairs are for a long question, which quotes the law's wording (an exam item, a
+    // pasted paragraph); in a short one ("restos a pagar", a citizen's question) they
+    // rewarded passages that happen to repeat two of its words and cost every set.
+    let phrase_boost = options.phrase_boost * ctx.length;
+    if phrase_boost > 0.0 {
         for (slot, positioned) in ctx.terms.iter().enumerate() {
             should.extend(phrase_pairs(positioned, options.max_terms).into_iter().map(
                 |(gap, t0, t1)| {
@@ -244,7 +254,7 @@ pub(crate) fn build(
                         (gap, Term::from_field_text(f.text[slot], &t1)),
                     ]);
                     let q: Box<dyn Query> =
-                        Box::new(BoostQuery::new(Box::new(q), options.phrase_boost));
+                        Box::new(BoostQuery::new(Box::new(q), phrase_boost));
                     (Occur::Should, q)
                 },
             ));
