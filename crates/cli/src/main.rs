@@ -143,7 +143,8 @@ enum Command {
         /// Set folders, e.g. ../shared/eval/lgpd-pt.
         #[arg(required = true)]
         sets: Vec<PathBuf>,
-        /// Methods to score, comma-separated: lexical, dense, hybrid, rerank, bm25-plain.
+        /// Methods to score, comma-separated: lexical, dense, hybrid, rerank, bm25-plain, and
+        /// rrf-plain (bm25-plain and dense fused by plain RRF, k = 60).
         #[arg(long, value_delimiter = ',', default_value = "lexical")]
         method: Vec<EvalMethod>,
         /// Try a grid of fusion settings on hybrid and report the best (mean nDCG@10 over
@@ -556,11 +557,7 @@ async fn main() -> Result<()> {
             };
             let options = query_options(&settings);
             let params = settings.retrieval.clone();
-            let needs_vectors = sweep
-                || answerability
-                || method
-                    .iter()
-                    .any(|m| matches!(m, EvalMethod::Retrieval(r) if r.needs_vectors()));
+            let needs_vectors = sweep || answerability || method.iter().any(|m| m.needs_vectors());
             let dense = if needs_vectors {
                 Some(EvalDense {
                     embedder: load_embedder(&models, &settings.vectors.embedder)?,
@@ -599,17 +596,24 @@ async fn main() -> Result<()> {
                     }
                 };
                 for set in &variants {
-                    if method.contains(&EvalMethod::Bm25Plain) {
+                    let plain_rrf = method.contains(&EvalMethod::PlainRrf);
+                    if method.contains(&EvalMethod::Bm25Plain) || plain_rrf {
                         let plain = PreparedSet::new(
                             set,
                             &options,
                             true,
-                            None,
+                            if plain_rrf { dense.as_ref() } else { None },
                             None,
                             &mut progress.callback(),
                         )
                         .await?;
-                        reports.push(plain.score(Method::Lexical, &params).await?);
+                        if method.contains(&EvalMethod::Bm25Plain) {
+                            reports.push(plain.score(Method::Lexical, &params).await?);
+                        }
+                        if plain_rrf {
+                            let rrf = cabildo_engine::eval::plain_rrf_params();
+                            reports.push(plain.score(Method::Hybrid, &rrf).await?);
+                        }
                         plain.close().await?;
                     }
                     let prepared = prepare(

@@ -309,6 +309,24 @@ pub enum EvalMethod {
     /// The baseline: BM25 on the text alone with a plain tokenizer, lower-casing and a
     /// Snowball stemmer (no legal normalisation, stop words, folding, headings or phrases).
     Bm25Plain,
+    /// The textbook hybrid baseline: `bm25-plain` and `dense` fused by plain reciprocal-rank
+    /// fusion (k = 60, equal weights, no feedback).
+    PlainRrf,
+}
+
+/// The fusion of [`EvalMethod::PlainRrf`]: reciprocal-rank fusion with k = 60 and equal
+/// weights (a weighted RRF at 0.5 ranks exactly as the unweighted one), no feedback.
+pub fn plain_rrf_params() -> HybridParams {
+    HybridParams {
+        fusion: Fusion::Rrf,
+        rrf_k: 60.0,
+        dense_weight: 0.5,
+        short_dense_weight: 0.5,
+        feedback: 0,
+        lexical_depth: DEPTH,
+        dense_depth: DEPTH,
+        ..HybridParams::default()
+    }
 }
 
 impl EvalMethod {
@@ -317,6 +335,16 @@ impl EvalMethod {
         match self {
             EvalMethod::Retrieval(m) => m.name(),
             EvalMethod::Bm25Plain => "bm25-plain",
+            EvalMethod::PlainRrf => "rrf-plain",
+        }
+    }
+
+    /// Whether the method needs passage vectors.
+    pub fn needs_vectors(self) -> bool {
+        match self {
+            EvalMethod::Retrieval(m) => m.needs_vectors(),
+            EvalMethod::Bm25Plain => false,
+            EvalMethod::PlainRrf => true,
         }
     }
 }
@@ -324,12 +352,14 @@ impl EvalMethod {
 impl std::str::FromStr for EvalMethod {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        if s == "bm25-plain" {
-            return Ok(EvalMethod::Bm25Plain);
+        match s {
+            "bm25-plain" => return Ok(EvalMethod::Bm25Plain),
+            "rrf-plain" => return Ok(EvalMethod::PlainRrf),
+            _ => {}
         }
         s.parse::<Method>()
             .map(EvalMethod::Retrieval)
-            .map_err(|e| format!("{e} (or bm25-plain)"))
+            .map_err(|e| format!("{e} (or bm25-plain, rrf-plain)"))
     }
 }
 
@@ -625,10 +655,10 @@ impl<'a> PreparedSet<'a> {
         times.sort_by(|a, b| a.total_cmp(b));
         Ok(EvalReport {
             set: self.set.label().to_string(),
-            method: if self.baseline {
-                EvalMethod::Bm25Plain
-            } else {
-                EvalMethod::Retrieval(method)
+            method: match (self.baseline, method) {
+                (false, m) => EvalMethod::Retrieval(m),
+                (true, Method::Hybrid) => EvalMethod::PlainRrf,
+                (true, _) => EvalMethod::Bm25Plain,
             },
             params: matches!(method, Method::Hybrid | Method::Rerank).then(|| params.clone()),
             queries: self.runs.len(),

@@ -168,13 +168,13 @@ impl NasalPlurals {
             word.push_str("ao");
         }
         if std::env::var("NASAL_ACCENT").is_ok() {
-        if word.ends_with("cao") {
-            word.truncate(word.len() - 3);
-            word.push_str("ção");
-        } else if word.ends_with("ao") {
-            word.truncate(word.len() - 2);
-            word.push_str("ão");
-        }
+            if word.ends_with("cao") {
+                word.truncate(word.len() - 3);
+                word.push_str("ção");
+            } else if word.ends_with("ao") {
+                word.truncate(word.len() - 2);
+                word.push_str("ão");
+            }
         }
     }
 }
@@ -277,7 +277,11 @@ mod tests {
             ("órgão", "orgaos"),
             ("informações", "informacao"),
         ] {
-            assert_eq!(analyze(Language::Pt, a), analyze(Language::Pt, b), "{a} / {b}");
+            assert_eq!(
+                analyze(Language::Pt, a),
+                analyze(Language::Pt, b),
+                "{a} / {b}"
+            );
         }
         assert_ne!(
             analyze(Language::Pt, "licitação"),

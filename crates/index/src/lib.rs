@@ -87,14 +87,21 @@ impl LexicalIndex {
         }
         if !self.is_empty() {
             let searcher = self.reader.searcher();
-            let all = searcher.search(&tantivy::query::AllQuery, &tantivy::collector::DocSetCollector)?;
+            let all = searcher.search(
+                &tantivy::query::AllQuery,
+                &tantivy::collector::DocSetCollector,
+            )?;
             let mut passages = Vec::with_capacity(all.len());
             for addr in all {
                 passages.push(self.passage_at(&searcher.doc(addr)?)?);
             }
             tracing::info!(
                 passages = passages.len(),
-                from = if written.is_empty() { "1" } else { written.trim() },
+                from = if written.is_empty() {
+                    "1"
+                } else {
+                    written.trim()
+                },
                 to = analysis::VERSION,
                 "lexical index: re-analysing the stored passages for the current analysis"
             );
@@ -487,15 +494,21 @@ mod tests {
         {
             let index = LexicalIndex::open(dir.path()).unwrap();
             let mut b = index.batch().unwrap();
-            b.add(&passage("n1", "art-1", "la patente municipal", 0)).unwrap();
-            b.add(&passage("n1", "art-2", "el consejo regional", 1)).unwrap();
+            b.add(&passage("n1", "art-1", "la patente municipal", 0))
+                .unwrap();
+            b.add(&passage("n1", "art-2", "el consejo regional", 1))
+                .unwrap();
             b.commit().unwrap();
         }
         assert_eq!(std::fs::read_to_string(&marker).unwrap(), analysis::VERSION);
         std::fs::write(&marker, "1").unwrap();
         let index = LexicalIndex::open(dir.path()).unwrap();
         assert_eq!(std::fs::read_to_string(&marker).unwrap(), analysis::VERSION);
-        assert_eq!(index.len(), 2, "every stored passage is indexed again, once");
+        assert_eq!(
+            index.len(),
+            2,
+            "every stored passage is indexed again, once"
+        );
         let hits = index
             .search("patente", &Filters::default(), 10, &QueryOptions::default())
             .unwrap();

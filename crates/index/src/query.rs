@@ -253,8 +253,7 @@ pub(crate) fn build(
                         (0, Term::from_field_text(f.text[slot], &t0)),
                         (gap, Term::from_field_text(f.text[slot], &t1)),
                     ]);
-                    let q: Box<dyn Query> =
-                        Box::new(BoostQuery::new(Box::new(q), phrase_boost));
+                    let q: Box<dyn Query> = Box::new(BoostQuery::new(Box::new(q), phrase_boost));
                     (Occur::Should, q)
                 },
             ));
