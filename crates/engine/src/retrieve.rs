@@ -17,7 +17,7 @@
 //! question's length (short everyday questions lean on the embedding, long ones that quote
 //! the law on the lexical index), and the dense side searches twice: the second time from the
 //! question's vector moved towards the best fused passages (pseudo-relevance feedback). The
-//! defaults are the best of `cabildo eval --sweep` by mean nDCG@10 over the two development
+//! defaults are the best of `cabildo eval --sweep` by mean nDCG@10 over the three development
 //! sets (docs/evaluation.md), and live in `config/cabildo.toml`'s `[retrieval]`.
 
 use std::collections::HashMap;
