@@ -1,7 +1,7 @@
 //! From structural units to passages: split long units at inciso boundaries, label each
 //! piece as a lawyer would cite it, and give it a stable id.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use cabildo_core::{Norm, Passage};
 use cabildo_text::{slug, split_article, Article, Line};
@@ -42,8 +42,7 @@ impl From<Article> for Unit {
 /// Turns units into passages: splits long ones, labels and numbers them deterministically.
 pub fn build_passages(norm: &Norm, units: Vec<Unit>) -> Vec<Passage> {
     let mut passages = Vec::new();
-    let mut seen: HashMap<String, u32> = HashMap::new();
-    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut taken: HashSet<String> = HashSet::new();
     for unit in units {
         if unit.lines.iter().all(|l| l.text.trim().is_empty()) {
             continue;
@@ -76,15 +75,10 @@ pub fn build_passages(norm: &Norm, units: Vec<Unit>) -> Vec<Passage> {
             };
             // Ids are unique within a norm: a repeated key gets `-2`, `-3`…, skipping any a
             // source uses itself (LexML numbers "Art. 76-B" `art76-2`).
-            let n = seen.entry(key.clone()).or_insert(0);
-            *n += 1;
-            let mut unique = if *n == 1 {
-                key.clone()
-            } else {
-                format!("{key}-{n}")
-            };
+            let mut unique = key.clone();
+            let mut n = 1;
             while !taken.insert(unique.clone()) {
-                *n += 1;
+                n += 1;
                 unique = format!("{key}-{n}");
             }
             let key = unique;
