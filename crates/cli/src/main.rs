@@ -596,9 +596,10 @@ async fn main() -> Result<()> {
                     }
                 };
                 for set in &variants {
+                    let plain = method.contains(&EvalMethod::Bm25Plain);
                     let plain_rrf = method.contains(&EvalMethod::PlainRrf);
-                    if method.contains(&EvalMethod::Bm25Plain) || plain_rrf {
-                        let plain = PreparedSet::new(
+                    if plain || plain_rrf {
+                        let baseline = PreparedSet::new(
                             set,
                             &options,
                             true,
@@ -607,14 +608,14 @@ async fn main() -> Result<()> {
                             &mut progress.callback(),
                         )
                         .await?;
-                        if method.contains(&EvalMethod::Bm25Plain) {
-                            reports.push(plain.score(Method::Lexical, &params).await?);
+                        if plain {
+                            reports.push(baseline.score(Method::Lexical, &params).await?);
                         }
                         if plain_rrf {
                             let rrf = cabildo_engine::eval::plain_rrf_params();
-                            reports.push(plain.score(Method::Hybrid, &rrf).await?);
+                            reports.push(baseline.score(Method::Hybrid, &rrf).await?);
                         }
-                        plain.close().await?;
+                        baseline.close().await?;
                     }
                     let prepared = prepare(
                         set,
