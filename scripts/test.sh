@@ -22,10 +22,12 @@ if [ -x ../shared/bin/qdrant ] && [ -z "${QDRANT_URL:-}" ]; then
 ss = [socket.socket() for _ in range(2)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])')
-    QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT=$qdrant_http \
+    # Run from its own folder: the server writes a marker file into its working directory.
+    qdrant_bin=$(realpath ../shared/bin/qdrant)
+    (cd "$qdrant_dir" && QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT=$qdrant_http \
         QDRANT__SERVICE__GRPC_PORT=$qdrant_grpc QDRANT__STORAGE__STORAGE_PATH="$qdrant_dir/storage" \
         QDRANT__STORAGE__SNAPSHOTS_PATH="$qdrant_dir/snapshots" QDRANT__TELEMETRY_DISABLED=true \
-        ../shared/bin/qdrant > "$qdrant_dir/log" 2>&1 &
+        exec "$qdrant_bin" > "$qdrant_dir/log" 2>&1) &
     qdrant_pid=$!
     trap 'kill $qdrant_pid 2>/dev/null; wait $qdrant_pid 2>/dev/null; rm -rf "$qdrant_dir"' EXIT
     for _ in $(seq 1 150); do
