@@ -138,8 +138,8 @@ impl FusionFlags {
 #[derive(Args, Clone)]
 pub struct AnswerFlags {
     /// local (a GGUF model in-process), openai (an OpenAI-compatible server) or extractive
-    /// (quotes only).
-    #[arg(long, value_parser = ["local", "openai", "extractive"])]
+    /// (quotes only). Also `--writer`.
+    #[arg(long, alias = "writer", value_parser = ["local", "openai", "extractive"])]
     pub generator: Option<String>,
     /// Model folder under --models for `--generator local`.
     #[arg(long)]

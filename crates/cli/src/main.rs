@@ -9,18 +9,19 @@ mod history;
 mod output;
 mod security;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use cabildo_core::settings::VectorBackend;
 use cabildo_core::{AccessLevel, Filters, Jurisdiction, NormKind};
+use cabildo_engine::answer::{AskOptions, Writer};
 use cabildo_engine::assemble::{has_vectors, load_embedder, load_reranker, query_options};
 use cabildo_engine::eval::{EvalDense, EvalMethod, EvalSet, PreparedSet};
 use cabildo_engine::retrieve::Method;
 use cabildo_engine::{DenseMode, Engine, IngestDefaults, QueryOptions};
 use clap::{Parser, Subcommand};
-use flags::{FusionFlags, GlobalFlags, Overrides};
+use flags::{AnswerFlags, FusionFlags, GlobalFlags, Overrides};
 
 /// Cabildo answers questions about laws and regulations with citations to the exact articles.
 ///
@@ -167,6 +168,21 @@ enum Command {
         /// searched on its own words, with the conversation, and written out in full.
         #[arg(long)]
         followups: Option<PathBuf>,
+        /// Also ask every question the way /v1/ask does and score the answers: citation
+        /// precision and recall, generated sentences the check kept, overlap with the
+        /// source's own answer, abstention with the relevant norms left out, and time to the
+        /// first text and to the whole answer. The writer is --writer (config: answer.generator).
+        #[arg(long)]
+        answers: bool,
+        /// Each scored answer of --answers as a JSON line to this file.
+        #[arg(long)]
+        answers_log: Option<PathBuf>,
+        /// Only the first N questions of each set (an answer from a model on the CPU takes
+        /// seconds).
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        answer: AnswerFlags,
         /// Weight of heading matches (norm title, breadcrumb) relative to text matches
         /// [config: lexical.head_boost].
         #[arg(long)]
@@ -313,11 +329,13 @@ fn command_overrides(command: &Command) -> Overrides {
         Command::Search { fusion, .. } => fusion.overrides(&mut o),
         Command::Eval {
             fusion,
+            answer,
             head_boost,
             phrase_boost,
             ..
         } => {
             fusion.overrides(&mut o);
+            answer.overrides(&mut o);
             o.set("lexical.head_boost", head_boost);
             o.set("lexical.phrase_boost", phrase_boost);
         }
@@ -548,6 +566,9 @@ async fn main() -> Result<()> {
             answerability,
             out_of_scope,
             followups,
+            answers,
+            answers_log,
+            limit,
             json,
             ..
         } => {
@@ -557,7 +578,8 @@ async fn main() -> Result<()> {
             };
             let options = query_options(&settings);
             let params = settings.retrieval.clone();
-            let needs_vectors = sweep || answerability || method.iter().any(|m| m.needs_vectors());
+            let needs_vectors =
+                sweep || answerability || answers || method.iter().any(|m| m.needs_vectors());
             let dense = if needs_vectors {
                 Some(EvalDense {
                     embedder: load_embedder(&models, &settings.vectors.embedder)?,
@@ -575,13 +597,30 @@ async fn main() -> Result<()> {
                 Some(name) => Some(load_reranker(&models, name)?),
                 None => None,
             };
+            let writer = if answers {
+                Some(Writer::from_settings(&settings)?)
+            } else {
+                None
+            };
+            let ask = AskOptions::from_settings(&settings);
+            let mut answer_log = match &answers_log {
+                Some(path) => Some(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                )),
+                None => None,
+            };
             let mut progress = output::StepProgress::new(std::io::stderr().is_terminal());
             let mut reports = Vec::new();
+            let mut answer_reports = Vec::new();
             let mut sweeps = Vec::new();
             let mut answered = Vec::new();
             for dir in &sets {
-                let loaded =
+                let mut loaded =
                     EvalSet::load(dir).with_context(|| format!("loading {}", dir.display()))?;
+                if let Some(n) = limit {
+                    loaded = loaded.first(n);
+                }
                 let variants = match &followups {
                     None => vec![loaded],
                     Some(all) => {
@@ -630,10 +669,22 @@ async fn main() -> Result<()> {
                             reports.push(prepared.score(*m, &params).await?);
                         }
                     }
+                    if let Some(writer) = &writer {
+                        let (report, scored) = prepared
+                            .answers(writer, &ask, &mut progress.callback())
+                            .await?;
+                        if let Some(log) = answer_log.as_mut() {
+                            for s in &scored {
+                                serde_json::to_writer(&mut *log, s)?;
+                                writeln!(log)?;
+                            }
+                            log.flush()?;
+                        }
+                        answer_reports.push(report);
+                    }
                     if answerability {
                         // The set's own questions (answerable), then questions nothing in it
                         // answers, asked of the same corpus.
-                        let ask = cabildo_engine::answer::AskOptions::from_settings(&settings);
                         answered.push(prepared.answerability(&params, &ask).await?);
                         let other = set.with_questions(out_of_scope_questions(&out_of_scope)?);
                         let asked =
@@ -658,6 +709,7 @@ async fn main() -> Result<()> {
             if sweep {
                 output::sweep_report(&sweeps, json)?;
             }
+            output::answer_reports(&answer_reports, json)?;
             for a in &answered {
                 if json {
                     println!("{}", serde_json::to_string(a)?);

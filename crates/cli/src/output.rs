@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use cabildo_core::SearchHit;
+use cabildo_engine::eval::answers::AnswerReport;
 use cabildo_engine::eval::EvalReport;
 use cabildo_engine::ingest::{FileOutcome, IngestReport, Progress};
 use cabildo_engine::retrieve::Fusion;
@@ -350,4 +351,64 @@ pub fn validity(
         (None, Some(u)) => Some(format!("in force until {u}")),
         (Some(f), Some(u)) => Some(format!("in force from {f} until {u}")),
     }
+}
+
+/// `cabildo eval --answers`: answer quality per set and writer, as a Markdown table (or JSON
+/// lines).
+pub fn answer_reports(reports: &[AnswerReport], json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        for r in reports {
+            let mut v = serde_json::to_value(r)?;
+            v["supported_share"] = serde_json::json!(r.supported_share());
+            serde_json::to_writer(&mut out, &v)?;
+            writeln!(out)?;
+        }
+        return Ok(());
+    }
+    if reports.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\nanswers (every question asked as /v1/ask does)")?;
+    writeln!(
+        out,
+        "| set | writer | questions | answered | citation precision | citation recall | \
+         sentences kept | fell back to quotes | reference F1 | answered without its norms | \
+         first text p50/p99 ms | answer p50/p99 ms |"
+    )?;
+    writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|")?;
+    for r in reports {
+        let kept = match r.supported_share() {
+            Some(share) => format!(
+                "{:.3} ({}/{})",
+                share,
+                r.sentences_kept,
+                r.sentences_kept + r.sentences_dropped
+            ),
+            None => "quotes only".into(),
+        };
+        let f1 = r
+            .reference_f1
+            .map_or_else(|| "—".into(), |f| format!("{f:.3}"));
+        writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.3} | {:.3} | {} | {} | {} | {} ({:.3}) | {:.0} / {:.0} | {:.0} / {:.0} |",
+            r.set,
+            r.writer,
+            r.questions,
+            r.answered,
+            r.citation_precision,
+            r.citation_recall,
+            kept,
+            r.fallbacks,
+            f1,
+            r.without_gold_answered,
+            r.without_gold_answered as f64 / r.questions.max(1) as f64,
+            r.first_text_p50_ms,
+            r.first_text_p99_ms,
+            r.answer_p50_ms,
+            r.answer_p99_ms,
+        )?;
+    }
+    Ok(())
 }

@@ -89,6 +89,10 @@ pub struct Filters {
     /// Sees every tenant's documents (a local operator, an admin); never set from a request.
     #[serde(skip)]
     pub all_tenants: bool,
+    /// Never passages of these norms: how `cabildo eval --answers` asks a question of the
+    /// corpus as if the norms that answer it were not there; never set from a request.
+    #[serde(skip)]
+    pub excluded_norms: Vec<String>,
 }
 
 impl Filters {

@@ -488,6 +488,26 @@ mod tests {
     }
 
     #[test]
+    fn excluded_norms_are_never_found() {
+        let index = LexicalIndex::in_memory(Analysis::Legal).unwrap();
+        let mut b = index.batch().unwrap();
+        b.add(&passage("n1", "art-1", "la patente municipal", 0))
+            .unwrap();
+        b.add(&passage("n2", "art-1", "la patente de alcoholes", 0))
+            .unwrap();
+        b.commit().unwrap();
+        let without_n1 = Filters {
+            excluded_norms: vec!["n1".into()],
+            ..Filters::default()
+        };
+        let hits = index
+            .search("patente", &without_n1, 10, &QueryOptions::default())
+            .unwrap();
+        let ids: Vec<&str> = hits.iter().map(|h| h.passage.id.as_str()).collect();
+        assert_eq!(ids, ["n2/art-1"]);
+    }
+
+    #[test]
     fn a_folder_written_by_an_earlier_analysis_is_reanalysed_on_open() {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("analysis");

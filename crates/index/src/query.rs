@@ -146,6 +146,10 @@ fn filter_clauses(f: &Fields, filters: &Filters) -> Vec<(Occur, Box<dyn Query>)>
             filters.kinds.iter().map(|k| k.as_str().to_string()),
         )));
     }
+    if !filters.excluded_norms.is_empty() {
+        let norms = any_of(f.norm_id, filters.excluded_norms.iter().cloned());
+        clauses.push((Occur::MustNot, Box::new(norms)));
+    }
     clauses.push(filter(RangeQuery::new(
         Bound::Unbounded,
         Bound::Included(Term::from_field_u64(f.access, filters.max_access as u64)),

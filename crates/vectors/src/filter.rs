@@ -19,6 +19,8 @@ pub(crate) enum Cond {
     },
     /// At least one of these holds.
     Either(Vec<Cond>),
+    /// The keyword field equals none of these values.
+    NoneOf(&'static str, Vec<String>),
 }
 
 /// The conditions a passage must all meet to pass `filters`.
@@ -43,6 +45,9 @@ pub(crate) fn conditions(filters: &Filters) -> Vec<Cond> {
                 .map(|k| k.as_str().to_string())
                 .collect(),
         ));
+    }
+    if !filters.excluded_norms.is_empty() {
+        all.push(Cond::NoneOf(keys::NORM_ID, filters.excluded_norms.clone()));
     }
     all.push(Cond::Range {
         key: keys::ACCESS,
@@ -106,6 +111,9 @@ pub(crate) fn to_json(cond: &Cond) -> serde_json::Value {
             json!({ "key": key, "range": range })
         }
         Cond::Either(any) => json!({ "should": any.iter().map(to_json).collect::<Vec<_>>() }),
+        Cond::NoneOf(key, values) => {
+            json!({ "must_not": [{ "key": key, "match": { "any": values } }] })
+        }
     }
 }
 

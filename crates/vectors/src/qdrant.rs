@@ -169,6 +169,9 @@ fn condition(cond: &Cond) -> Condition {
             },
         ),
         Cond::Either(any) => Filter::should(any.iter().map(condition)).into(),
+        Cond::NoneOf(key, values) => {
+            Filter::must_not([Condition::matches(*key, values.clone())]).into()
+        }
     }
 }
 

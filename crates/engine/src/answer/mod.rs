@@ -25,7 +25,7 @@ use cabildo_index::analysis::analyze;
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use crate::retrieve::{HybridParams, Method};
+use crate::retrieve::{HybridParams, Method, Pipeline};
 use crate::{Engine, Result};
 use check::{terms_of, with_citation, Analysed, Checker, SentenceSplitter, Verdict};
 pub use conversation::{Speaker, Turn};
@@ -245,22 +245,41 @@ pub struct Answer {
 }
 
 impl Engine {
-    /// Retrieves the sources for a question and judges their relevance.
+    /// Retrieves the sources for a question and judges their relevance; when nothing is
+    /// relevant, the registry names the issuing body the abstention points to.
+    pub async fn gather(&self, question: &Question, options: &AskOptions) -> Result<Sources> {
+        let mut sources = self.pipeline().gather(question, options).await?;
+        if !sources.relevant {
+            for h in &sources.hits {
+                sources.body = self
+                    .registry()
+                    .norm(&h.passage.norm_id)
+                    .await?
+                    .and_then(|(n, _)| n.issuing_body);
+                if sources.body.is_some() {
+                    break;
+                }
+            }
+        }
+        Ok(sources)
+    }
+}
+
+impl Pipeline {
+    /// Retrieves the sources for a question and judges their relevance, as
+    /// [`Engine::gather`] does without the registry (`body` stays unset).
     pub async fn gather(&self, question: &Question, options: &AskOptions) -> Result<Sources> {
         let started = Instant::now();
         let language = question
             .language
             .unwrap_or_else(|| conversation::language(&question.history, &question.text));
-        let method = options
-            .method
-            .unwrap_or_else(|| self.pipeline().default_method());
+        let method = options.method.unwrap_or_else(|| self.default_method());
         let query =
             conversation::standalone(self.index(), &question.history, &question.text, language);
         // Twice the sources: the same words often come at several levels of a norm's tree
         // (article, caput, chapter), and repeats are dropped below. No snippets: an answer
         // shows quotes, not search snippets.
         let retrieved = self
-            .pipeline()
             .retrieve(
                 &query,
                 &question.filters,
@@ -295,19 +314,6 @@ impl Engine {
             relevant,
             "relevance"
         );
-        let mut body = None;
-        if !relevant {
-            for h in &hits {
-                body = self
-                    .registry()
-                    .norm(&h.passage.norm_id)
-                    .await?
-                    .and_then(|(n, _)| n.issuing_body);
-                if body.is_some() {
-                    break;
-                }
-            }
-        }
         Ok(Sources {
             question: question.text.clone(),
             query,
@@ -316,7 +322,7 @@ impl Engine {
             register: question.register,
             hits,
             analysed,
-            body,
+            body: None,
             relevant,
             best_cosine,
             coverage: coverage.0,

@@ -111,6 +111,12 @@ pub async fn filters_never_leak(store: &dyn VectorStore) {
         ids(store, &query, &peru_decrees, 10).await,
         ["peru-decreto"]
     );
+    // A norm left out, as an evaluation asks without the norms that answer.
+    let without_n6 = Filters {
+        excluded_norms: vec!["n6".into()],
+        ..Filters::default()
+    };
+    assert_eq!(ids(store, &query, &without_n6, 10).await, ["public"]);
     assert_eq!(store.count().await.expect("count"), all.len());
 }
 

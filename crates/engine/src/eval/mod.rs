@@ -22,6 +22,8 @@ use crate::context::stored_vectors;
 use crate::retrieve::{closest, Candidates, Fusion, HybridParams, Method, Pipeline};
 use crate::{Dense, EngineError, Result};
 
+pub mod answers;
+
 #[derive(Deserialize)]
 struct CorpusLine {
     #[serde(rename = "_id")]
@@ -37,6 +39,8 @@ struct QueryLine {
     #[serde(rename = "_id")]
     id: String,
     text: String,
+    /// The source's own answer, where it wrote one (bcn-es).
+    answer: Option<String>,
 }
 
 /// A loaded set.
@@ -49,6 +53,8 @@ pub struct EvalSet {
     passages: Vec<Passage>,
     queries: Vec<(String, String)>,
     qrels: HashMap<String, HashSet<String>>,
+    /// The source's own answers, by question id, where it wrote them.
+    references: HashMap<String, String>,
     /// Earlier turns of the questions asked in a conversation, by question id: such a
     /// question is searched as [`conversation::standalone`] makes it.
     histories: HashMap<String, Vec<Turn>>,
@@ -118,6 +124,14 @@ pub fn load_followups(path: &Path) -> Result<Vec<FollowUp>> {
                 EngineError::EvalSet(format!("{} line {}: {e}", path.display(), i + 1))
             })
         })
+        .collect()
+}
+
+/// The entries of `map` whose key is one of `ids`.
+fn only<T: Clone>(map: &HashMap<String, T>, ids: &HashSet<&str>) -> HashMap<String, T> {
+    map.iter()
+        .filter(|(id, _)| ids.contains(id.as_str()))
+        .map(|(id, v)| (id.clone(), v.clone()))
         .collect()
 }
 
@@ -197,6 +211,10 @@ impl EvalSet {
             label: None,
             histories: HashMap::new(),
             passages,
+            references: queries
+                .iter()
+                .filter_map(|q| Some((q.id.clone(), q.answer.clone()?)))
+                .collect(),
             queries: queries
                 .into_iter()
                 .filter(|q| qrels.contains_key(&q.id))
@@ -205,6 +223,22 @@ impl EvalSet {
             qrels,
             norm_level,
         })
+    }
+
+    /// The same set with only its first `n` questions (all of them when it has fewer).
+    pub fn first(&self, n: usize) -> EvalSet {
+        let queries: Vec<(String, String)> = self.queries.iter().take(n).cloned().collect();
+        let ids: HashSet<&str> = queries.iter().map(|(id, _)| id.as_str()).collect();
+        EvalSet {
+            name: self.name.clone(),
+            label: self.label.clone(),
+            passages: self.passages.clone(),
+            qrels: only(&self.qrels, &ids),
+            references: only(&self.references, &ids),
+            histories: only(&self.histories, &ids),
+            queries,
+            norm_level: self.norm_level,
+        }
     }
 
     /// The same corpus (and name, so its cached passage vectors are reused) with other
@@ -216,6 +250,7 @@ impl EvalSet {
             passages: self.passages.clone(),
             queries: questions,
             qrels: HashMap::new(),
+            references: HashMap::new(),
             histories: HashMap::new(),
             norm_level: self.norm_level,
         }
@@ -275,6 +310,7 @@ impl EvalSet {
             passages: self.passages.clone(),
             queries,
             qrels,
+            references: HashMap::new(),
             histories,
             norm_level: self.norm_level,
         }))
