@@ -142,6 +142,44 @@ fn portuguese_question_cites_lgpd_article_5_item_vi() {
 }
 
 #[test]
+fn a_question_naming_a_country_or_a_norm_is_answered_within_it_or_says_it_is_missing() {
+    let Some(s) = servers() else { return };
+    // No Peruvian document here: the answer says so instead of quoting Chile's article 13.
+    let a = ask(&s.extractive, "¿Desde qué edad se puede votar en el Perú?");
+    assert_eq!(a["abstained"], true, "{a:#}");
+    let text = a["answer"].as_str().unwrap_or("");
+    assert!(
+        text.starts_with("No tengo documentos de Perú entre las fuentes disponibles."),
+        "{a:#}"
+    );
+    // A law named by its number is searched within it when it is here...
+    let a = ask(
+        &s.extractive,
+        "O que é o controlador segundo a Lei nº 13.709/2018?",
+    );
+    assert_eq!(a["abstained"], false, "{a:#}");
+    let cited = a["citations"].as_array().expect("citations");
+    assert!(!cited.is_empty());
+    for c in cited {
+        assert!(
+            c["norm_id"].as_str().unwrap_or("").contains("13709"),
+            "{a:#}"
+        );
+    }
+    // ...and named as missing when it is not.
+    let a = ask(
+        &s.extractive,
+        "O que é o controlador segundo a Lei nº 12.965/2014?",
+    );
+    assert_eq!(a["abstained"], true, "{a:#}");
+    let text = a["answer"].as_str().unwrap_or("");
+    assert!(
+        text.starts_with("Não tenho a Lei nº 12.965 entre as fontes disponíveis."),
+        "{a:#}"
+    );
+}
+
+#[test]
 fn absent_topics_abstain_in_the_askers_language() {
     let Some(s) = servers() else { return };
     for (q, opening) in [

@@ -89,6 +89,10 @@ pub struct Filters {
     /// Sees every tenant's documents (a local operator, an admin); never set from a request.
     #[serde(skip)]
     pub all_tenants: bool,
+    /// Only passages of these norms (any of); empty means all. Set when a question names
+    /// norms the index holds; never from a request.
+    #[serde(skip)]
+    pub norms: Vec<String>,
     /// Never passages of these norms: how `cabildo eval --answers` asks a question of the
     /// corpus as if the norms that answer it were not there; never set from a request.
     #[serde(skip)]

@@ -68,6 +68,10 @@ pub struct Jurisdiction {
 }
 
 impl Jurisdiction {
+    /// The country of passages whose country is not known (ISO 3166's user-assigned `ZZ`):
+    /// evaluation sets load their passages so.
+    pub const UNKNOWN: &'static str = "ZZ";
+
     /// Whether `code` has the shape of an ISO 3166-1 alpha-2 code (two ASCII letters).
     pub fn is_country_code(code: &str) -> bool {
         code.len() == 2 && code.chars().all(|c| c.is_ascii_alphabetic())

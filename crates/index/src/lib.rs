@@ -313,6 +313,50 @@ impl LexicalIndex {
         found
     }
 
+    /// The countries (ISO codes) the index holds passages of.
+    pub fn countries(&self) -> Result<std::collections::BTreeSet<String>> {
+        let searcher = self.reader.searcher();
+        let mut out = std::collections::BTreeSet::new();
+        for segment in searcher.segment_readers() {
+            let index = segment.inverted_index(self.fields.jurisdiction)?;
+            let mut terms = index
+                .terms()
+                .stream()
+                .map_err(|e| IndexError::Corrupt(format!("the countries: {e}")))?;
+            while terms.advance() {
+                if let Ok(code) = std::str::from_utf8(terms.key()) {
+                    let term = Term::from_field_text(self.fields.jurisdiction, code);
+                    // A term stays in the dictionary after its passages are deleted.
+                    if searcher.doc_freq(&term)? > 0 {
+                        out.insert(code.to_string());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The norms under `filters` whose headings (title, breadcrumb) hold `number` as a word,
+    /// as the legal tokenizer writes it ("13709" for "Lei nº 13.709"): the norms a question
+    /// naming that number means.
+    pub fn norms_numbered(&self, number: &str, filters: &Filters) -> Result<Vec<String>> {
+        let searcher = self.reader.searcher();
+        let mut found: Vec<String> = Vec::new();
+        // One passage per norm: each search leaves out the norms already found, so a law of
+        // a thousand articles costs one lookup, not a thousand.
+        while found.len() < 10 {
+            let seen = Filters {
+                excluded_norms: [filters.excluded_norms.clone(), found.clone()].concat(),
+                ..filters.clone()
+            };
+            let query = query::headings_holding(&self.fields, number, &seen);
+            let top = searcher.search(&query, &TopDocs::with_limit(1).order_by_score())?;
+            let Some((_, addr)) = top.first() else { break };
+            found.push(self.passage_at(&searcher.doc(*addr)?)?.norm_id);
+        }
+        Ok(found)
+    }
+
     /// Hits for passages ranked elsewhere (dense or fused retrieval): the passages with these
     /// ids, in the given order and with the given scores, each with a snippet for `text`
     /// when `options.snippets` is set. Ids the index does not hold are skipped.
@@ -505,6 +549,53 @@ mod tests {
             .unwrap();
         let ids: Vec<&str> = hits.iter().map(|h| h.passage.id.as_str()).collect();
         assert_eq!(ids, ["n2/art-1"]);
+    }
+
+    #[test]
+    fn norms_are_found_by_the_number_in_their_headings_and_countries_listed() {
+        let index = LexicalIndex::in_memory(Analysis::Legal).unwrap();
+        let mut b = index.batch().unwrap();
+        let titled = |norm: &str, title: &str, country: &str, ordinal: u32| Passage {
+            norm_title: title.into(),
+            breadcrumb: vec![title.into()],
+            jurisdiction: cabildo_core::Jurisdiction::country(country),
+            ..passage(
+                norm,
+                &format!("art-{ordinal}"),
+                "texto del artículo",
+                ordinal,
+            )
+        };
+        for i in 0..3 {
+            b.add(&titled(
+                "lgpd",
+                "Lei nº 13.709, de 14 de agosto de 2018",
+                "BR",
+                i,
+            ))
+            .unwrap();
+        }
+        b.add(&titled("reg", "Reglamento de la Ley N° 20.285", "CL", 0))
+            .unwrap();
+        b.add(&titled(
+            "otra",
+            "Ley sobre acceso a la información",
+            "CL",
+            0,
+        ))
+        .unwrap();
+        b.commit().unwrap();
+        let all = Filters::default();
+        assert_eq!(index.norms_numbered("13709", &all).unwrap(), ["lgpd"]);
+        assert_eq!(index.norms_numbered("20285", &all).unwrap(), ["reg"]);
+        assert!(index.norms_numbered("21378", &all).unwrap().is_empty());
+        let without = Filters {
+            excluded_norms: vec!["lgpd".into()],
+            ..Filters::default()
+        };
+        assert!(index.norms_numbered("13709", &without).unwrap().is_empty());
+        let countries: Vec<String> = index.countries().unwrap().into_iter().collect();
+        assert_eq!(countries, ["BR", "CL"]);
     }
 
     #[test]

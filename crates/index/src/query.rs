@@ -131,6 +131,25 @@ pub(crate) fn any_of(
     )
 }
 
+/// Passages under `filters` whose headings, in any language, hold `term` as it is indexed.
+pub(crate) fn headings_holding(f: &Fields, term: &str, filters: &Filters) -> BooleanQuery {
+    let headings: Vec<(Occur, Box<dyn Query>)> = f
+        .head
+        .iter()
+        .map(|field| {
+            let q: Box<dyn Query> = Box::new(TermQuery::new(
+                Term::from_field_text(*field, term),
+                IndexRecordOption::Basic,
+            ));
+            (Occur::Should, q)
+        })
+        .collect();
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> =
+        vec![(Occur::Must, Box::new(BooleanQuery::new(headings)))];
+    clauses.extend(filter_clauses(f, filters));
+    BooleanQuery::new(clauses)
+}
+
 /// Filter clauses, each a `Must` that scores zero.
 fn filter_clauses(f: &Fields, filters: &Filters) -> Vec<(Occur, Box<dyn Query>)> {
     let mut clauses = Vec::new();
@@ -145,6 +164,9 @@ fn filter_clauses(f: &Fields, filters: &Filters) -> Vec<(Occur, Box<dyn Query>)>
             f.kind,
             filters.kinds.iter().map(|k| k.as_str().to_string()),
         )));
+    }
+    if !filters.norms.is_empty() {
+        clauses.push(filter(any_of(f.norm_id, filters.norms.iter().cloned())));
     }
     if !filters.excluded_norms.is_empty() {
         let norms = any_of(f.norm_id, filters.excluded_norms.iter().cloned());

@@ -46,6 +46,9 @@ pub(crate) fn conditions(filters: &Filters) -> Vec<Cond> {
                 .collect(),
         ));
     }
+    if !filters.norms.is_empty() {
+        all.push(Cond::AnyOf(keys::NORM_ID, filters.norms.clone()));
+    }
     if !filters.excluded_norms.is_empty() {
         all.push(Cond::NoneOf(keys::NORM_ID, filters.excluded_norms.clone()));
     }

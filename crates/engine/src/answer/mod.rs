@@ -12,9 +12,10 @@
 pub mod check;
 pub mod conversation;
 pub mod prompt;
+pub mod scope;
 mod shape;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,6 +31,7 @@ use crate::{Engine, Result};
 use check::{terms_of, with_citation, Analysed, Checker, SentenceSplitter, Verdict};
 pub use conversation::{Speaker, Turn};
 pub use prompt::Register;
+pub use scope::Missing;
 
 /// A question and who asks it.
 #[derive(Debug, Clone)]
@@ -105,12 +107,18 @@ pub struct Sources {
     /// When nothing is relevant: the issuing body of the hits' norms, the first the registry
     /// knows (the abstention names it).
     pub body: Option<String>,
+    /// A country or norm the question names that the index does not hold: the answer
+    /// abstains and says so.
+    pub missing: Option<Missing>,
     /// Whether any passage is relevant enough to answer from.
     pub relevant: bool,
     /// The question's cosine similarity to the closest passage (dense retrieval only).
     pub best_cosine: Option<f32>,
     /// Largest share of the question's content terms found in one passage.
     pub coverage: f32,
+    /// How much each of the question's terms says about what it asks: its inverse document
+    /// frequency in the index; nothing for the name of a country it is asked about.
+    pub rarity: HashMap<String, f32>,
     /// Seconds spent retrieving.
     pub retrieval_seconds: f64,
     /// The day the question asked about (`None`: today).
@@ -276,13 +284,20 @@ impl Pipeline {
         let method = options.method.unwrap_or_else(|| self.default_method());
         let query =
             conversation::standalone(self.index(), &question.history, &question.text, language);
+        // Within the countries and norms the question names; with one the index lacks, the
+        // closest passages anywhere, for an abstention that says what is missing.
+        let (filters, missing) =
+            match scope::narrow(self.index(), &query, language, &question.filters)? {
+                Ok(narrowed) => (narrowed, None),
+                Err(missing) => (question.filters.clone(), Some(missing)),
+            };
         // Twice the sources: the same words often come at several levels of a norm's tree
         // (article, caput, chapter), and repeats are dropped below. No snippets: an answer
         // shows quotes, not search snippets.
         let retrieved = self
             .retrieve(
                 &query,
-                &question.filters,
+                &filters,
                 options.sources.max(1) * 2,
                 method,
                 &options.params,
@@ -293,7 +308,7 @@ impl Pipeline {
         let mut hits = retrieved.hits;
         let mut defines = false;
         if let Some(term) = shape::definition_term(&question.text) {
-            let mut definitions = shape::defining_passages(self.index(), &term, &question.filters)?;
+            let mut definitions = shape::defining_passages(self.index(), &term, &filters)?;
             definitions.truncate(2);
             defines = !definitions.is_empty();
             definitions.append(&mut hits);
@@ -305,8 +320,9 @@ impl Pipeline {
             .map(|h| Analysed::new(&h.passage, language))
             .collect();
         let coverage = best_coverage(&query, language, &analysed);
-        let relevant = defines || judge(coverage, best_cosine, options);
+        let relevant = missing.is_none() && (defines || judge(coverage, best_cosine, options));
         tracing::debug!(
+            ?missing,
             ?best_cosine,
             coverage = coverage.0,
             terms = coverage.1,
@@ -314,7 +330,21 @@ impl Pipeline {
             relevant,
             "relevance"
         );
+        let passages = self.index().len() as f32;
+        let mut rarity: HashMap<String, f32> = self
+            .index()
+            .specific_words(&query, language)
+            .into_iter()
+            .map(|(_, term, n)| (term, ((passages + 1.0) / (n as f32 + 0.5)).ln()))
+            .collect();
+        // A country the question names says where to look, not what it asks about.
+        for country in cabildo_text::countries_named(&query) {
+            for term in terms_of(&country.as_written, language) {
+                rarity.insert(term, 0.0);
+            }
+        }
         Ok(Sources {
+            rarity,
             question: question.text.clone(),
             query,
             history: conversation::for_prompt(&question.history),
@@ -323,6 +353,7 @@ impl Pipeline {
             hits,
             analysed,
             body: None,
+            missing,
             relevant,
             best_cosine,
             coverage: coverage.0,
@@ -376,7 +407,13 @@ pub fn compose(
     if !sources.relevant {
         let closest: Vec<&SearchHit> = sources.hits.iter().take(3).collect();
         let body = sources.body.as_deref();
-        answer.answer = prompt::abstention(sources.language, sources.register, &closest, body);
+        answer.answer = prompt::abstention(
+            sources.language,
+            sources.register,
+            &closest,
+            body,
+            sources.missing.as_ref(),
+        );
         answer.abstained = true;
         answer.model = "extractive".into();
         answer.citations = cite(
@@ -501,11 +538,22 @@ fn check_sentence(
 }
 
 /// The extractive answer: for each of the top three relevant passages, its label and its
-/// sentence closest to the question, quoted, with its number.
+/// sentence closest to the question, quoted, with its number. After the first, a quote is
+/// given only when it says at least half as much about what the question asks (the
+/// question's terms it holds, each weighed by its [`Sources::rarity`]): "La capital de la
+/// República del Perú es la ciudad de Lima" shares only the country's name with "¿Quiénes
+/// son ciudadanos en el Perú?", and is left out.
 fn extractive(sources: &Sources) -> (String, Vec<usize>) {
     let mut lines = Vec::new();
     let mut numbers = Vec::new();
     let wanted = terms_of(&sources.query, sources.language);
+    let says = |quote: &str| -> f32 {
+        terms_of(quote, sources.language)
+            .intersection(&wanted)
+            .map(|t| sources.rarity.get(t).copied().unwrap_or(0.0))
+            .sum()
+    };
+    let mut first: Option<f32> = None;
     for (i, (h, analysed)) in sources
         .hits
         .iter()
@@ -516,6 +564,12 @@ fn extractive(sources: &Sources) -> (String, Vec<usize>) {
         let quote = analysed.quote(&wanted);
         if quote.is_empty() {
             continue;
+        }
+        let weight = says(&quote);
+        match first {
+            None => first = Some(weight),
+            Some(best) if weight < 0.5 * best => continue,
+            Some(_) => {}
         }
         lines.push(format!("{}: «{}» [{}]", h.passage.label, quote, i + 1));
         numbers.push(i + 1);

@@ -5,6 +5,7 @@
 use cabildo_core::{ChatMessage, Language, Role, SearchHit};
 
 use super::conversation::{Speaker, Turn};
+use super::scope::Missing;
 use serde::{Deserialize, Serialize};
 
 /// How the answer addresses the asker.
@@ -199,23 +200,28 @@ pub fn abstention(
     register: Register,
     closest: &[&SearchHit],
     body: Option<&str>,
+    missing: Option<&Missing>,
 ) -> String {
-    let mut out = match (language, register) {
-        (Language::Es, Register::Usted) => {
-            "No encontré en las fuentes disponibles una respuesta a su pregunta.".to_string()
+    let mut out = match (language, missing) {
+        (Language::Es, Some(Missing::Country(c))) => {
+            format!("No tengo documentos de {c} entre las fuentes disponibles.")
         }
-        (Language::Es, Register::Tu) => {
-            "No encontré en las fuentes disponibles una respuesta a tu pregunta.".to_string()
+        (Language::Es, Some(Missing::Norm(n))) => {
+            format!("No tengo la {n} entre las fuentes disponibles.")
         }
-        (Language::Es, Register::Vos) => {
-            "No encontré en las fuentes disponibles una respuesta a tu pregunta.".to_string()
+        (Language::Pt, Some(Missing::Country(c))) => {
+            format!("Não tenho documentos de {c} entre as fontes disponíveis.")
         }
-        (Language::Pt, _) => {
-            "Não encontrei nas fontes disponíveis uma resposta para a sua pergunta.".to_string()
+        (Language::Pt, Some(Missing::Norm(n))) => {
+            format!("Não tenho a {n} entre as fontes disponíveis.")
         }
-        (Language::En, _) => {
-            "I did not find an answer to your question in the available sources.".to_string()
+        (Language::En, Some(Missing::Country(c))) => {
+            format!("I have no documents of {c} among the available sources.")
         }
+        (Language::En, Some(Missing::Norm(n))) => {
+            format!("I do not have {n} among the available sources.")
+        }
+        (_, None) => not_found(language, register),
     };
     if !closest.is_empty() {
         let lead = match language {
@@ -246,6 +252,27 @@ pub fn abstention(
         out.push_str(&ask);
     }
     out
+}
+
+/// "I did not find an answer to your question in the available sources."
+fn not_found(language: Language, register: Register) -> String {
+    match (language, register) {
+        (Language::Es, Register::Usted) => {
+            "No encontré en las fuentes disponibles una respuesta a su pregunta.".to_string()
+        }
+        (Language::Es, Register::Tu) => {
+            "No encontré en las fuentes disponibles una respuesta a tu pregunta.".to_string()
+        }
+        (Language::Es, Register::Vos) => {
+            "No encontré en las fuentes disponibles una respuesta a tu pregunta.".to_string()
+        }
+        (Language::Pt, _) => {
+            "Não encontrei nas fontes disponíveis uma resposta para a sua pergunta.".to_string()
+        }
+        (Language::En, _) => {
+            "I did not find an answer to your question in the available sources.".to_string()
+        }
+    }
 }
 
 /// `text` cut at a word boundary to at most `max` characters, with an ellipsis when cut.

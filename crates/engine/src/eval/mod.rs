@@ -196,7 +196,7 @@ impl EvalSet {
                     text: c.text,
                     span: None,
                     page: None,
-                    jurisdiction: Jurisdiction::country("ZZ"),
+                    jurisdiction: Jurisdiction::country(Jurisdiction::UNKNOWN),
                     kind: NormKind::Otro,
                     language,
                     access: AccessLevel::Public,

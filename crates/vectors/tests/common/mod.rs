@@ -111,12 +111,17 @@ pub async fn filters_never_leak(store: &dyn VectorStore) {
         ids(store, &query, &peru_decrees, 10).await,
         ["peru-decreto"]
     );
-    // A norm left out, as an evaluation asks without the norms that answer.
+    // A norm left out (as an evaluation asks without the norms that answer), or the only one.
     let without_n6 = Filters {
         excluded_norms: vec!["n6".into()],
         ..Filters::default()
     };
     assert_eq!(ids(store, &query, &without_n6, 10).await, ["public"]);
+    let only_n6 = Filters {
+        norms: vec!["n6".into()],
+        ..Filters::default()
+    };
+    assert_eq!(ids(store, &query, &only_n6, 10).await, ["peru-decreto"]);
     assert_eq!(store.count().await.expect("count"), all.len());
 }
 
