@@ -1,6 +1,6 @@
 //! The engine: ingest jobs that keep the lexical index, the vectors and the registry
 //! consistent; the retrieval pipeline ([`retrieve`]); cited, checked answers ([`answer`]);
-//! retrieval evaluation on BEIR-style sets ([`eval`]); and the one place all of it is
+//! retrieval and answer evaluation on BEIR-style sets ([`eval`]); and the one place all of it is
 //! assembled from settings ([`assemble`]). The CLI and the HTTP server are thin layers over it.
 #![deny(missing_docs)]
 

@@ -170,35 +170,27 @@ impl PreparedSet<'_> {
                 }
             }
         }
+        // An abstention's citations are the closest passages, not claims.
+        let citations = if answer.abstained {
+            &[][..]
+        } else {
+            &answer.citations[..]
+        };
+        let cited: Vec<String> = citations.iter().map(|c| c.passage_id.clone()).collect();
         // What a citation is judged by: its norm on a norm-level set, else the passage.
-        let key = |passage: &str, norm: &str| {
-            if self.set.norm_level {
-                norm.to_string()
-            } else {
-                passage.to_string()
-            }
-        };
-        let cited: Vec<String> = if answer.abstained {
-            Vec::new()
-        } else {
-            answer
-                .citations
-                .iter()
-                .map(|c| c.passage_id.clone())
-                .collect()
-        };
-        let keys: Vec<String> = if answer.abstained {
-            Vec::new()
-        } else {
-            answer
-                .citations
-                .iter()
-                .map(|c| key(&c.passage_id, &c.norm_id))
-                .collect()
-        };
-        let relevant = keys.iter().filter(|k| gold.contains(*k)).count();
-        let distinct: HashSet<&String> = keys.iter().filter(|k| gold.contains(*k)).collect();
-        let precision = (!keys.is_empty()).then(|| relevant as f64 / keys.len() as f64);
+        let keys: Vec<&String> = citations
+            .iter()
+            .map(|c| {
+                if self.set.norm_level {
+                    &c.norm_id
+                } else {
+                    &c.passage_id
+                }
+            })
+            .collect();
+        let relevant: Vec<&String> = keys.iter().copied().filter(|k| gold.contains(*k)).collect();
+        let distinct: HashSet<&String> = relevant.iter().copied().collect();
+        let precision = (!keys.is_empty()).then(|| relevant.len() as f64 / keys.len() as f64);
         let recall = (!answer.abstained && !gold.is_empty())
             .then(|| distinct.len() as f64 / gold.len() as f64);
         let reference_f1 = reference.map(|r| token_f1(&answer.answer, r, answer.language));

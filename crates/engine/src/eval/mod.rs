@@ -1,7 +1,7 @@
 //! Retrieval evaluation on BEIR-style sets (`corpus.jsonl`, `queries.jsonl`, `qrels.tsv`),
 //! computing the metrics exactly as `../shared/eval/README.md` defines them:
 //! Recall@5/10/100, MRR@10 and nDCG@10 with binary gains; for norm-level sets the ranking is
-//! mapped to `doc_id`s keeping each one's first occurrence.
+//! mapped to `doc_id`s keeping each one's first occurrence. Answers are scored in [`answers`].
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
