@@ -257,10 +257,21 @@ fn complete_sentence_end(s: &str) -> Option<usize> {
         let c = bytes[i];
         let terminal = matches!(c, b'.' | b'?' | b'!' | b'\n');
         if terminal && !(c == b'.' && is_abbreviation_or_number(s, i)) {
-            // Swallow trailing spaces, closing quotes/brackets and citation markers.
+            // Swallow trailing spaces, closing quotes/brackets and citation markers, also a
+            // marker on the next line ("…diez días.\n[1]": small models write it so).
             let mut j = i + 1;
             loop {
                 let rest = &s[j..];
+                let over_lines = rest.trim_start_matches([' ', '\t', '\r', '\n']);
+                if over_lines.len() < rest.len() {
+                    if over_lines.is_empty() {
+                        return None; // what the next line starts with is not known yet
+                    }
+                    if let Some(m) = MARKER.find(over_lines).filter(|m| m.start() == 0) {
+                        j += rest.len() - over_lines.len() + m.end();
+                        continue;
+                    }
+                }
                 let trimmed = rest.trim_start_matches([' ', '\t', '"', '»', ')', '”']);
                 let skipped = rest.len() - trimmed.len();
                 if let Some(m) = MARKER.find(trimmed).filter(|m| m.start() == 0) {
@@ -366,6 +377,21 @@ mod tests {
             ]
         );
         assert_eq!(s.finish().as_deref(), Some("Fin"));
+    }
+
+    #[test]
+    fn a_marker_on_the_next_line_stays_with_its_sentence() {
+        let mut s = SentenceSplitter::default();
+        let mut out = s.push("El plazo es de diez días.\n");
+        assert!(out.is_empty(), "the next line may hold its marker");
+        out.extend(s.push("[1]\nOtra frase [2]. Fin"));
+        assert_eq!(
+            out,
+            vec![
+                "El plazo es de diez días.\n[1]".to_string(),
+                "Otra frase [2]. ".to_string()
+            ]
+        );
     }
 
     #[test]

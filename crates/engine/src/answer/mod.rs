@@ -505,6 +505,10 @@ fn check_sentence(
     answer: &mut Answer,
     cited: &mut Vec<usize>,
 ) -> Option<String> {
+    // Markers alone ("[1] [2]") are no sentence: nothing to release, nor to count.
+    if !sentence.chars().any(char::is_alphanumeric) {
+        return None;
+    }
     let verdict = checker.check(&sentence);
     let restates = match verdict {
         Verdict::Uncited => checker.attribute(&sentence),
