@@ -551,9 +551,13 @@ fn extractive(sources: &Sources) -> (String, Vec<usize>) {
     let mut lines = Vec::new();
     let mut numbers = Vec::new();
     let wanted = terms_of(&sources.query, sources.language);
+    // Weighed by the question as asked: a follow-up's searched form carries the subject of
+    // the turn before ("votar" in "¿Y quiénes pierden ese derecho?"), which the quote of
+    // that turn's answer holds best.
+    let asked = terms_of(&sources.question, sources.language);
     let says = |quote: &str| -> f32 {
         terms_of(quote, sources.language)
-            .intersection(&wanted)
+            .intersection(&asked)
             .map(|t| sources.rarity.get(t).copied().unwrap_or(0.0))
             .sum()
     };
