@@ -204,6 +204,15 @@ pub fn with_citation(sentence: &str, n: usize) -> String {
     format!("{body} [{n}]{}", &sentence[body.len()..])
 }
 
+/// Whether `sentence` holds nothing but citation markers and punctuation ("[1].",
+/// "[1] [2]"): no sentence at all.
+pub fn markers_only(sentence: &str) -> bool {
+    !MARKER
+        .replace_all(sentence, "")
+        .chars()
+        .any(char::is_alphanumeric)
+}
+
 /// The source numbers a sentence cites, in order, without repeats.
 pub fn citations(sentence: &str) -> Vec<usize> {
     let mut out = Vec::new();
@@ -377,6 +386,14 @@ mod tests {
             ]
         );
         assert_eq!(s.finish().as_deref(), Some("Fin"));
+    }
+
+    #[test]
+    fn markers_alone_are_no_sentence() {
+        assert!(markers_only("[1]."));
+        assert!(markers_only(" [1] [2] [3] [4]\n"));
+        assert!(!markers_only("18 [1]."));
+        assert!(!markers_only("Sí [1]."));
     }
 
     #[test]

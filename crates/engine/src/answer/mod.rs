@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::retrieve::{HybridParams, Method, Pipeline};
 use crate::{Engine, Result};
-use check::{terms_of, with_citation, Analysed, Checker, SentenceSplitter, Verdict};
+use check::{markers_only, terms_of, with_citation, Analysed, Checker, SentenceSplitter, Verdict};
 pub use conversation::{Speaker, Turn};
 pub use prompt::Register;
 pub use scope::Missing;
@@ -506,7 +506,7 @@ fn check_sentence(
     cited: &mut Vec<usize>,
 ) -> Option<String> {
     // Markers alone ("[1] [2]") are no sentence: nothing to release, nor to count.
-    if !sentence.chars().any(char::is_alphanumeric) {
+    if markers_only(&sentence) {
         return None;
     }
     let verdict = checker.check(&sentence);
