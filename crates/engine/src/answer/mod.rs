@@ -543,10 +543,11 @@ fn check_sentence(
 
 /// The extractive answer: for each of the top three relevant passages, its label and its
 /// sentence closest to the question, quoted, with its number. After the first, a quote is
-/// given only when it says at least half as much about what the question asks (the
-/// question's terms it holds, each weighed by its [`Sources::rarity`]): "La capital de la
-/// República del Perú es la ciudad de Lima" shares only the country's name with "¿Quiénes
-/// son ciudadanos en el Perú?", and is left out.
+/// given only when it says something about what the question asks (one of the question's
+/// terms with weight, [`Sources::rarity`]): "La capital de la República del Perú es la
+/// ciudad de Lima" shares only the country's name with "¿Quiénes son ciudadanos en el
+/// Perú?", and is left out. (A rule of half the first quote's weight also dropped the
+/// answer itself when a passage on another age ranked first.)
 fn extractive(sources: &Sources) -> (String, Vec<usize>) {
     let mut lines = Vec::new();
     let mut numbers = Vec::new();
@@ -576,7 +577,7 @@ fn extractive(sources: &Sources) -> (String, Vec<usize>) {
         let weight = says(&quote);
         match first {
             None => first = Some(weight),
-            Some(best) if weight < 0.5 * best => continue,
+            Some(best) if best > 0.0 && weight == 0.0 => continue,
             Some(_) => {}
         }
         lines.push(format!("{}: «{}» [{}]", h.passage.label, quote, i + 1));
