@@ -3,6 +3,7 @@
 
 use cabildo_core::Language;
 
+use crate::normalize::slug;
 use crate::tokens::legal_tokens;
 
 /// Country names, accents folded and lower-cased, with their ISO 3166-1 alpha-2 codes:
@@ -60,7 +61,7 @@ pub struct Named {
     pub as_written: String,
 }
 
-/// The words of a text with their byte ranges, lower-cased and accents folded.
+/// The words of a text with their byte ranges, lower-cased and accents folded ([`slug`]).
 fn words_of(text: &str) -> Vec<(usize, usize, String)> {
     let mut out = Vec::new();
     let mut start = None;
@@ -71,27 +72,13 @@ fn words_of(text: &str) -> Vec<(usize, usize, String)> {
         match (c.is_alphabetic(), start) {
             (true, None) => start = Some(i),
             (false, Some(s)) => {
-                let word = text[s..i].chars().flat_map(char::to_lowercase).map(fold);
-                out.push((s, i, word.collect()));
+                out.push((s, i, slug(&text[s..i])));
                 start = None;
             }
             _ => {}
         }
     }
     out
-}
-
-fn fold(c: char) -> char {
-    match c {
-        'á' | 'à' | 'â' | 'ã' | 'ä' => 'a',
-        'é' | 'è' | 'ê' | 'ë' => 'e',
-        'í' | 'ì' | 'î' | 'ï' => 'i',
-        'ó' | 'ò' | 'ô' | 'õ' | 'ö' => 'o',
-        'ú' | 'ù' | 'û' | 'ü' => 'u',
-        'ç' => 'c',
-        'ñ' => 'n',
-        c => c,
-    }
 }
 
 /// The countries a text names, each once, in the order they are named. Names only:
@@ -128,7 +115,7 @@ pub fn norm_numbers_named(text: &str, language: Language) -> Vec<Named> {
     let tokens = legal_tokens(text, language);
     let mut out: Vec<Named> = Vec::new();
     for pair in tokens.windows(2) {
-        let word: String = pair[0].text.to_lowercase().chars().map(fold).collect();
+        let word = slug(&pair[0].text);
         let number = &pair[1].text;
         let is_number = number.len() >= 3 && number.bytes().all(|b| b.is_ascii_digit());
         if NORM_WORDS.contains(&word.as_str()) && is_number && !out.iter().any(|n| n.key == *number)

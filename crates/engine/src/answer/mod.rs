@@ -15,7 +15,7 @@ pub mod prompt;
 pub mod scope;
 mod shape;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -116,9 +116,6 @@ pub struct Sources {
     pub best_cosine: Option<f32>,
     /// Largest share of the question's content terms found in one passage.
     pub coverage: f32,
-    /// How much each of the question's terms says about what it asks: its inverse document
-    /// frequency in the index; nothing for the name of a country it is asked about.
-    pub rarity: HashMap<String, f32>,
     /// Seconds spent retrieving.
     pub retrieval_seconds: f64,
     /// The day the question asked about (`None`: today).
@@ -330,21 +327,7 @@ impl Pipeline {
             relevant,
             "relevance"
         );
-        let passages = self.index().len() as f32;
-        let mut rarity: HashMap<String, f32> = self
-            .index()
-            .specific_words(&query, language)
-            .into_iter()
-            .map(|(_, term, n)| (term, ((passages + 1.0) / (n as f32 + 0.5)).ln()))
-            .collect();
-        // A country the question names says where to look, not what it asks about.
-        for country in cabildo_text::countries_named(&query) {
-            for term in terms_of(&country.as_written, language) {
-                rarity.insert(term, 0.0);
-            }
-        }
         Ok(Sources {
-            rarity,
             question: question.text.clone(),
             query,
             history: conversation::for_prompt(&question.history),
@@ -543,26 +526,27 @@ fn check_sentence(
 
 /// The extractive answer: for each of the top three relevant passages, its label and its
 /// sentence closest to the question, quoted, with its number. After the first, a quote is
-/// given only when it says something about what the question asks (one of the question's
-/// terms with weight, [`Sources::rarity`]): "La capital de la República del Perú es la
-/// ciudad de Lima" shares only the country's name with "¿Quiénes son ciudadanos en el
-/// Perú?", and is left out. (A rule of half the first quote's weight also dropped the
-/// answer itself when a passage on another age ranked first.)
+/// given only when it says something about what the question asks (one of its terms, a
+/// country it names not counted): "La capital de la República del Perú es la ciudad de
+/// Lima" shares only the country's name with "¿Quiénes son ciudadanos en el Perú?", and is
+/// left out. (A rule of half the first quote's weight also dropped the answer itself when a
+/// passage on another age ranked first.)
 fn extractive(sources: &Sources) -> (String, Vec<usize>) {
     let mut lines = Vec::new();
     let mut numbers = Vec::new();
     let wanted = terms_of(&sources.query, sources.language);
-    // Weighed by the question as asked: a follow-up's searched form carries the subject of
-    // the turn before ("votar" in "¿Y quiénes pierden ese derecho?"), which the quote of
-    // that turn's answer holds best.
-    let asked = terms_of(&sources.question, sources.language);
-    let says = |quote: &str| -> f32 {
-        terms_of(quote, sources.language)
-            .intersection(&asked)
-            .map(|t| sources.rarity.get(t).copied().unwrap_or(0.0))
-            .sum()
-    };
-    let mut first: Option<f32> = None;
+    // The question as asked: a follow-up's searched form carries the subject of the turn
+    // before ("votar" in "¿Y quiénes pierden ese derecho?"), which the quote of that turn's
+    // answer holds best. A country it names says where to look, not what it asks about.
+    let mut asked = terms_of(&sources.question, sources.language);
+    for country in cabildo_text::countries_named(&sources.question) {
+        for term in terms_of(&country.as_written, sources.language) {
+            asked.remove(&term);
+        }
+    }
+    let says = |quote: &str| !terms_of(quote, sources.language).is_disjoint(&asked);
+    // Whether the first quote says something about the question.
+    let mut first: Option<bool> = None;
     for (i, (h, analysed)) in sources
         .hits
         .iter()
@@ -574,10 +558,10 @@ fn extractive(sources: &Sources) -> (String, Vec<usize>) {
         if quote.is_empty() {
             continue;
         }
-        let weight = says(&quote);
+        let relevant = says(&quote);
         match first {
-            None => first = Some(weight),
-            Some(best) if best > 0.0 && weight == 0.0 => continue,
+            None => first = Some(relevant),
+            Some(true) if !relevant => continue,
             Some(_) => {}
         }
         lines.push(format!("{}: «{}» [{}]", h.passage.label, quote, i + 1));

@@ -112,7 +112,8 @@ impl PreparedSet<'_> {
     ) -> Result<(AnswerReport, Vec<ScoredAnswer>)> {
         let total = self.set.queries.len();
         let mut scored = Vec::with_capacity(total);
-        for (i, (id, text)) in self.set.queries.iter().enumerate() {
+        for (i, asked) in self.set.queries.iter().enumerate() {
+            let (id, text) = asked;
             let gold = self.set.qrels.get(id).cloned().unwrap_or_default();
             let sources = self.gather(text, Filters::operator(), options).await?;
             let signals = (sources.best_cosine, sources.coverage);
@@ -123,9 +124,7 @@ impl PreparedSet<'_> {
             };
             let ablated = self.gather(text, without, options).await?;
             let reference = self.set.references.get(id).map(String::as_str);
-            let mut s = self.score_answer(id, text, &answer, &gold, reference, &ablated);
-            s.signals[0] = signals;
-            scored.push(s);
+            scored.push(self.score_answer(asked, &answer, signals, &gold, reference, &ablated));
             progress("answering", i + 1, total);
         }
         Ok((self.report(writer, &scored), scored))
@@ -155,9 +154,9 @@ impl PreparedSet<'_> {
 
     fn score_answer(
         &self,
-        id: &str,
-        question: &str,
+        (id, question): &(String, String),
         answer: &Answer,
+        signals: (Option<f32>, f32),
         gold: &HashSet<String>,
         reference: Option<&str>,
         ablated: &Sources,
@@ -196,8 +195,8 @@ impl PreparedSet<'_> {
         let reference_f1 = reference.map(|r| token_f1(&answer.answer, r, answer.language));
         let t = &answer.timings;
         ScoredAnswer {
-            id: id.to_string(),
-            question: question.to_string(),
+            id: id.clone(),
+            question: question.clone(),
             answer: answer.answer.clone(),
             abstained: answer.abstained,
             cited,
@@ -211,7 +210,7 @@ impl PreparedSet<'_> {
             answer_ms: t.retrieval_ms + t.generation_ms,
             without_gold_answers: ablated.relevant,
             without_gold_norms,
-            signals: [(None, 0.0), (ablated.best_cosine, ablated.coverage)],
+            signals: [signals, (ablated.best_cosine, ablated.coverage)],
         }
     }
 
