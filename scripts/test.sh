@@ -13,6 +13,20 @@ export CABILDO_REQUIRE_CLIENTS=1
 # CABILDO_REQUIRE_BROWSER=1 a missing browser fails those tests instead of skipping.
 scripts/setup-browser.sh
 export CABILDO_REQUIRE_BROWSER=1
+# Servers the tests start are stopped, and their folders removed, when this script ends.
+cleanup=()
+trap 'for c in "${cleanup[@]}"; do eval "$c"; done' EXIT
+# A PostgreSQL server on loopback for the registry's PostgreSQL backend (scripts/postgres.sh:
+# Debian's package, installed if missing; a throwaway cluster on a free port). With
+# CABILDO_REQUIRE_POSTGRES=1 those tests fail instead of skipping when it is absent.
+if [ -z "${CABILDO_TEST_POSTGRES:-}" ]; then
+    pg_dir=$(mktemp -d)
+    cleanup+=("scripts/postgres.sh stop '$pg_dir/pg' || true; rm -rf '$pg_dir'")
+    CABILDO_TEST_POSTGRES=$(scripts/postgres.sh start "$pg_dir/pg")
+    export CABILDO_TEST_POSTGRES
+    echo "PostgreSQL server for the tests: $CABILDO_TEST_POSTGRES"
+fi
+export CABILDO_REQUIRE_POSTGRES=1
 # A Qdrant server on loopback for the tests of the server backend (the binary built from the
 # official source in ../shared/bin, see its README), on free ports, stopped when this script
 # ends; without it those tests skip.
@@ -29,7 +43,7 @@ print(*[s.getsockname()[1] for s in ss])')
         QDRANT__STORAGE__SNAPSHOTS_PATH="$qdrant_dir/snapshots" QDRANT__TELEMETRY_DISABLED=true \
         exec "$qdrant_bin" > "$qdrant_dir/log" 2>&1) &
     qdrant_pid=$!
-    trap 'kill $qdrant_pid 2>/dev/null; wait $qdrant_pid 2>/dev/null; rm -rf "$qdrant_dir"' EXIT
+    cleanup+=("kill $qdrant_pid 2>/dev/null; wait $qdrant_pid 2>/dev/null; rm -rf '$qdrant_dir'")
     for _ in $(seq 1 150); do
         curl -sf "http://127.0.0.1:$qdrant_http/readyz" > /dev/null && break
         sleep 0.2

@@ -375,10 +375,10 @@ async fn main() -> Result<()> {
             let engine = open(DenseMode::Off).await?;
             history::history(&engine, &args).await?;
         }
-        Command::Clients { command } => security::clients(&data, command).await?,
-        Command::Feedback { command } => security::feedback(&data, command).await?,
+        Command::Clients { command } => security::clients(&settings, command).await?,
+        Command::Feedback { command } => security::feedback(&settings, command).await?,
         Command::Audit { command } => {
-            if !security::audit(&data, command).await? {
+            if !security::audit(&settings, command).await? {
                 std::process::exit(1);
             }
         }

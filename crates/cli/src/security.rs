@@ -4,10 +4,11 @@
 //! settings: `[auth]` and `[limits]`.)
 
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use cabildo_core::settings::{redact_url, Settings};
 use cabildo_core::{AccessLevel, AccessRole};
+use cabildo_engine::assemble::open_registry;
 use cabildo_engine::Engine;
 use cabildo_server::auth::{key_hash, new_api_key};
 use cabildo_store::{NewClient, Registry};
@@ -86,8 +87,8 @@ pub enum FeedbackCommand {
 }
 
 /// Runs `cabildo feedback …`.
-pub async fn feedback(data: &Path, command: FeedbackCommand) -> Result<()> {
-    let registry = registry(data).await?;
+pub async fn feedback(settings: &Settings, command: FeedbackCommand) -> Result<()> {
+    let registry = registry(settings).await?;
     match command {
         FeedbackCommand::Export { from, to, json } => {
             if let (Some(f), Some(t)) = (from, to) {
@@ -146,7 +147,15 @@ pub async fn feedback(data: &Path, command: FeedbackCommand) -> Result<()> {
     }
 }
 
-async fn registry(data: &Path) -> Result<Registry> {
+/// The registry the settings name, which must already exist: these commands read and manage
+/// what `cabildo ingest` or `cabildo serve` created.
+async fn registry(settings: &Settings) -> Result<Registry> {
+    if let Some(url) = &settings.data.registry {
+        return Registry::connect(url)
+            .await
+            .with_context(|| format!("connecting to the registry {}", redact_url(url)));
+    }
+    let data = &settings.data.dir;
     let path = Engine::registry_path(data);
     if !path.exists() {
         bail!(
@@ -161,9 +170,9 @@ async fn registry(data: &Path) -> Result<Registry> {
 }
 
 /// Runs `cabildo clients …`.
-pub async fn clients(data: &Path, command: ClientsCommand) -> Result<()> {
-    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
-    let registry = Registry::open(&Engine::registry_path(data)).await?;
+pub async fn clients(settings: &Settings, command: ClientsCommand) -> Result<()> {
+    // Clients are added before the first start: the registry is created if need be.
+    let registry = open_registry(settings).await?;
     match command {
         ClientsCommand::Add {
             name,
@@ -225,8 +234,8 @@ pub async fn clients(data: &Path, command: ClientsCommand) -> Result<()> {
 }
 
 /// Runs `cabildo audit …`; `Ok(false)` when verification found breaks.
-pub async fn audit(data: &Path, command: AuditCommand) -> Result<bool> {
-    let registry = registry(data).await?;
+pub async fn audit(settings: &Settings, command: AuditCommand) -> Result<bool> {
+    let registry = registry(settings).await?;
     match command {
         AuditCommand::Verify { json } => {
             let started = std::time::Instant::now();

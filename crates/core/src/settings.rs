@@ -24,6 +24,19 @@ pub const ENV_PREFIX: &str = "CABILDO__";
 /// What a masked secret shows in `cabildo config show`.
 const MASK: &str = "********";
 
+/// `url` with its password masked, for messages and `cabildo config show`
+/// (`postgres://cabildo:********@db/cabildo`).
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some(MASK));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(an address that does not parse)".into(),
+    }
+}
+
 /// Whether `s` is a web origin as browsers send it: `http` or `https`, a host (name, IPv4
 /// or bracketed IPv6) and an optional port, nothing after.
 fn is_origin(s: &str) -> bool {
@@ -74,6 +87,9 @@ pub struct DataSettings {
     pub dir: PathBuf,
     /// The folder `scripts/setup-models.sh` installs model files into.
     pub models: PathBuf,
+    /// The registry shared by several replicas: `postgres://user:password@host/database`
+    /// (its password masked by `cabildo config show`). Unset: `registry.sqlite` in `dir`.
+    pub registry: Option<String>,
 }
 
 impl Default for DataSettings {
@@ -81,6 +97,7 @@ impl Default for DataSettings {
         DataSettings {
             dir: "data".into(),
             models: "models".into(),
+            registry: None,
         }
     }
 }
@@ -468,6 +485,18 @@ impl Settings {
         if self.answer.generator == GeneratorKind::Openai && self.answer.openai_url.is_none() {
             return bad("answer.openai_url", "the openai generator needs its URL");
         }
+        if let Some(r) = &self.data.registry {
+            if !["postgres://", "postgresql://", "sqlite:"]
+                .iter()
+                .any(|p| r.starts_with(p))
+                || url::Url::parse(r).is_err()
+            {
+                return bad(
+                    "data.registry",
+                    "expected postgres://user:password@host/database (or sqlite://FILE)",
+                );
+            }
+        }
         if self.vectors.backend == VectorBackend::Qdrant && self.vectors.qdrant_url.is_none() {
             return bad("vectors.qdrant_url", "the qdrant backend needs its URL");
         }
@@ -511,6 +540,7 @@ impl Settings {
         out.vectors.qdrant_api_key = mask(&self.vectors.qdrant_api_key);
         out.answer.openai_api_key = mask(&self.answer.openai_api_key);
         out.auth.jwt_secret = mask(&self.auth.jwt_secret);
+        out.data.registry = self.data.registry.as_deref().map(redact_url);
         out
     }
 

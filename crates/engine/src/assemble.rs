@@ -15,7 +15,9 @@ use cabildo_models::{
 use cabildo_vectors::{EdgeStore, QdrantStore, VectorStore};
 
 use crate::answer::{AskOptions, Writer};
-use crate::{Dense, Engine, EngineError, Result};
+use cabildo_store::Registry;
+
+use crate::{create_data_dir, Dense, Engine, EngineError, Result};
 
 /// Whether an engine loads dense retrieval (the embedding model and the vector store).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,6 +189,19 @@ impl ScratchStore {
     }
 }
 
+/// The registry `[data]` names: the PostgreSQL database `registry` (shared by replicas), or
+/// `registry.sqlite` in the data folder, created with the folder when absent.
+pub async fn open_registry(settings: &Settings) -> Result<Registry> {
+    match &settings.data.registry {
+        Some(url) => Ok(Registry::connect(url).await?),
+        None => {
+            let dir = &settings.data.dir;
+            create_data_dir(dir)?;
+            Ok(Registry::open(&Engine::registry_path(dir)).await?)
+        }
+    }
+}
+
 /// `collection` on the Qdrant server `[vectors]` names, for vectors of `dimension`.
 async fn connect_qdrant(
     settings: &Settings,
@@ -207,7 +222,8 @@ impl Engine {
     /// Opens the data folder `[data] dir` and assembles the engine `settings` describe:
     /// dense retrieval as `dense` says, the reranker when one is named, the lexical knobs.
     pub async fn from_settings(settings: &Settings, dense: DenseMode) -> Result<Engine> {
-        let mut engine = Engine::open(&settings.data.dir)
+        let registry = open_registry(settings).await?;
+        let mut engine = Engine::open_with_registry(&settings.data.dir, registry)
             .await?
             .with_query_options(query_options(settings));
         let wanted = match dense {

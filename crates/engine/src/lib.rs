@@ -90,16 +90,27 @@ pub struct Engine {
     pipeline: Pipeline,
 }
 
+fn create_data_dir(data_dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(data_dir).map_err(|e| EngineError::Io {
+        path: data_dir.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
 impl Engine {
     /// Opens (creating if needed) the data folder: `index/` for tantivy and
     /// `registry.sqlite` for the registry.
     pub async fn open(data_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|e| EngineError::Io {
-            path: data_dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let index = LexicalIndex::open(&data_dir.join("index"))?;
+        create_data_dir(data_dir)?;
         let registry = Registry::open(&Engine::registry_path(data_dir)).await?;
+        Engine::open_with_registry(data_dir, registry).await
+    }
+
+    /// Opens (creating if needed) the data folder's index, with `registry` (a PostgreSQL
+    /// one that several replicas share, see [`assemble::open_registry`]).
+    pub async fn open_with_registry(data_dir: &Path, registry: Registry) -> Result<Self> {
+        create_data_dir(data_dir)?;
+        let index = LexicalIndex::open(&data_dir.join("index"))?;
         Ok(Engine {
             data_dir: data_dir.to_path_buf(),
             registry,

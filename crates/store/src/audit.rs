@@ -5,9 +5,13 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::{Registry, Result, StoreError};
+use crate::{Backend, Registry, Result, StoreError};
+
+/// The PostgreSQL advisory lock that serialises audit appends across processes ("cabildo").
+const AUDIT_LOCK_KEY: i64 = 0x0063_6162_696c_646f;
 
 /// The `prev_hash` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -99,7 +103,7 @@ macro_rules! audit_columns {
     };
 }
 
-fn entry_from_row(r: sqlx::sqlite::SqliteRow) -> Result<AuditEntry> {
+fn entry_from_row(r: AnyRow) -> Result<AuditEntry> {
     let passages: String = r.get(8);
     Ok(AuditEntry {
         seq: r.get(0),
@@ -130,22 +134,36 @@ impl Registry {
     /// (one writer at a time), so the chain never forks.
     pub async fn append_audit(&self, record: &AuditRecord) -> Result<AuditEntry> {
         let _one_writer = self.audit_lock.lock().await;
-        // IMMEDIATE: the transaction reads the newest hash and then writes. A deferred one
-        // would take its read snapshot first and then fail at once (SQLITE_BUSY, which the
-        // busy timeout does not wait out) if an ingest or a feedback wrote in between.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let prev_hash: String =
-            sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        let mut tx = match self.backend {
+            // IMMEDIATE: the transaction reads the newest hash and then writes. A deferred
+            // one would take its read snapshot first and then fail at once (SQLITE_BUSY,
+            // which the busy timeout does not wait out) if an ingest or a feedback wrote in
+            // between.
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            // Several replicas append to one database: a lock held until this transaction
+            // ends makes them take turns, so each reads the head the previous one wrote.
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(AUDIT_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        };
+        let (last_seq, prev_hash): (i64, String) =
+            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&mut *tx)
                 .await?
-                .unwrap_or_else(|| GENESIS.to_string());
+                .unwrap_or_else(|| (0, GENESIS.to_string()));
         let hash = chain_hash(&prev_hash, record);
         let passages = serde_json::to_string(&record.passages).unwrap_or_else(|_| "[]".into());
         let seq: i64 = sqlx::query_scalar(
             "INSERT INTO audit_log (at, principal, role, route, status, question, filters,
                  passages, answer_hash, model, prompt_version, latency_ms, prev_hash, hash,
-                 answer_id, feedback_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+                 answer_id, feedback_id, seq)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+             RETURNING seq",
         )
         .bind(&record.at)
         .bind(&record.principal)
@@ -163,8 +181,19 @@ impl Registry {
         .bind(&hash)
         .bind(&record.answer_id)
         .bind(record.feedback_id)
+        // The next number, not the database's counter: a PostgreSQL sequence skips the
+        // numbers of rolled-back appends, which would read as removed records.
+        .bind(last_seq + 1)
         .fetch_one(&mut *tx)
         .await?;
+        if self.backend == Backend::Postgres {
+            // The highest number ever issued, kept where removing rows does not lower it
+            // (SQLite's AUTOINCREMENT keeps it in sqlite_sequence).
+            sqlx::query("UPDATE audit_head SET seq = $1")
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(AuditEntry {
             seq,
@@ -192,13 +221,12 @@ impl Registry {
         let rows = sqlx::query(concat!(
             "SELECT ",
             audit_columns!(),
-            " FROM audit_log WHERE at >= ? AND at < ? AND seq > ? ORDER BY seq LIMIT ?"
+            " FROM audit_log WHERE at >= $1 AND at < $2 AND seq > $3 ORDER BY seq LIMIT $4"
         ))
         .bind(from.format("%Y-%m-%d").to_string())
         .bind(until.format("%Y-%m-%d").to_string())
         .bind(after)
-        // SQLite reads a negative LIMIT as none.
-        .bind(limit.map_or(-1, i64::from))
+        .bind(limit.map_or(i64::MAX, i64::from))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(entry_from_row).collect()
@@ -219,7 +247,7 @@ impl Registry {
             let rows = sqlx::query(concat!(
                 "SELECT ",
                 audit_columns!(),
-                " FROM audit_log WHERE seq > ? ORDER BY seq LIMIT 10000"
+                " FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 10000"
             ))
             .bind(after)
             .fetch_all(&self.pool)
@@ -230,10 +258,12 @@ impl Registry {
                 check_link(row, &mut report, &mut last_seq);
             }
         }
-        let issued: Option<i64> =
-            sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'")
-                .fetch_optional(&self.pool)
-                .await?;
+        let issued: Option<i64> = sqlx::query_scalar(match self.backend {
+            Backend::Sqlite => "SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'",
+            Backend::Postgres => "SELECT seq FROM audit_head",
+        })
+        .fetch_optional(&self.pool)
+        .await?;
         if let Some(issued) = issued.filter(|&n| n > last_seq) {
             report.problems.push(format!(
                 "records {}..{issued} were removed from the end",
@@ -246,7 +276,7 @@ impl Registry {
 
 /// Checks one stored record against the chain so far: its sequence number follows, its
 /// `prev_hash` is the previous record's hash, and its own hash matches its fields.
-fn check_link(row: sqlx::sqlite::SqliteRow, report: &mut AuditVerification, last_seq: &mut i64) {
+fn check_link(row: AnyRow, report: &mut AuditVerification, last_seq: &mut i64) {
     let seq: i64 = row.get(0);
     let e = match entry_from_row(row) {
         Ok(e) => e,

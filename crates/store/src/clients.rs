@@ -53,7 +53,7 @@ macro_rules! client_columns {
     };
 }
 
-fn client_from_row(r: sqlx::sqlite::SqliteRow) -> Result<ClientRecord> {
+fn client_from_row(r: sqlx::any::AnyRow) -> Result<ClientRecord> {
     Ok(ClientRecord {
         id: r.get(0),
         name: r.get(1),
@@ -71,7 +71,7 @@ impl Registry {
     pub async fn add_client(&self, c: &NewClient<'_>) -> Result<ClientRecord> {
         let row = sqlx::query(concat!(
             "INSERT INTO api_clients (name, key_hash, role, tenant, clearance, daily_quota, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING ",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
             client_columns!()
         ))
         .bind(c.name)
@@ -91,7 +91,7 @@ impl Registry {
         let row = sqlx::query(concat!(
             "SELECT ",
             client_columns!(),
-            " FROM api_clients WHERE key_hash = ? AND revoked_at IS NULL"
+            " FROM api_clients WHERE key_hash = $1 AND revoked_at IS NULL"
         ))
         .bind(key_hash)
         .fetch_optional(&self.pool)
@@ -114,7 +114,7 @@ impl Registry {
     /// Revokes a client's key; false if there is no live client by that name.
     pub async fn revoke_client(&self, name: &str) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE api_clients SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+            "UPDATE api_clients SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
         )
         .bind(Utc::now().to_rfc3339())
         .bind(name)
@@ -126,8 +126,8 @@ impl Registry {
     /// Counts one request by `principal` on `day` and returns that day's count so far.
     pub async fn count_request(&self, principal: &str, day: NaiveDate) -> Result<u64> {
         let n: i64 = sqlx::query_scalar(
-            "INSERT INTO api_usage (principal, day, requests) VALUES (?, ?, 1)
-             ON CONFLICT (principal, day) DO UPDATE SET requests = requests + 1
+            "INSERT INTO api_usage (principal, day, requests) VALUES ($1, $2, 1)
+             ON CONFLICT (principal, day) DO UPDATE SET requests = api_usage.requests + 1
              RETURNING requests",
         )
         .bind(principal)

@@ -78,7 +78,7 @@ impl Registry {
         sqlx::query(
             "INSERT INTO answers (id, at, principal, route, question, answer, citations,
                  abstained, model)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&a.id)
         .bind(&a.at)
@@ -87,7 +87,7 @@ impl Registry {
         .bind(&a.question)
         .bind(&a.answer)
         .bind(a.citations.to_string())
-        .bind(a.abstained)
+        .bind(i64::from(a.abstained))
         .bind(&a.model)
         .execute(&self.pool)
         .await?;
@@ -97,7 +97,7 @@ impl Registry {
     /// Who received answer `id` (their pseudonym), if it was delivered.
     pub async fn answer_recipient(&self, id: &str) -> Result<Option<String>> {
         Ok(
-            sqlx::query_scalar("SELECT principal FROM answers WHERE id = ?")
+            sqlx::query_scalar("SELECT principal FROM answers WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?,
@@ -113,7 +113,7 @@ impl Registry {
         comment: Option<&str>,
     ) -> Result<i64> {
         Ok(sqlx::query_scalar(
-            "INSERT INTO feedback (answer_id, at, rating, comment) VALUES (?, ?, ?, ?)
+            "INSERT INTO feedback (answer_id, at, rating, comment) VALUES ($1, $2, $3, $4)
              ON CONFLICT (answer_id) DO UPDATE SET at = excluded.at, rating = excluded.rating,
                  comment = excluded.comment
              RETURNING id",
@@ -141,7 +141,7 @@ impl Registry {
             "SELECT f.id, f.at, f.rating, f.comment, a.id, a.at, a.principal, a.route,
                     a.question, a.answer, a.citations, a.abstained, a.model
              FROM feedback f JOIN answers a ON a.id = f.answer_id
-             WHERE f.at >= ? AND f.at < ? ORDER BY f.at, f.id",
+             WHERE f.at >= $1 AND f.at < $2 ORDER BY f.at, f.id",
         )
         .bind(from)
         .bind(until)
@@ -165,7 +165,7 @@ impl Registry {
                         citations: serde_json::from_str(&citations).map_err(|e| {
                             StoreError::Invalid(format!("answer citations {citations:?}: {e}"))
                         })?,
-                        abstained: r.get(11),
+                        abstained: r.get::<i64, _>(11) != 0,
                         model: r.get(12),
                     },
                 })

@@ -10,6 +10,8 @@
 mod audit;
 mod clients;
 mod feedback;
+#[cfg(feature = "test-fixtures")]
+pub mod fixtures;
 
 pub use audit::{chain_hash, AuditEntry, AuditRecord, AuditVerification, GENESIS};
 pub use clients::{ClientRecord, NewClient};
@@ -21,8 +23,9 @@ use std::sync::Arc;
 
 use cabildo_core::{Jurisdiction, Norm};
 use chrono::{NaiveDate, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyPool, ConnectOptions, Connection, Executor, Row};
 
 /// The columns `norm_from_row` reads, in its order (a macro so queries stay `&'static str`).
 macro_rules! norm_columns {
@@ -143,11 +146,23 @@ pub struct FailureRecord {
     pub reason: String,
 }
 
+/// The database engine behind a registry. Queries are written once, in the SQL both read
+/// (`$1` parameters, `ON CONFLICT`, `RETURNING`); the few places that differ ask this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file: one data folder, one process writing (the embedded profile).
+    Sqlite,
+    /// A PostgreSQL server shared by several API replicas and workers (the cluster profile).
+    Postgres,
+}
+
 /// The registry.
 #[derive(Clone)]
 pub struct Registry {
-    pool: SqlitePool,
-    /// Audit appends one at a time, so the hash chain never forks.
+    pool: AnyPool,
+    backend: Backend,
+    /// Audit appends one at a time within this process (across processes the database's
+    /// own lock does it), so the hash chain never forks.
     audit_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -158,29 +173,89 @@ fn date(s: Option<String>) -> Option<NaiveDate> {
 impl Registry {
     /// Opens (creating if needed) the SQLite registry at `path` and applies migrations.
     pub async fn open(path: &Path) -> Result<Self> {
-        let options = SqliteConnectOptions::new()
+        let url = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(std::time::Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .to_url_lossy();
+        Self::connect_url(url.as_str(), Backend::Sqlite).await
+    }
+
+    /// Connects to the registry at `url` (`postgres://user:password@host/database`, or
+    /// `sqlite://FILE`) and applies migrations. PostgreSQL's database must exist; its tables
+    /// are created on first use.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::Invalid(format!(
+                "registry address {}: expected postgres://… or sqlite://…",
+                cabildo_core::settings::redact_url(url)
+            )));
+        };
+        Self::connect_url(url, backend).await
+    }
+
+    async fn connect_url(url: &str, backend: Backend) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let options = AnyConnectOptions::from_str(url)?;
+        // One connection first, so that a server that is down or refuses the login says so
+        // at once; the pool would retry for its whole acquire timeout and then report only
+        // that it timed out.
+        sqlx::AnyConnection::connect_with(&options)
+            .await?
+            .close()
+            .await?;
+        let pool = AnyPoolOptions::new()
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 8,
+            })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL: readers never wait for the writer. The busy timeout makes a
+                        // second writer (the CLI beside a running server) wait its turn.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
-        sqlx::migrate!("../../migrations/sqlite").run(&pool).await?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => {
+                sqlx::migrate!("../../migrations/postgres")
+                    .run(&pool)
+                    .await?
+            }
+        }
         Ok(Registry {
             pool,
+            backend,
             audit_lock: Arc::default(),
         })
     }
 
+    /// The database engine behind this registry.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     /// What was last ingested from a source file.
     pub async fn source(&self, path: &str) -> Result<Option<SourceRecord>> {
-        let row = sqlx::query("SELECT content_hash, norm_id, embedder FROM sources WHERE path = ?")
-            .bind(path)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT content_hash, norm_id, embedder FROM sources WHERE path = $1")
+                .bind(path)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.map(|r| SourceRecord {
             content_hash: r.get(0),
             norm_id: r.get(1),
@@ -193,7 +268,7 @@ impl Registry {
         let rows = sqlx::query(
             "SELECT effective, version_date, repealed, title, official_url, content_hash,
                     source_path, provisions
-             FROM norm_versions WHERE norm_id = ? ORDER BY effective",
+             FROM norm_versions WHERE norm_id = $1 ORDER BY effective",
         )
         .bind(norm_id)
         .fetch_all(&self.pool)
@@ -227,7 +302,7 @@ impl Registry {
                 "INSERT INTO norms (id, jurisdiction, subdivision, kind, number, title, issuing_body,
                     language, official_url, publication_date, version_date, valid_from, valid_to,
                     access, tenant, content_hash, format, source_path, passages, ingested_at)
-                 VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)
                  ON CONFLICT (id) DO UPDATE SET
                     jurisdiction = excluded.jurisdiction, subdivision = excluded.subdivision,
                     kind = excluded.kind, number = excluded.number, title = excluded.title,
@@ -265,7 +340,7 @@ impl Registry {
                 sqlx::query(
                     "INSERT INTO norm_versions (norm_id, effective, version_date, repealed, title,
                         official_url, content_hash, source_path, provisions, ingested_at)
-                     VALUES (?,?,?,?,?,?,?,?,?,?)
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)
                      ON CONFLICT (norm_id, effective) DO UPDATE SET
                         version_date = excluded.version_date, repealed = excluded.repealed,
                         title = excluded.title, official_url = excluded.official_url,
@@ -291,7 +366,7 @@ impl Registry {
             };
             sqlx::query(
                 "INSERT INTO sources (path, content_hash, norm_id, ingested_at, embedder, version)
-                 VALUES (?,?,?,?,?,?)
+                 VALUES ($1,$2,$3,$4,$5,$6)
                  ON CONFLICT (path) DO UPDATE SET content_hash = excluded.content_hash,
                     norm_id = excluded.norm_id, ingested_at = excluded.ingested_at,
                     embedder = excluded.embedder,
@@ -314,8 +389,8 @@ impl Registry {
     pub async fn forget_norm(&self, id: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for sql in [
-            "DELETE FROM norm_versions WHERE norm_id = ?",
-            "DELETE FROM norms WHERE id = ?",
+            "DELETE FROM norm_versions WHERE norm_id = $1",
+            "DELETE FROM norms WHERE id = $1",
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;
         }
@@ -326,7 +401,7 @@ impl Registry {
     /// Opens an ingest job and returns its id.
     pub async fn start_job(&self) -> Result<i64> {
         let row = sqlx::query(
-            "INSERT INTO ingest_jobs (started_at, status) VALUES (?, 'running') RETURNING id",
+            "INSERT INTO ingest_jobs (started_at, status) VALUES ($1, 'running') RETURNING id",
         )
         .bind(Utc::now().to_rfc3339())
         .fetch_one(&self.pool)
@@ -336,7 +411,7 @@ impl Registry {
 
     /// Records a file that could not be ingested.
     pub async fn add_failure(&self, job: i64, path: &str, reason: &str) -> Result<()> {
-        sqlx::query("INSERT INTO ingest_failures (job_id, path, reason) VALUES (?,?,?)")
+        sqlx::query("INSERT INTO ingest_failures (job_id, path, reason) VALUES ($1,$2,$3)")
             .bind(job)
             .bind(path)
             .bind(reason)
@@ -348,8 +423,8 @@ impl Registry {
     /// Closes an ingest job with its summary.
     pub async fn finish_job(&self, job: i64, s: &JobSummary, status: &str) -> Result<()> {
         sqlx::query(
-            "UPDATE ingest_jobs SET finished_at = ?, status = ?, files = ?, unchanged = ?,
-                norms = ?, passages = ?, failures = ?, flagged = ?, seconds = ? WHERE id = ?",
+            "UPDATE ingest_jobs SET finished_at = $1, status = $2, files = $3, unchanged = $4,
+                norms = $5, passages = $6, failures = $7, flagged = $8, seconds = $9 WHERE id = $10",
         )
         .bind(Utc::now().to_rfc3339())
         .bind(status)
@@ -369,7 +444,7 @@ impl Registry {
     /// Marks a job failed as a whole, with the reason.
     pub async fn fail_job(&self, job: i64, error: &str) -> Result<()> {
         sqlx::query(
-            "UPDATE ingest_jobs SET finished_at = ?, status = 'failed', error = ? WHERE id = ?",
+            "UPDATE ingest_jobs SET finished_at = $1, status = 'failed', error = $2 WHERE id = $3",
         )
         .bind(Utc::now().to_rfc3339())
         .bind(error)
@@ -382,7 +457,7 @@ impl Registry {
     /// The newest `n` ingest jobs, newest first, each with its per-file failures.
     pub async fn recent_jobs(&self, n: u32) -> Result<Vec<JobRecord>> {
         let ids: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM ingest_jobs ORDER BY id DESC LIMIT ?")
+            sqlx::query_scalar("SELECT id FROM ingest_jobs ORDER BY id DESC LIMIT $1")
                 .bind(i64::from(n))
                 .fetch_all(&self.pool)
                 .await?;
@@ -398,7 +473,7 @@ impl Registry {
         let Some(r) = sqlx::query(
             "SELECT id, status, started_at, finished_at, files, unchanged, norms, passages,
                 failures, COALESCE(seconds, 0.0), error, flagged
-             FROM ingest_jobs WHERE id = ?",
+             FROM ingest_jobs WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -406,7 +481,7 @@ impl Registry {
         else {
             return Ok(None);
         };
-        let failures = sqlx::query("SELECT path, reason FROM ingest_failures WHERE job_id = ?")
+        let failures = sqlx::query("SELECT path, reason FROM ingest_failures WHERE job_id = $1")
             .bind(id)
             .fetch_all(&self.pool)
             .await?
@@ -443,7 +518,7 @@ impl Registry {
         let row = sqlx::query(concat!(
             "SELECT ",
             norm_columns!(),
-            ", passages FROM norms WHERE id = ?"
+            ", passages FROM norms WHERE id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -460,12 +535,12 @@ impl Registry {
     pub async fn delete_norm(&self, id: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         for sql in [
-            "DELETE FROM sources WHERE norm_id = ?",
-            "DELETE FROM norm_versions WHERE norm_id = ?",
+            "DELETE FROM sources WHERE norm_id = $1",
+            "DELETE FROM norm_versions WHERE norm_id = $1",
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;
         }
-        let gone = sqlx::query("DELETE FROM norms WHERE id = ?")
+        let gone = sqlx::query("DELETE FROM norms WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?
@@ -507,7 +582,8 @@ impl Registry {
 
     /// Total passages recorded.
     pub async fn passage_count(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COALESCE(SUM(passages), 0) FROM norms")
+        // SUM of a BIGINT is a NUMERIC in PostgreSQL: cast it back.
+        let row = sqlx::query("SELECT CAST(COALESCE(SUM(passages), 0) AS BIGINT) FROM norms")
             .fetch_one(&self.pool)
             .await?;
         Ok(row.get(0))
@@ -519,7 +595,7 @@ fn parse<T: FromStr>(what: &str, s: &str) -> Result<T> {
         .map_err(|_| StoreError::Invalid(format!("{what} {s:?}")))
 }
 
-fn norm_from_row(r: sqlx::sqlite::SqliteRow) -> Result<Norm> {
+fn norm_from_row(r: AnyRow) -> Result<Norm> {
     Ok(Norm {
         id: r.get(0),
         jurisdiction: Jurisdiction {
