@@ -127,6 +127,12 @@ pub struct VectorSettings {
     pub qdrant_api_key: Option<String>,
     /// Qdrant collection.
     pub collection: String,
+    /// Shards of a Qdrant collection when Cabildo creates it (a cluster spreads them over
+    /// its nodes); an existing collection keeps its own.
+    pub shards: u32,
+    /// Copies of each shard on different nodes when Cabildo creates the collection: 2 keeps
+    /// every search answering when one node is lost.
+    pub replication_factor: u32,
     /// Cross-encoder folder under `data.models` for the rerank method.
     pub reranker: Option<String>,
 }
@@ -139,6 +145,8 @@ impl Default for VectorSettings {
             qdrant_url: None,
             qdrant_api_key: None,
             collection: "cabildo".into(),
+            shards: 1,
+            replication_factor: 1,
             reranker: None,
         }
     }
@@ -484,6 +492,12 @@ impl Settings {
         }
         if self.answer.generator == GeneratorKind::Openai && self.answer.openai_url.is_none() {
             return bad("answer.openai_url", "the openai generator needs its URL");
+        }
+        if self.vectors.shards == 0 {
+            return bad("vectors.shards", "must be at least 1");
+        }
+        if self.vectors.replication_factor == 0 {
+            return bad("vectors.replication_factor", "must be at least 1");
         }
         if let Some(r) = &self.data.registry {
             if !["postgres://", "postgresql://", "sqlite:"]

@@ -12,7 +12,7 @@ use cabildo_index::QueryOptions;
 use cabildo_models::{
     CrossEncoder, DecoderEmbedder, LocalGenerator, OpenAiGenerator, Pooling, TextEmbedder,
 };
-use cabildo_vectors::{EdgeStore, QdrantStore, VectorStore};
+use cabildo_vectors::{EdgeStore, Layout, QdrantStore, VectorStore};
 
 use crate::answer::{AskOptions, Writer};
 use cabildo_store::Registry;
@@ -215,7 +215,11 @@ async fn connect_qdrant(
             "vectors.qdrant_url is not set",
         )
     })?;
-    Ok(QdrantStore::connect(url, v.qdrant_api_key.clone(), collection, dimension).await?)
+    let layout = Layout {
+        shards: v.shards,
+        replicas: v.replication_factor,
+    };
+    Ok(QdrantStore::connect(url, v.qdrant_api_key.clone(), collection, dimension, layout).await?)
 }
 
 impl Engine {

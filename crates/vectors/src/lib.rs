@@ -21,7 +21,7 @@ use cabildo_core::{AccessLevel, Filters, Passage};
 use sha2::{Digest, Sha256};
 
 pub use edge::EdgeStore;
-pub use qdrant::QdrantStore;
+pub use qdrant::{Layout, QdrantStore};
 
 /// Errors of a vector store; each says which store and what failed.
 #[derive(Debug, thiserror::Error)]

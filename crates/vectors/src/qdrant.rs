@@ -32,9 +32,32 @@ fn point_ids(passage_ids: &[String]) -> PointsIdsList {
     }
 }
 
+/// The oldest Qdrant server version supported (major, minor): the one CI tests against.
+/// The newest is the client's own, 1.20.
+pub const OLDEST_SERVER: (u64, u64) = (1, 12);
+
 /// Points per upsert request: large enough to amortise round trips, small enough to stay
 /// far below gRPC's message size limit with 1,024-d vectors.
 const UPSERT_BATCH: usize = 256;
+
+/// How a collection Cabildo creates is spread over a cluster's nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Shards (`shard_number`).
+    pub shards: u32,
+    /// Copies of each shard on different nodes (`replication_factor`).
+    pub replicas: u32,
+}
+
+impl Default for Layout {
+    /// One shard, one copy: a single server.
+    fn default() -> Self {
+        Layout {
+            shards: 1,
+            replicas: 1,
+        }
+    }
+}
 
 /// A collection on a Qdrant server.
 pub struct QdrantStore {
@@ -42,6 +65,7 @@ pub struct QdrantStore {
     url: String,
     collection: String,
     dimension: usize,
+    layout: Layout,
 }
 
 fn retry_policy() -> ExponentialBuilder {
@@ -51,19 +75,32 @@ fn retry_policy() -> ExponentialBuilder {
         .with_max_times(5)
 }
 
+/// Searches are retried sooner and fewer times than writes: a citizen is waiting. A retry
+/// reaches the cluster after a node loss has been noticed, and another copy answers.
+fn search_retry_policy() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_millis(500))
+        .with_max_times(3)
+}
+
 impl QdrantStore {
     /// Connects to `url` (gRPC, e.g. `http://localhost:6334`) and opens `collection`,
-    /// creating it with its payload indexes when absent. An existing collection made for
-    /// another dimension is refused.
+    /// creating it with its payload indexes, spread as `layout` says, when absent. An
+    /// existing collection made for another dimension is refused.
     pub async fn connect(
         url: &str,
         api_key: Option<String>,
         collection: &str,
         dimension: usize,
+        layout: Layout,
     ) -> Result<Self> {
         let client = Qdrant::from_url(url)
             .api_key(api_key)
             .timeout(Duration::from_secs(30))
+            // The client would warn about any server more than one minor version apart;
+            // the range Cabildo supports is checked below instead.
+            .skip_compatibility_check()
             .build()
             .map_err(|e| VectorError::Server {
                 url: url.to_string(),
@@ -74,7 +111,9 @@ impl QdrantStore {
             url: url.to_string(),
             collection: collection.to_string(),
             dimension,
+            layout,
         };
+        store.check_version().await?;
         store.ensure_collection().await?;
         Ok(store)
     }
@@ -95,6 +134,32 @@ impl QdrantStore {
         }
     }
 
+    /// Refuses a server older than [`OLDEST_SERVER`]: older ones read dense vectors only in a
+    /// message form this client no longer sends, and refuse every upsert with a puzzling
+    /// "expected dim: N, got 0".
+    async fn check_version(&self) -> Result<()> {
+        let health = (|| self.client.health_check())
+            .retry(retry_policy())
+            .await
+            .map_err(|e| self.err(e))?;
+        let version: Vec<u64> = health
+            .version
+            .split(['.', '-'])
+            .take(2)
+            .map_while(|p| p.parse().ok())
+            .collect();
+        if version.len() == 2 && (version[0], version[1]) < OLDEST_SERVER {
+            return Err(VectorError::Server {
+                url: self.url.clone(),
+                reason: format!(
+                    "Qdrant {} is older than {}.{}, the oldest server Cabildo supports",
+                    health.version, OLDEST_SERVER.0, OLDEST_SERVER.1
+                ),
+            });
+        }
+        Ok(())
+    }
+
     async fn ensure_collection(&self) -> Result<()> {
         let exists = (|| self.client.collection_exists(&self.collection))
             .retry(retry_policy())
@@ -103,9 +168,13 @@ impl QdrantStore {
         if !exists {
             self.client
                 .create_collection(
-                    CreateCollectionBuilder::new(&self.collection).vectors_config(
-                        VectorParamsBuilder::new(self.dimension as u64, Distance::Cosine),
-                    ),
+                    CreateCollectionBuilder::new(&self.collection)
+                        .vectors_config(VectorParamsBuilder::new(
+                            self.dimension as u64,
+                            Distance::Cosine,
+                        ))
+                        .shard_number(self.layout.shards)
+                        .replication_factor(self.layout.replicas),
                 )
                 .await
                 .map_err(|e| self.err(e))?;
@@ -291,21 +360,19 @@ impl VectorStore for QdrantStore {
     ) -> Result<Vec<VectorHit>> {
         check_query(self.dimension, query)?;
         let filter = must(&conditions(filters));
-        let response = self
-            .client
-            .query(
-                QueryPointsBuilder::new(&self.collection)
-                    .query(Query::new_nearest(query.to_vec()))
-                    .filter(filter)
-                    .limit(k.max(1) as u64)
-                    .with_payload(true)
-                    .with_vectors(options.with_vectors)
-                    .params(
-                        SearchParamsBuilder::default()
-                            .exact(options.exact)
-                            .hnsw_ef(options.breadth(k) as u64),
-                    ),
-            )
+        let request = QueryPointsBuilder::new(&self.collection)
+            .query(Query::new_nearest(query.to_vec()))
+            .filter(filter)
+            .limit(k.max(1) as u64)
+            .with_payload(true)
+            .with_vectors(options.with_vectors)
+            .params(
+                SearchParamsBuilder::default()
+                    .exact(options.exact)
+                    .hnsw_ef(options.breadth(k) as u64),
+            );
+        let response = (|| self.client.query(request.clone()))
+            .retry(search_retry_policy())
             .await
             .map_err(|e| self.err(e))?;
         Ok(response

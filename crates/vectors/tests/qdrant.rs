@@ -3,7 +3,7 @@
 
 mod common;
 
-use cabildo_vectors::QdrantStore;
+use cabildo_vectors::{Layout, QdrantStore};
 use common::DIM;
 
 async fn store(test: &str) -> Option<QdrantStore> {
@@ -13,9 +13,15 @@ async fn store(test: &str) -> Option<QdrantStore> {
     };
     let collection = format!("cabildo-test-{test}-{}", std::process::id());
     Some(
-        QdrantStore::connect(&url, std::env::var("QDRANT_API_KEY").ok(), &collection, DIM)
-            .await
-            .expect("connect to Qdrant"),
+        QdrantStore::connect(
+            &url,
+            std::env::var("QDRANT_API_KEY").ok(),
+            &collection,
+            DIM,
+            Layout::default(),
+        )
+        .await
+        .expect("connect to Qdrant"),
     )
 }
 
