@@ -313,6 +313,10 @@ pub struct AuthSettings {
     pub jwt_issuer: Option<String>,
     /// Required `aud`.
     pub jwt_audience: Option<String>,
+    /// Key of the callers' pseudonyms in the audit log and the quota counts, at least 32
+    /// characters (a secret). Replicas that share a registry must share it; unset, each data
+    /// folder makes its own (`audit.key`).
+    pub pseudonym_key: Option<String>,
 }
 
 impl Default for AuthSettings {
@@ -324,6 +328,7 @@ impl Default for AuthSettings {
             oidc_issuer: None,
             jwt_issuer: None,
             jwt_audience: None,
+            pseudonym_key: None,
         }
     }
 }
@@ -541,6 +546,9 @@ impl Settings {
         if a.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
             return bad("auth.jwt_secret", "must be at least 32 characters");
         }
+        if a.pseudonym_key.as_ref().is_some_and(|s| s.len() < 32) {
+            return bad("auth.pseudonym_key", "must be at least 32 characters");
+        }
         if a.jwks.is_some() && a.oidc_issuer.is_some() {
             return bad("auth.jwks", "give jwks or oidc_issuer, not both");
         }
@@ -554,6 +562,7 @@ impl Settings {
         out.vectors.qdrant_api_key = mask(&self.vectors.qdrant_api_key);
         out.answer.openai_api_key = mask(&self.answer.openai_api_key);
         out.auth.jwt_secret = mask(&self.auth.jwt_secret);
+        out.auth.pseudonym_key = mask(&self.auth.pseudonym_key);
         out.data.registry = self.data.registry.as_deref().map(redact_url);
         out
     }

@@ -173,7 +173,15 @@ impl Engine {
         progress: &mut dyn Progress,
     ) -> Result<IngestReport> {
         let result = match defaults.clone().checked() {
-            Ok(defaults) => self.run_job(job, paths, &defaults, progress).await,
+            Ok(defaults) => {
+                let _writing = self.writing.lock().await;
+                // A replica writes on top of what the others wrote: a new version of a norm
+                // reads the earlier ones back from the index.
+                match self.catch_up_locked().await {
+                    Ok(_) => self.run_job(job, paths, &defaults, progress).await,
+                    Err(e) => Err(e),
+                }
+            }
             Err(why) => Err(EngineError::Unavailable(why)),
         };
         if let Err(e) = &result {
@@ -287,6 +295,7 @@ impl Engine {
                                                 d.store.delete_norm(&old.norm_id).await?;
                                             }
                                             self.registry.forget_norm(&old.norm_id).await?;
+                                            self.publish_deleted(&old.norm_id).await?;
                                         }
                                     }
                                     if in_batch(&pending, &parsed.norm.id) {
@@ -371,6 +380,8 @@ impl Engine {
         self.registry
             .record(&pending, vectors_by.as_deref())
             .await?;
+        self.publish(pending.iter().map(|w| w.norm.id.as_str()))
+            .await?;
         if let Some(d) = self.dense() {
             if embedded > 0 {
                 // Builds the HNSW graph over what was added, so queries need not scan.
@@ -404,6 +415,8 @@ impl Engine {
     ) -> Result<cabildo_index::WriteBatch<'a>> {
         batch.commit()?;
         self.registry.record(pending, vectors_by).await?;
+        self.publish(pending.iter().map(|w| w.norm.id.as_str()))
+            .await?;
         pending.clear();
         Ok(self.index().batch()?)
     }
@@ -613,9 +626,11 @@ impl Engine {
     /// leaves at worst a registry row whose passages are gone, which the next delete or
     /// re-ingest of its file clears.
     pub async fn delete_norm(&self, norm_id: &str) -> Result<bool> {
+        let _writing = self.writing.lock().await;
         let mut batch = self.index().batch()?;
         batch.delete_norm(norm_id);
         batch.commit()?;
+        self.publish_deleted(norm_id).await?;
         if let Some(d) = self.dense() {
             d.store.delete_norm(norm_id).await?;
         }

@@ -10,6 +10,7 @@ pub mod check;
 pub mod context;
 pub mod eval;
 pub mod ingest;
+pub mod replica;
 pub mod retrieve;
 pub mod versions;
 
@@ -88,6 +89,10 @@ pub struct Engine {
     data_dir: PathBuf,
     registry: Registry,
     pipeline: Pipeline,
+    /// Held by whatever writes the lexical index (an ingest job, a delete, a replica's
+    /// catch-up), so that a replica never applies the log between another write's commit
+    /// and its publication.
+    writing: tokio::sync::Mutex<()>,
 }
 
 fn create_data_dir(data_dir: &Path) -> Result<()> {
@@ -115,6 +120,7 @@ impl Engine {
             data_dir: data_dir.to_path_buf(),
             registry,
             pipeline: Pipeline::new(index, None, None, QueryOptions::default()),
+            writing: tokio::sync::Mutex::new(()),
         })
     }
 

@@ -68,9 +68,16 @@ impl<'a> Outcome<'a> {
 }
 
 impl Auditor {
-    /// An auditor writing to `registry`, with the pseudonym key in `data_dir/audit.key`
-    /// (created, readable by the owner only, on first start).
-    pub fn open(registry: Registry, data_dir: &Path) -> std::io::Result<Self> {
+    /// An auditor writing to `registry`, with the pseudonym key `key` (replicas share it),
+    /// or else the one in `data_dir/audit.key` (created, readable by the owner only, on
+    /// first start).
+    pub fn open(registry: Registry, data_dir: &Path, key: Option<&str>) -> std::io::Result<Self> {
+        if let Some(key) = key {
+            return Ok(Auditor {
+                registry,
+                key: key.as_bytes().to_vec(),
+            });
+        }
         let path = data_dir.join("audit.key");
         let key = match std::fs::read(&path) {
             Ok(key) if key.len() >= 32 => key,

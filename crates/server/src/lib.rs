@@ -81,6 +81,9 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Serve HTTPS (and send Strict-Transport-Security) with this certificate.
     pub tls: Option<TlsFiles>,
+    /// Key of callers' pseudonyms, shared by replicas (`[auth] pseudonym_key`); `None`: the
+    /// data folder's own.
+    pub pseudonym_key: Option<String>,
 }
 
 impl Default for Config {
@@ -103,6 +106,7 @@ impl Config {
             queue_capacity: s.queue,
             retry_after: s.retry_after_s,
             auth: AuthConfig::from_settings(&settings.auth),
+            pseudonym_key: settings.auth.pseudonym_key.clone(),
             limits: Limits::from_settings(&settings.limits),
             ask: AskOptions::from_settings(settings),
             cors_origins: s.cors_origins.clone(),
@@ -153,6 +157,33 @@ pub struct AppState {
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
+/// How often a replica applies what other replicas wrote to the shared registry's norm log:
+/// the longest a document uploaded through one replica takes to be found lexically through
+/// another (docs/operations.md).
+const CATCH_UP_EVERY: Duration = Duration::from_secs(1);
+
+/// Brings a replica's lexical index up to the norm log now, then every
+/// [`CATCH_UP_EVERY`] for as long as the engine lives.
+async fn keep_caught_up(engine: &Arc<Engine>) {
+    if let Err(e) = engine.catch_up().await {
+        tracing::warn!(error = %e, "could not catch up with the norm log at start; retrying");
+    }
+    let engine = Arc::downgrade(engine);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(CATCH_UP_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(engine) = engine.upgrade() else {
+                break;
+            };
+            if let Err(e) = engine.catch_up().await {
+                tracing::warn!(error = %e, "could not catch up with the norm log");
+            }
+        }
+    });
+}
+
 impl AppState {
     /// State over an opened engine and an answer writer: reads (or fetches) the identity
     /// provider's keys and opens the audit log. Must be called inside the Tokio runtime that
@@ -167,7 +198,10 @@ impl AppState {
         let queue = GenerationQueue::new(config.generation_workers, config.queue_capacity);
         let registry = engine.registry().clone();
         let auth = Authenticator::new(config.auth.clone(), registry.clone()).await?;
-        let auditor = Auditor::open(registry, engine.data_dir())?;
+        let auditor = Auditor::open(registry, engine.data_dir(), config.pseudonym_key.as_deref())?;
+        if engine.is_replica() {
+            keep_caught_up(&engine).await;
+        }
         let rate_limits = Arc::new(RateLimits::new(&config.limits));
         let idle = Arc::downgrade(&rate_limits);
         tokio::spawn(async move {

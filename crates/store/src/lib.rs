@@ -12,10 +12,12 @@ mod clients;
 mod feedback;
 #[cfg(feature = "test-fixtures")]
 pub mod fixtures;
+mod norm_log;
 
 pub use audit::{chain_hash, AuditEntry, AuditRecord, AuditVerification, GENESIS};
 pub use clients::{ClientRecord, NewClient};
 pub use feedback::{AnswerRecord, FeedbackRecord, Rating};
+pub use norm_log::NormLogEntry;
 
 use std::path::Path;
 use std::str::FromStr;
