@@ -1,8 +1,9 @@
 //! The cluster profile's registry and replicas, end to end: two API replicas, each with its
 //! own data folder (its own lexical index), sharing one PostgreSQL registry (`[data]
 //! registry`) and, when a Qdrant server is given (`QDRANT_URL`) and e5-small is installed,
-//! one Qdrant collection. A document uploaded through replica A is found through replica B,
-//! lexically and densely, with the same ranking; a deletion through B reaches A; an answer
+//! one Qdrant collection. A document uploaded through replica A is queued, ingested by a
+//! worker with a third data folder, and found through replica B, lexically and densely, with
+//! the same ranking as through A; a deletion through B reaches A; an answer
 //! delivered by one is rated through the other; a partner's daily quota counts requests to
 //! both; and the audit log both write is one intact chain. Skips without a PostgreSQL test
 //! server (`cabildo_store::fixtures`).
@@ -23,6 +24,7 @@ use serde_json::{json, Value};
 struct Cluster {
     a: String,
     b: String,
+    worker: Settings,
     admin: String,
     partner: String,
     registry: String,
@@ -51,6 +53,7 @@ fn start() -> Option<Cluster> {
         settings.data.registry = Some(registry.clone());
         settings.answer.generator = GeneratorKind::Extractive;
         settings.auth.pseudonym_key = Some("a-pseudonym-key-shared-by-replicas".into());
+        settings.server.queue_uploads = true;
         let qdrant = std::env::var("QDRANT_URL").ok();
         let e5 = cabildo_core::fixtures::installed_model("e5-small/e5-small-q4.bin");
         let dense = qdrant.is_some() && e5.is_some();
@@ -63,8 +66,10 @@ fn start() -> Option<Cluster> {
         }
         let mut a = settings.clone();
         a.data.dir = dir.join("a");
-        let mut b = settings;
+        let mut b = settings.clone();
         b.data.dir = dir.join("b");
+        let mut worker = settings;
+        worker.data.dir = dir.join("worker");
 
         let engine = Engine::from_settings(&a, DenseMode::IfPresent)
             .await
@@ -104,6 +109,7 @@ fn start() -> Option<Cluster> {
         Some(Cluster {
             a: replica(&a).await,
             b: replica(&b).await,
+            worker,
             admin,
             partner,
             registry,
@@ -149,7 +155,8 @@ fn within(what: &str, mut ok: impl FnMut() -> bool) -> Duration {
     panic!("not within 30 s: {what}");
 }
 
-fn upload(base: &str, admin: &str) -> u64 {
+/// Uploads a document through `base`, which queues it; returns the job's URL.
+fn upload(base: &str, admin: &str) -> String {
     let boundary = "cabildo-replicas";
     let file = "# Reglamento de ferias libres de Quillagua\n\nArtículo 1.- Los feriantes de Quillagua instalarán sus puestos los sábados desde las siete horas.\n";
     let body = format!(
@@ -168,17 +175,42 @@ fn upload(base: &str, admin: &str) -> u64 {
         .expect("upload");
     let (status, _, body) = read(&mut r);
     assert_eq!(status, 202, "{body}");
-    let job = json_of(&body)["job_id"].as_u64().expect("job id");
-    let url = format!("{base}/v1/jobs/{job}");
-    within("the upload's job is done", || {
-        let mut r = agent()
-            .get(&url)
-            .header("Authorization", bearer(admin))
-            .call()
-            .expect("job");
-        json_of(&read(&mut r).2)["status"] == "done"
+    let accepted = json_of(&body);
+    assert_eq!(accepted["status"], "queued", "{body}");
+    format!("{base}/v1/jobs/{}", accepted["job_id"])
+}
+
+fn job_status(url: &str, admin: &str) -> Value {
+    let mut r = agent()
+        .get(url)
+        .header("Authorization", bearer(admin))
+        .call()
+        .expect("job");
+    json_of(&read(&mut r).2)
+}
+
+/// Runs the queued jobs as `cabildo worker --until-idle` does, with the worker's own data
+/// folder.
+fn run_worker(settings: &Settings) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let engine = Engine::from_settings(settings, DenseMode::IfPresent)
+            .await
+            .expect("worker engine");
+        let options = cabildo_engine::worker::WorkerOptions {
+            name: "test-worker".into(),
+            lease: Duration::from_secs(30),
+        };
+        engine
+            .work(
+                &options,
+                Duration::from_millis(100),
+                true,
+                std::future::pending(),
+            )
+            .await
+            .expect("worker");
     });
-    job
 }
 
 #[test]
@@ -190,17 +222,25 @@ fn two_replicas_on_one_postgres_registry_serve_the_same_documents() {
         "not there before the upload"
     );
 
-    // Uploaded through A, found through B.
-    let uploaded = Instant::now();
-    upload(&c.a, &c.admin);
-    let job_took = uploaded.elapsed();
-    let caught_up = within("replica B finds the upload lexically", || {
-        hit_ids(&search(&c.b, &c.admin, query, "lexical"))
+    // Uploaded through A, queued, ingested by the worker, found through B.
+    let job = upload(&c.a, &c.admin);
+    assert_eq!(job_status(&job, &c.admin)["status"], "queued");
+    let started = Instant::now();
+    run_worker(&c.worker);
+    let job_took = started.elapsed();
+    let done = job_status(&job, &c.admin);
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["norms"], 1, "{done}");
+    let found = |base: &str| {
+        hit_ids(&search(base, &c.admin, query, "lexical"))
             .first()
             .is_some_and(|id| id.contains("ferias"))
+    };
+    let caught_up = within("both replicas find the upload lexically", || {
+        found(&c.a) && found(&c.b)
     });
     eprintln!(
-        "upload through A: job done in {:.0} ms; found lexically through B {:.0} ms later",
+        "upload through A: the worker ran its job in {:.0} ms; found lexically through both replicas {:.0} ms later",
         job_took.as_secs_f64() * 1e3,
         caught_up.as_secs_f64() * 1e3
     );

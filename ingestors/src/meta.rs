@@ -8,7 +8,9 @@ use cabildo_core::{AccessLevel, Jurisdiction, Language, Norm, NormKind};
 use cabildo_text::{content_hash, slug};
 
 /// Defaults applied to every norm of an ingest run, unless the source says otherwise.
-#[derive(Debug, Clone, Default)]
+/// (Serialised with a queued job, for the worker that runs it.)
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct IngestDefaults {
     /// ISO 3166-1 alpha-2 country when neither the source nor the path tells.
     pub jurisdiction: Option<String>,

@@ -19,6 +19,7 @@ use cabildo_engine::answer::{AskOptions, Writer};
 use cabildo_engine::assemble::{has_vectors, load_embedder, load_reranker, query_options};
 use cabildo_engine::eval::{EvalDense, EvalMethod, EvalSet, PreparedSet};
 use cabildo_engine::retrieve::Method;
+use cabildo_engine::worker::WorkerOptions;
 use cabildo_engine::{DenseMode, Engine, IngestDefaults, QueryOptions};
 use clap::{Parser, Subcommand};
 use flags::{AnswerFlags, FusionFlags, GlobalFlags, Overrides};
@@ -93,6 +94,20 @@ enum Command {
     },
     /// Serve the HTTP API (search, cited answers, OpenAI-compatible chat, documents).
     Serve(Box<answer::ServeArgs>),
+    /// Run the ingest jobs API replicas queue in a shared (PostgreSQL) registry
+    /// (`[server] queue_uploads`); stops between jobs on SIGINT or SIGTERM.
+    Worker {
+        /// Seconds a claimed job is held without renewal: how soon another worker takes
+        /// over the job of one that died.
+        #[arg(long, default_value_t = 60)]
+        lease: u64,
+        /// Seconds between looks at the queue when it is empty.
+        #[arg(long, default_value_t = 1.0)]
+        poll: f64,
+        /// Exit once no job is waiting, instead of waiting for more.
+        #[arg(long)]
+        until_idle: bool,
+    },
     /// Answer a question with citations, from the command line.
     Ask(answer::AskArgs),
     /// API keys of partner systems (and admins, caseworkers without a token).
@@ -347,7 +362,10 @@ fn command_overrides(command: &Command) -> Overrides {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, Command::Serve(_)));
+    init_logging(matches!(
+        cli.command,
+        Command::Serve(_) | Command::Worker { .. }
+    ));
     // Every setting is read and checked here, before any work: a bad value stops the
     // program now, naming its key and where it came from.
     let settings = cli.global.settings(command_overrides(&cli.command))?;
@@ -356,9 +374,12 @@ async fn main() -> Result<()> {
     let open = |dense: DenseMode| {
         let settings = &settings;
         async move {
-            Engine::from_settings(settings, dense)
+            let engine = Engine::from_settings(settings, dense)
                 .await
-                .with_context(|| format!("opening data folder {}", settings.data.dir.display()))
+                .with_context(|| format!("opening data folder {}", settings.data.dir.display()))?;
+            // A replica's folder first applies what the others wrote (a no-op otherwise).
+            engine.catch_up().await?;
+            anyhow::Ok(engine)
         }
     };
     match cli.command {
@@ -374,6 +395,30 @@ async fn main() -> Result<()> {
         Command::History(args) => {
             let engine = open(DenseMode::Off).await?;
             history::history(&engine, &args).await?;
+        }
+        Command::Worker {
+            lease,
+            poll,
+            until_idle,
+        } => {
+            if lease == 0 || !(poll > 0.0 && poll.is_finite()) {
+                bail!("--lease and --poll must be above zero");
+            }
+            let engine = open(DenseMode::IfPresent).await?;
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+            let options = WorkerOptions {
+                name: format!("{host}:{}", std::process::id()),
+                lease: std::time::Duration::from_secs(lease),
+            };
+            tracing::info!(worker = %options.name, "waiting for ingest jobs");
+            engine
+                .work(
+                    &options,
+                    std::time::Duration::from_secs_f64(poll),
+                    until_idle,
+                    cabildo_server::shutdown_signal(),
+                )
+                .await?;
         }
         Command::Clients { command } => security::clients(&settings, command).await?,
         Command::Feedback { command } => security::feedback(&settings, command).await?,

@@ -275,6 +275,9 @@ pub struct ServerSettings {
     pub tls_cert: Option<PathBuf>,
     /// The certificate's private key (PEM).
     pub tls_key: Option<PathBuf>,
+    /// Queue uploads in the registry for `cabildo worker` instead of ingesting them in the
+    /// API process (the cluster profile).
+    pub queue_uploads: bool,
 }
 
 impl Default for ServerSettings {
@@ -292,6 +295,7 @@ impl Default for ServerSettings {
             max_in_flight: 64,
             tls_cert: None,
             tls_key: None,
+            queue_uploads: false,
         }
     }
 }

@@ -295,7 +295,6 @@ impl Engine {
                                                 d.store.delete_norm(&old.norm_id).await?;
                                             }
                                             self.registry.forget_norm(&old.norm_id).await?;
-                                            self.publish_deleted(&old.norm_id).await?;
                                         }
                                     }
                                     if in_batch(&pending, &parsed.norm.id) {
@@ -377,10 +376,9 @@ impl Engine {
             }
         }
         batch.commit()?;
+        let log = self.log_entries(pending.iter().map(|w| w.norm.id.as_str()))?;
         self.registry
-            .record(&pending, vectors_by.as_deref())
-            .await?;
-        self.publish(pending.iter().map(|w| w.norm.id.as_str()))
+            .record(&pending, vectors_by.as_deref(), &log)
             .await?;
         if let Some(d) = self.dense() {
             if embedded > 0 {
@@ -414,9 +412,8 @@ impl Engine {
         vectors_by: Option<&str>,
     ) -> Result<cabildo_index::WriteBatch<'a>> {
         batch.commit()?;
-        self.registry.record(pending, vectors_by).await?;
-        self.publish(pending.iter().map(|w| w.norm.id.as_str()))
-            .await?;
+        let log = self.log_entries(pending.iter().map(|w| w.norm.id.as_str()))?;
+        self.registry.record(pending, vectors_by, &log).await?;
         pending.clear();
         Ok(self.index().batch()?)
     }
@@ -630,7 +627,6 @@ impl Engine {
         let mut batch = self.index().batch()?;
         batch.delete_norm(norm_id);
         batch.commit()?;
-        self.publish_deleted(norm_id).await?;
         if let Some(d) = self.dense() {
             d.store.delete_norm(norm_id).await?;
         }

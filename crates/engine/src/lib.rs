@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod replica;
 pub mod retrieve;
 pub mod versions;
+pub mod worker;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -50,11 +50,14 @@ impl Engine {
         }
     }
 
-    /// Appends the norms `norm_ids` as the index now holds them (after a commit) to the
-    /// norm log, when replicas share the registry.
-    pub(crate) async fn publish(&self, norm_ids: impl IntoIterator<Item = &str>) -> Result<()> {
+    /// The norm log entries of `norm_ids` as the index now holds them (after a commit),
+    /// for the registry to append with its record of them; none without replicas.
+    pub(crate) fn log_entries<'a>(
+        &self,
+        norm_ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<(String, String)>> {
         if !self.is_replica() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut entries = Vec::new();
         for id in norm_ids {
@@ -65,19 +68,7 @@ impl Engine {
             })?;
             entries.push((id.to_string(), json));
         }
-        Ok(self.registry.log_norms(&entries).await?)
-    }
-
-    /// Appends a deleted norm (no passages) to the norm log, when replicas share the
-    /// registry.
-    pub(crate) async fn publish_deleted(&self, norm_id: &str) -> Result<()> {
-        if !self.is_replica() {
-            return Ok(());
-        }
-        Ok(self
-            .registry
-            .log_norms(&[(norm_id.to_string(), "[]".to_string())])
-            .await?)
+        Ok(entries)
     }
 
     /// Applies the norm log entries this index has not seen yet; returns how many. Done by

@@ -84,6 +84,8 @@ pub struct Config {
     /// Key of callers' pseudonyms, shared by replicas (`[auth] pseudonym_key`); `None`: the
     /// data folder's own.
     pub pseudonym_key: Option<String>,
+    /// Queue uploads for `cabildo worker` instead of ingesting them here.
+    pub queue_uploads: bool,
 }
 
 impl Default for Config {
@@ -117,6 +119,7 @@ impl Config {
                 .clone()
                 .zip(s.tls_key.clone())
                 .map(|(cert, key)| TlsFiles { cert, key }),
+            queue_uploads: s.queue_uploads,
         }
     }
 }

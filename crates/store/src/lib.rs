@@ -13,11 +13,13 @@ mod feedback;
 #[cfg(feature = "test-fixtures")]
 pub mod fixtures;
 mod norm_log;
+mod queue;
 
 pub use audit::{chain_hash, AuditEntry, AuditRecord, AuditVerification, GENESIS};
 pub use clients::{ClientRecord, NewClient};
 pub use feedback::{AnswerRecord, FeedbackRecord, Rating};
 pub use norm_log::NormLogEntry;
+pub use queue::{ClaimedJob, MAX_ATTEMPTS};
 
 use std::path::Path;
 use std::str::FromStr;
@@ -124,7 +126,7 @@ pub struct Written {
 pub struct JobRecord {
     /// The job's id.
     pub id: i64,
-    /// `running`, `done` or `failed`.
+    /// `queued` (waiting for a worker), `running`, `done` or `failed`.
     pub status: String,
     /// When it started (RFC 3339).
     pub started_at: String,
@@ -294,10 +296,18 @@ impl Registry {
 
     /// Records norms (with their passage counts, their versions) and their source files in
     /// one transaction, with the model their passages were embedded with (`None`: not
-    /// embedded). Called after the index commit that made their passages visible.
-    pub async fn record(&self, written: &[Written], embedder: Option<&str>) -> Result<()> {
+    /// embedded), and appends `log` (the norms' passages, for replicas; see
+    /// [`Registry::log_norms`]) in the same transaction. Called after the index commit that
+    /// made their passages visible.
+    pub async fn record(
+        &self,
+        written: &[Written],
+        embedder: Option<&str>,
+        log: &[(String, String)],
+    ) -> Result<()> {
         let now = Utc::now().to_rfc3339();
         let mut tx = self.pool.begin().await?;
+        norm_log::append_log(&mut tx, self.backend, log).await?;
         for w in written {
             let (n, passages) = (&w.norm, &w.passages);
             sqlx::query(
@@ -388,8 +398,10 @@ impl Registry {
     }
 
     /// Removes a norm that no longer has a source (its file now yields another norm id).
+    /// A shared registry also logs the removal for replicas.
     pub async fn forget_norm(&self, id: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        self.log_removal(&mut tx, id).await?;
         for sql in [
             "DELETE FROM norm_versions WHERE norm_id = $1",
             "DELETE FROM norms WHERE id = $1",
@@ -398,6 +410,19 @@ impl Registry {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// In a shared (PostgreSQL) registry, appends the removal of norm `id` to the norm log
+    /// within `tx`, so that replicas drop it exactly when the registry does.
+    async fn log_removal(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        id: &str,
+    ) -> Result<()> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        norm_log::append_log(tx, self.backend, &[(id.to_string(), "[]".to_string())]).await
     }
 
     /// Opens an ingest job and returns its id.
@@ -536,6 +561,7 @@ impl Registry {
     /// brings it back. Returns whether it existed.
     pub async fn delete_norm(&self, id: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
+        self.log_removal(&mut tx, id).await?;
         for sql in [
             "DELETE FROM sources WHERE norm_id = $1",
             "DELETE FROM norm_versions WHERE norm_id = $1",

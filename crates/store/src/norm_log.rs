@@ -23,49 +23,6 @@ pub struct NormLogEntry {
 }
 
 impl Registry {
-    /// Appends `(norm id, passages as JSON)` entries in one transaction, and drops the
-    /// entries of those norms they supersede.
-    pub async fn log_norms(&self, entries: &[(String, String)]) -> Result<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let mut tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            // Appenders take turns until commit, so a reader that has seen entry N has
-            // seen every entry below it.
-            Backend::Postgres => {
-                let mut tx = self.pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(LOG_LOCK_KEY)
-                    .execute(&mut *tx)
-                    .await?;
-                tx
-            }
-        };
-        let last: i64 =
-            sqlx::query_scalar("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM norm_log")
-                .fetch_one(&mut *tx)
-                .await?;
-        let now = Utc::now().to_rfc3339();
-        for (i, (norm_id, passages)) in entries.iter().enumerate() {
-            sqlx::query("DELETE FROM norm_log WHERE norm_id = $1")
-                .bind(norm_id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO norm_log (seq, norm_id, passages, at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(last + 1 + i as i64)
-            .bind(norm_id)
-            .bind(passages)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// At most `limit` entries after position `after`, oldest first.
     pub async fn norm_log_after(&self, after: i64, limit: u32) -> Result<Vec<NormLogEntry>> {
         let rows = sqlx::query(
@@ -93,4 +50,42 @@ impl Registry {
                 .await?,
         )
     }
+}
+
+/// Appends entries within `tx` (a registry write that must land with them, or none).
+pub(crate) async fn append_log(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
+    entries: &[(String, String)],
+) -> Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    if backend == Backend::Postgres {
+        // Appenders take turns until commit, so a reader that has seen entry N has seen
+        // every entry below it.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(LOG_LOCK_KEY)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let last: i64 =
+        sqlx::query_scalar("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM norm_log")
+            .fetch_one(&mut **tx)
+            .await?;
+    let now = Utc::now().to_rfc3339();
+    for (i, (norm_id, passages)) in entries.iter().enumerate() {
+        sqlx::query("DELETE FROM norm_log WHERE norm_id = $1")
+            .bind(norm_id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("INSERT INTO norm_log (seq, norm_id, passages, at) VALUES ($1, $2, $3, $4)")
+            .bind(last + 1 + i as i64)
+            .bind(norm_id)
+            .bind(passages)
+            .bind(&now)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }

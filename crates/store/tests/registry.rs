@@ -399,11 +399,12 @@ async fn norms_versions_sources_and_jobs() {
         r.record(
             &[norm("cl-ley-1", 12), norm("cl-ley-2", 30)],
             Some("e5-small"),
+            &[],
         )
         .await
         .unwrap();
         // A second ingest of the same norm replaces its row, and its version's.
-        r.record(&[norm("cl-ley-1", 14)], Some("e5-small"))
+        r.record(&[norm("cl-ley-1", 14)], Some("e5-small"), &[])
             .await
             .unwrap();
         let summary = cabildo_store::JobSummary {

@@ -14,6 +14,7 @@ use axum::Extension;
 use axum::Json;
 use cabildo_core::{AccessLevel, Jurisdiction, Language, Principal};
 use cabildo_engine::ingest::NoProgress;
+use cabildo_engine::worker::encode_defaults;
 use cabildo_engine::IngestDefaults;
 use serde::Deserialize;
 
@@ -79,13 +80,32 @@ pub async fn upload(
             }));
         }
     };
-    let job = state
-        .engine
-        .registry()
-        .start_job()
-        .await
-        .map_err(|e| Problem::internal(lang, &e))?;
-    spawn_ingest(&state, job, dir, files.clone(), defaults);
+    let (job, status) = if state.config.queue_uploads {
+        // For a worker: the files go into the registry with the job, for whichever worker
+        // claims it.
+        let mut contents = Vec::with_capacity(files.len());
+        for name in &files {
+            let bytes = std::fs::read(dir.join(name)).map_err(|e| Problem::internal(lang, &e))?;
+            contents.push((name.clone(), bytes));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let job = state
+            .engine
+            .registry()
+            .enqueue_job(&encode_defaults(&defaults), &contents)
+            .await
+            .map_err(|e| Problem::internal(lang, &e))?;
+        (job, "queued")
+    } else {
+        let job = state
+            .engine
+            .registry()
+            .start_job()
+            .await
+            .map_err(|e| Problem::internal(lang, &e))?;
+        spawn_ingest(&state, job, dir, files.clone(), defaults);
+        (job, "running")
+    };
     let visit = Visit {
         principal,
         route: "/v1/documents",
@@ -103,7 +123,7 @@ pub async fn upload(
         StatusCode::ACCEPTED,
         Json(JobAccepted {
             job_id: job,
-            status: "running".into(),
+            status: status.into(),
             files,
         }),
     )
