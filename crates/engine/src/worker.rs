@@ -78,7 +78,7 @@ impl Engine {
             let registry = registry.clone();
             let (name, lease) = (options.name.clone(), options.lease);
             tokio::spawn(async move {
-                let mut every = tokio::time::interval(lease / 3);
+                let mut every = tokio::time::interval((lease / 3).max(Duration::from_millis(100)));
                 every.tick().await;
                 loop {
                     every.tick().await;

@@ -560,7 +560,8 @@ pub struct DiffResult {
 pub struct JobAccepted {
     /// Poll `GET /v1/jobs/{job_id}`.
     pub job_id: i64,
-    /// `running`.
+    /// `running` (ingested by this process), or `queued` for `cabildo worker` (the cluster
+    /// profile's `[server] queue_uploads`).
     pub status: String,
     /// The files received.
     pub files: Vec<String>,
@@ -580,7 +581,7 @@ pub struct JobFailure {
 pub struct JobInfo {
     /// The job's id.
     pub id: i64,
-    /// running, done or failed.
+    /// queued (waiting for `cabildo worker`), running, done or failed.
     pub status: String,
     /// RFC 3339.
     pub started_at: String,
