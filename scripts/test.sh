@@ -56,6 +56,9 @@ print(*[s.getsockname()[1] for s in ss])')
     export QDRANT_URL="http://127.0.0.1:$qdrant_grpc"
     echo "Qdrant server for the tests: $QDRANT_URL"
 fi
+# deploy/: the Helm chart linted and rendered with Helm's own engine, the manifests and the
+# compose file checked (no container daemon or cluster is needed; images are not built).
+scripts/check-deploy.sh
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo test --locked --workspace

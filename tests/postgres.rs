@@ -1,9 +1,12 @@
 //! The cluster profile's registry and replicas, end to end: two API replicas, each with its
 //! own data folder (its own lexical index), sharing one PostgreSQL registry (`[data]
-//! registry`) and, when a Qdrant server is given (`QDRANT_URL`) and e5-small is installed,
-//! one Qdrant collection. A document uploaded through replica A is queued, ingested by a
-//! worker with a third data folder, and found through replica B, lexically and densely, with
-//! the same ranking as through A; a deletion through B reaches A; an answer
+//! registry`) and, when e5-small is installed, one collection in a three-node Qdrant cluster
+//! (three shards, two copies each) that the test starts from `../shared/bin/qdrant` (or a
+//! single server given as `QDRANT_URL` when the binary is absent). A document uploaded
+//! through replica A is queued, ingested by a worker with a third data folder, and found
+//! through replica B, lexically and densely, with the same ranking as through A; a Qdrant
+//! node killed while B answers searches costs no search and changes no ranking; a deletion
+//! through B (with that node still down) reaches A; an answer
 //! delivered by one is rated through the other; a partner's daily quota counts requests to
 //! both; and the audit log both write is one intact chain. Skips without a PostgreSQL test
 //! server (`cabildo_store::fixtures`).
@@ -18,6 +21,7 @@ use cabildo_engine::ingest::NoProgress;
 use cabildo_engine::{DenseMode, Engine, IngestDefaults, Settings};
 use cabildo_server::AppState;
 use cabildo_store::Registry;
+use cabildo_vectors::fixtures::QdrantCluster;
 use common::{agent, json_of, on_own_runtime, post, read, root};
 use serde_json::{json, Value};
 
@@ -29,6 +33,8 @@ struct Cluster {
     partner: String,
     registry: String,
     dense: bool,
+    /// The three-node Qdrant cluster, when the test started one.
+    qdrant: Option<QdrantCluster>,
 }
 
 async fn replica(settings: &Settings) -> String {
@@ -54,15 +60,30 @@ fn start() -> Option<Cluster> {
         settings.answer.generator = GeneratorKind::Extractive;
         settings.auth.pseudonym_key = Some("a-pseudonym-key-shared-by-replicas".into());
         settings.server.queue_uploads = true;
-        let qdrant = std::env::var("QDRANT_URL").ok();
         let e5 = cabildo_core::fixtures::installed_model("e5-small/e5-small-q4.bin");
-        let dense = qdrant.is_some() && e5.is_some();
+        let mut cluster = None;
+        let mut qdrant = None;
+        if e5.is_some() {
+            if let Some(bin) = cabildo_core::fixtures::shared("bin/qdrant") {
+                let nodes = QdrantCluster::start(&bin, &dir.join("qdrant"), 3);
+                qdrant = Some(nodes.nodes[0].grpc_url());
+                settings.vectors.shards = 3;
+                settings.vectors.replication_factor = 2;
+                eprintln!("Qdrant: a three-node cluster, three shards of two copies");
+                cluster = Some(nodes);
+            } else {
+                qdrant = std::env::var("QDRANT_URL").ok();
+            }
+        }
+        let dense = qdrant.is_some();
         if dense {
             settings.vectors.backend = VectorBackend::Qdrant;
             settings.vectors.qdrant_url = qdrant;
             settings.vectors.collection = format!("cabildo-replicas-{}", std::process::id());
         } else {
-            eprintln!("dense half skipped: QDRANT_URL or e5-small missing");
+            eprintln!(
+                "dense half skipped: no Qdrant (../shared/bin/qdrant, QDRANT_URL) or no e5-small"
+            );
         }
         let mut a = settings.clone();
         a.data.dir = dir.join("a");
@@ -114,6 +135,7 @@ fn start() -> Option<Cluster> {
             partner,
             registry,
             dense,
+            qdrant: cluster,
         })
     })
 }
@@ -215,7 +237,7 @@ fn run_worker(settings: &Settings) {
 
 #[test]
 fn two_replicas_on_one_postgres_registry_serve_the_same_documents() {
-    let Some(c) = start() else { return };
+    let Some(mut c) = start() else { return };
     let query = "feriantes de Quillagua los sábados";
     assert!(
         hit_ids(&search(&c.b, &c.admin, query, "lexical")).is_empty(),
@@ -261,6 +283,52 @@ fn two_replicas_on_one_postgres_registry_serve_the_same_documents() {
             );
             assert!(!hit_ids(&on_b).is_empty(), "{method} {q}");
         }
+    }
+
+    // A Qdrant node killed while B answers dense and hybrid searches: none fails, none
+    // ranks differently.
+    if let Some(cluster) = c.qdrant.as_mut() {
+        let questions = [query, "¿Quiénes son ciudadanos?", "libertad de expresión"];
+        let expected: Vec<Vec<String>> = ["dense", "hybrid"]
+            .iter()
+            .flat_map(|m| {
+                questions
+                    .iter()
+                    .map(|q| hit_ids(&search(&c.b, &c.admin, q, m)))
+            })
+            .collect();
+        let searching = {
+            let (b, admin) = (c.b.clone(), c.admin.clone());
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let (mut sent, mut failed, mut different) = (0, Vec::new(), 0);
+                while started.elapsed() < Duration::from_secs(5) {
+                    let (m, q) = (sent % 6 / 3, sent % 3);
+                    let method = ["dense", "hybrid"][m];
+                    let (status, _, body) = post(
+                        &format!("{b}/v1/search"),
+                        &json!({"query": questions[q], "method": method, "k": 5}),
+                        &[("Authorization", &bearer(&admin))],
+                    );
+                    if status != 200 {
+                        failed.push(format!("{status} {body}"));
+                    } else if hit_ids(&json_of(&body)) != expected[m * 3 + q] {
+                        different += 1;
+                    }
+                    sent += 1;
+                }
+                (sent, failed, different)
+            })
+        };
+        std::thread::sleep(Duration::from_secs(1));
+        cluster.nodes[2].kill();
+        let (sent, failed, different) = searching.join().expect("searching thread");
+        eprintln!(
+            "Qdrant node 3 killed 1 s into 5 s of searches through B: {sent} sent, {} failed, {different} ranked differently",
+            failed.len()
+        );
+        assert!(failed.is_empty(), "searches failed: {failed:?}");
+        assert_eq!(different, 0, "searches ranked differently");
     }
 
     // Deleted through B, gone from A.

@@ -171,6 +171,19 @@ impl ScratchStore {
         }
     }
 
+    /// Builds the store's vector index for what was written and waits for it: the embedded
+    /// engine's `optimize`, or a server's background indexing to finish (up to an hour).
+    /// Returns how long the wait for the server took (zero for the embedded engine).
+    pub async fn settle(&self) -> Result<std::time::Duration> {
+        self.store.optimize().await?;
+        match &self.collection {
+            Some(q) => Ok(q
+                .wait_until_indexed(std::time::Duration::from_secs(3600))
+                .await?),
+            None => Ok(std::time::Duration::ZERO),
+        }
+    }
+
     /// Removes the store: the server's collection, or the folder. Whoever else holds the
     /// store must have let it go: the embedded engine flushes when dropped, and its folder
     /// must still be there then.

@@ -15,6 +15,8 @@
 
 mod edge;
 mod filter;
+#[cfg(feature = "test-fixtures")]
+pub mod fixtures;
 mod qdrant;
 
 use cabildo_core::{AccessLevel, Filters, Passage};

@@ -9,10 +9,10 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use cabildo_core::{AccessLevel, Filters, Passage};
 use qdrant_client::qdrant::{
-    vector_output, vectors_config, Condition, CountPointsBuilder, CreateCollectionBuilder,
-    CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter, PointId,
-    PointStruct, PointsIdsList, Query, QueryPointsBuilder, Range, SearchParamsBuilder,
-    SetPayloadPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
+    vector_output, vectors_config, CollectionStatus, Condition, CountPointsBuilder,
+    CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance,
+    FieldType, Filter, PointId, PointStruct, PointsIdsList, Query, QueryPointsBuilder, Range,
+    SearchParamsBuilder, SetPayloadPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
 };
 use qdrant_client::{Payload, Qdrant};
 
@@ -125,6 +125,33 @@ impl QdrantStore {
             .await
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// Waits until the server has built the collection's vector index for what was written
+    /// (status green on three polls a second apart: its optimiser runs in the background and
+    /// may only start after a write); returns how long that took, or an error after `limit`.
+    /// For benchmarks that must measure searches on a finished index.
+    pub async fn wait_until_indexed(&self, limit: Duration) -> Result<Duration> {
+        let started = std::time::Instant::now();
+        let mut green = 0;
+        while green < 3 {
+            if started.elapsed() > limit {
+                return Err(self.err(format!("not indexed within {} s", limit.as_secs())));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let info = self
+                .client
+                .collection_info(&self.collection)
+                .await
+                .map_err(|e| self.err(e))?;
+            let status = info.result.map(|i| i.status).unwrap_or_default();
+            if status == CollectionStatus::Green as i32 {
+                green += 1;
+            } else {
+                green = 0;
+            }
+        }
+        Ok(started.elapsed())
     }
 
     fn err(&self, e: impl std::fmt::Display) -> VectorError {

@@ -6,142 +6,14 @@
 //! The figures it prints (searches, errors, latency before and during the loss, catch-up
 //! time) are recorded in docs/benchmarks.md.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cabildo_core::{Filters, Passage};
+use cabildo_vectors::fixtures::{local_points, wait_for, QdrantCluster};
 use cabildo_vectors::{Layout, QdrantStore, SearchOptions, VectorStore};
-use serde_json::Value;
 
 const DIM: usize = 64;
 const PASSAGES: usize = 3_000;
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-/// One Qdrant server process of the cluster.
-struct Node {
-    bin: PathBuf,
-    dir: PathBuf,
-    http: u16,
-    grpc: u16,
-    p2p: u16,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn new(bin: &Path, dir: PathBuf) -> Node {
-        std::fs::create_dir_all(&dir).expect("node folder");
-        Node {
-            bin: bin.to_path_buf(),
-            dir,
-            http: free_port(),
-            grpc: free_port(),
-            p2p: free_port(),
-            child: None,
-        }
-    }
-
-    /// Starts the server; a node without a `bootstrap` peer founds the cluster (or, on a
-    /// restart, rejoins it from its own stored state).
-    fn start(&mut self, bootstrap: Option<u16>) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("log"))
-            .expect("log");
-        let mut cmd = Command::new(&self.bin);
-        cmd.current_dir(&self.dir)
-            .env("QDRANT__SERVICE__HOST", "127.0.0.1")
-            .env("QDRANT__SERVICE__HTTP_PORT", self.http.to_string())
-            .env("QDRANT__SERVICE__GRPC_PORT", self.grpc.to_string())
-            .env("QDRANT__CLUSTER__ENABLED", "true")
-            .env("QDRANT__CLUSTER__P2P__PORT", self.p2p.to_string())
-            .env("QDRANT__STORAGE__STORAGE_PATH", self.dir.join("storage"))
-            .env(
-                "QDRANT__STORAGE__SNAPSHOTS_PATH",
-                self.dir.join("snapshots"),
-            )
-            .env("QDRANT__TELEMETRY_DISABLED", "true")
-            .args(["--uri", &format!("http://127.0.0.1:{}", self.p2p)])
-            .stdout(Stdio::from(log.try_clone().expect("log")))
-            .stderr(Stdio::from(log));
-        if let Some(peer) = bootstrap {
-            cmd.args(["--bootstrap", &format!("http://127.0.0.1:{peer}")]);
-        }
-        self.child = Some(cmd.spawn().expect("start qdrant"));
-        wait_for(&format!("node on {} ready", self.http), || {
-            get(self.http, "/readyz").is_some()
-        });
-    }
-
-    /// SIGKILL: no shutdown, as when a machine is lost.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().expect("kill");
-            c.wait().expect("reap");
-        }
-    }
-
-    fn grpc_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.grpc)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// `GET path` on a node's REST port: the JSON body of a 200, else `None`.
-fn get(port: u16, path: &str) -> Option<Value> {
-    let mut r = ureq::get(format!("http://127.0.0.1:{port}{path}"))
-        .config()
-        .timeout_global(Some(Duration::from_secs(2)))
-        .build()
-        .call()
-        .ok()?;
-    let body = r.body_mut().read_to_string().ok()?;
-    Some(serde_json::from_str(&body).unwrap_or(Value::Null))
-}
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(90) {
-        if ok() {
-            return started.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for: {what}");
-}
-
-/// The states of every copy of every shard of `collection`, as node `port` sees them.
-fn replica_states(port: u16, collection: &str) -> Vec<String> {
-    let Some(info) = get(port, &format!("/collections/{collection}/cluster")) else {
-        return Vec::new();
-    };
-    let r = &info["result"];
-    ["local_shards", "remote_shards"]
-        .iter()
-        .flat_map(|k| r[k].as_array().cloned().unwrap_or_default())
-        .map(|s| s["state"].as_str().unwrap_or("?").to_string())
-        .collect()
-}
-
-/// Points held by the copies of `collection`'s shards on node `port` itself.
-fn local_points(port: u16, collection: &str) -> u64 {
-    get(port, &format!("/collections/{collection}/cluster"))
-        .and_then(|i| i["result"]["local_shards"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .map(|s| s["points_count"].as_u64().unwrap_or(0))
-        .sum()
-}
 
 /// Deterministic pseudo-random unit vectors (xorshift), so every run searches the same data.
 fn vectors(n: usize, seed: u64) -> Vec<Vec<f32>> {
@@ -194,29 +66,17 @@ async fn searches_survive_the_loss_of_a_node_which_then_catches_up() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut nodes: Vec<Node> = (1..=3)
-        .map(|i| Node::new(&bin, dir.path().join(format!("node{i}"))))
-        .collect();
-    nodes[0].start(None);
-    let founder = nodes[0].p2p;
-    for node in &mut nodes[1..] {
-        node.start(Some(founder));
-    }
-    let http = nodes[0].http;
-    wait_for("three peers", || {
-        get(http, "/cluster").and_then(|c| c["result"]["peers"].as_object().map(|p| p.len()))
-            == Some(3)
-    });
+    let mut cluster = QdrantCluster::start(&bin, dir.path(), 3);
 
     let collection = "cabildo-cluster-test";
     let layout = Layout {
         shards: 3,
         replicas: 2,
     };
-    let store = QdrantStore::connect(&nodes[0].grpc_url(), None, collection, DIM, layout)
+    let store = QdrantStore::connect(&cluster.nodes[0].grpc_url(), None, collection, DIM, layout)
         .await
         .expect("collection on the cluster");
-    let states = replica_states(http, collection);
+    let states = cluster.replica_states(collection);
     assert_eq!(states.len(), 6, "three shards, two copies each: {states:?}");
     let written = passages(0..PASSAGES);
     let refs: Vec<&Passage> = written.iter().collect();
@@ -253,7 +113,7 @@ async fn searches_survive_the_loss_of_a_node_which_then_catches_up() {
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     let killed_at = Instant::now();
-    nodes[2].kill();
+    cluster.nodes[2].kill();
     let log = searching.await.expect("search loop");
     let kill_offset = Duration::from_secs(8).saturating_sub(killed_at.elapsed());
     let (mut before, mut during) = (Vec::new(), Vec::new());
@@ -303,20 +163,21 @@ async fn searches_survive_the_loss_of_a_node_which_then_catches_up() {
     );
     assert_eq!(store.count().await.expect("count"), PASSAGES + 200);
 
-    let states = replica_states(http, collection);
+    let states = cluster.replica_states(collection);
     eprintln!("copies as node 1 sees them with node 3 down: {states:?}");
 
     // Node 3 restarts from its own storage and catches up: every copy active, and the
     // copies on all nodes together hold every point twice.
     let restarted = Instant::now();
-    nodes[2].start(None);
+    cluster.nodes[2].start(None);
     let ready = restarted.elapsed();
     let total = 2 * (PASSAGES + 200) as u64;
     wait_for("every copy active and complete again", || {
-        let s = replica_states(http, collection);
+        let s = cluster.replica_states(collection);
         s.len() == 6
             && s.iter().all(|s| s == "Active")
-            && nodes
+            && cluster
+                .nodes
                 .iter()
                 .map(|n| local_points(n.http, collection))
                 .sum::<u64>()
@@ -326,12 +187,13 @@ async fn searches_survive_the_loss_of_a_node_which_then_catches_up() {
         "node 3 ready {:.2} s after its restart, caught up after {:.2} s; it holds {} points",
         ready.as_secs_f64(),
         restarted.elapsed().as_secs_f64(),
-        local_points(nodes[2].http, collection)
+        local_points(cluster.nodes[2].http, collection)
     );
-    assert!(local_points(nodes[2].http, collection) > 0);
-    let via_node3 = QdrantStore::connect(&nodes[2].grpc_url(), None, collection, DIM, layout)
-        .await
-        .expect("connect through node 3");
+    assert!(local_points(cluster.nodes[2].http, collection) > 0);
+    let via_node3 =
+        QdrantStore::connect(&cluster.nodes[2].grpc_url(), None, collection, DIM, layout)
+            .await
+            .expect("connect through node 3");
     assert_eq!(via_node3.count().await.expect("count"), PASSAGES + 200);
     for q in vectors(20, 4321) {
         assert_eq!(

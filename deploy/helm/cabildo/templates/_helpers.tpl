@@ -1,5 +1,10 @@
+{{/* The release's name, followed by the chart's unless it already contains it. */}}
 {{- define "cabildo.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
 {{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "cabildo.labels" -}}
