@@ -60,6 +60,11 @@ fn start() -> Option<Cluster> {
         settings.answer.generator = GeneratorKind::Extractive;
         settings.auth.pseudonym_key = Some("a-pseudonym-key-shared-by-replicas".into());
         settings.server.queue_uploads = true;
+        // The node-loss check sends searches as fast as B answers them (hundreds a second
+        // on a fast machine), far past the per-minute rates, whose own tests are elsewhere;
+        // the daily quota checked below still applies.
+        settings.limits.per_caller_per_minute = 0;
+        settings.limits.per_ip_per_minute = 0;
         let e5 = cabildo_core::fixtures::installed_model("e5-small/e5-small-q4.bin");
         let mut cluster = None;
         let mut qdrant = None;
@@ -327,7 +332,12 @@ fn two_replicas_on_one_postgres_registry_serve_the_same_documents() {
             "Qdrant node 3 killed 1 s into 5 s of searches through B: {sent} sent, {} failed, {different} ranked differently",
             failed.len()
         );
-        assert!(failed.is_empty(), "searches failed: {failed:?}");
+        assert!(
+            failed.is_empty(),
+            "{} searches failed, the first: {:?}",
+            failed.len(),
+            &failed[..failed.len().min(3)]
+        );
         assert_eq!(different, 0, "searches ranked differently");
     }
 
