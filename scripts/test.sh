@@ -13,6 +13,10 @@ export CABILDO_REQUIRE_CLIENTS=1
 # CABILDO_REQUIRE_BROWSER=1 a missing browser fails those tests instead of skipping.
 scripts/setup-browser.sh
 export CABILDO_REQUIRE_BROWSER=1
+# llama.cpp's OpenAI-compatible server, the real model server the remote writer is tested
+# against (tests/llamacpp.rs); compiled by pip the first time (~10 minutes), then cached.
+scripts/setup-llamacpp.sh
+export CABILDO_REQUIRE_LLAMACPP=1
 # Servers the tests start are stopped, and their folders removed, when this script ends.
 cleanup=()
 trap 'for c in "${cleanup[@]}"; do eval "$c"; done' EXIT

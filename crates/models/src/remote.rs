@@ -5,9 +5,11 @@
 //!
 //! A flapping server must not hold citizens' requests: connecting gives up after
 //! [`CONNECT_TIMEOUT`]; a request that fails before any text arrives (no connection, or 429,
-//! 502, 503, 504) is retried twice with backoff; and after [`TRIP_AFTER`] failures in a row
-//! a circuit breaker answers at once with [`ModelError::Unavailable`] for [`OPEN_FOR`],
-//! then lets one request try again.
+//! 502, 503, 504) is retried twice with backoff; one that timed out is not (the citizen has
+//! waited the whole timeout already, and a busy server would only get busier); and after
+//! [`TRIP_AFTER`] failures in a row a circuit breaker answers at once with
+//! [`ModelError::Unavailable`] for [`OPEN_FOR`], then lets one request try again. A stream
+//! that breaks off before the server said it was done is an error, never a shorter answer.
 
 use std::io::{BufRead, BufReader};
 use std::sync::Mutex;
@@ -82,6 +84,8 @@ impl Breaker {
 enum Failure {
     /// No connection, or the server said it is overloaded or restarting.
     Transient(String),
+    /// No answer within the timeout: counts against the server, but is not tried again.
+    TimedOut(String),
     /// Anything else (a bad request, a bad key): trying again would not help.
     Final(ModelError),
 }
@@ -122,9 +126,13 @@ impl OpenAiGenerator {
         if let Some(key) = &self.api_key {
             call = call.header("Authorization", &format!("Bearer {key}"));
         }
-        let mut response = call
-            .send_json(body)
-            .map_err(|e| Failure::Transient(format!("{}: {e}", self.endpoint)))?;
+        let mut response = call.send_json(body).map_err(|e| {
+            let why = format!("{}: {e}", self.endpoint);
+            match e {
+                ureq::Error::Timeout(_) => Failure::TimedOut(why),
+                _ => Failure::Transient(why),
+            }
+        })?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -160,7 +168,7 @@ impl OpenAiGenerator {
                 self.breaker.succeeded();
                 Ok(response)
             }
-            Err(Failure::Transient(reason)) => {
+            Err(Failure::Transient(reason) | Failure::TimedOut(reason)) => {
                 self.breaker.failed();
                 Err(ModelError::Unavailable {
                     reason,
@@ -246,13 +254,32 @@ impl Generator for OpenAiGenerator {
         let mut first: Option<f64> = None;
         let mut usage = None;
         let mut finish = FinishReason::Stop;
+        // Whether the server said it was done (`[DONE]` or a finish reason).
+        let mut ended = false;
         for line in reader.lines() {
-            let line = line.map_err(remote)?;
+            let line = line.map_err(|e| {
+                let timed_out = e.kind() == std::io::ErrorKind::TimedOut
+                    || e.get_ref()
+                        .and_then(|i| i.downcast_ref::<ureq::Error>())
+                        .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)));
+                if timed_out {
+                    // Too slow (servers stream headers before reading the prompt): as
+                    // unavailable as one that never answered.
+                    self.breaker.failed();
+                    ModelError::Unavailable {
+                        reason: format!("{}: no complete reply in time: {e}", self.endpoint),
+                        retry_after_s: 5,
+                    }
+                } else {
+                    remote(format!("the reply broke off: {e}"))
+                }
+            })?;
             let Some(data) = line.strip_prefix("data:") else {
                 continue;
             };
             let data = data.trim();
             if data == "[DONE]" {
+                ended = true;
                 break;
             }
             let chunk: Chunk = serde_json::from_str(data).map_err(remote)?;
@@ -267,6 +294,7 @@ impl Generator for OpenAiGenerator {
                         finish = FinishReason::Cancelled;
                     }
                 }
+                ended |= choice.finish_reason.is_some();
                 if choice.finish_reason.as_deref() == Some("length") {
                     finish = FinishReason::Length;
                 }
@@ -274,6 +302,11 @@ impl Generator for OpenAiGenerator {
             if finish == FinishReason::Cancelled {
                 break;
             }
+        }
+        if !ended && finish != FinishReason::Cancelled {
+            return Err(remote(format!(
+                "the reply ended after {pieces} pieces without saying it was done"
+            )));
         }
         let prompt_seconds = first.unwrap_or_else(|| started.elapsed().as_secs_f64());
         Ok(Generation {
