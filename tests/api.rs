@@ -13,10 +13,11 @@ use std::time::Duration;
 use cabildo_core::{AccessLevel, AccessRole};
 use cabildo_engine::answer::{AskOptions, Writer};
 use cabildo_engine::Engine;
-use cabildo_models::{Generator, LocalGenerator, OpenAiGenerator};
+use cabildo_models::{Generator, OpenAiGenerator};
 use cabildo_server::{AppState, Config};
 use common::{
-    add_key, agent, events, excerpt_engine, get, json_of, on_own_runtime, post, read, root, start,
+    add_key, agent, events, excerpt_engine, get, json_of, on_own_runtime, post, qwen, read, root,
+    start,
 };
 use serde_json::{json, Value};
 
@@ -86,12 +87,6 @@ fn ask(base: &str, question: &str) -> Value {
 }
 
 /// The default local model.
-fn qwen() -> LocalGenerator {
-    let dir = root().join("models/qwen2.5-0.5b");
-    LocalGenerator::from_gguf(&dir.join("model.gguf"), Some(&dir.join("tokenizer.json")))
-        .expect("Qwen2.5 0.5B (scripts/setup-models.sh)")
-}
-
 /// Short prompts and answers: prefill runs ~35 tokens/s on two cores.
 fn short_answers() -> AskOptions {
     AskOptions {

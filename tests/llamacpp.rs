@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use cabildo_core::{ChatMessage, FinishReason, GenerationRequest, Generator, ModelError, Role};
 use cabildo_engine::answer::{AskOptions, Writer};
 use cabildo_engine::Engine;
-use cabildo_models::{LocalGenerator, OpenAiGenerator};
+use cabildo_models::OpenAiGenerator;
 use cabildo_server::Config;
-use common::{excerpt_engine, json_of, on_own_runtime, post, root, start};
+use common::{excerpt_engine, json_of, on_own_runtime, post, qwen, root, start};
 use serde_json::json;
 
 /// Tests take turns: each starts its own server, and two cores run one model at a time.
@@ -159,11 +159,7 @@ fn streams_what_the_local_writer_writes_and_stops_when_the_reader_does() {
     // The same file and the same greedy request through Cabildo's own engine: the two
     // engines round differently, so near-ties may part them after a while, but they start
     // the same answer.
-    let dir = root().join("models/qwen2.5-0.5b");
-    let local =
-        LocalGenerator::from_gguf(&dir.join("model.gguf"), Some(&dir.join("tokenizer.json")))
-            .expect("Qwen2.5 0.5B (scripts/setup-models.sh)");
-    let here = local.generate(&request, &mut |_| true).expect("local");
+    let here = qwen().generate(&request, &mut |_| true).expect("local");
     eprintln!("local:  {:?}", here.text);
     let words = |t: &str| {
         t.split_whitespace()
@@ -178,7 +174,18 @@ fn streams_what_the_local_writer_writes_and_stops_when_the_reader_does() {
     );
 
     // A reader that stops after three pieces: the connection closes, and the server, which
-    // stops generating for a client that left, answers the next request at once.
+    // stops generating for a client that left, answers the next request about as fast as
+    // when it was idle, not after the ~400 tokens it would otherwise still write (~12 s on
+    // an idle two-core machine). Measured against the same request on the idle server, since
+    // a busy machine slows both.
+    let short = || {
+        let started = Instant::now();
+        remote
+            .generate(&ask(VOTE, 4), &mut |_| true)
+            .expect("a short request");
+        started.elapsed()
+    };
+    let idle = short();
     let mut seen = 0;
     let long = ask("Explica en detalle la historia del sufragio en Chile.", 400);
     let cancelled = remote
@@ -189,18 +196,14 @@ fn streams_what_the_local_writer_writes_and_stops_when_the_reader_does() {
         .expect("cancelled");
     assert_eq!(cancelled.finish, FinishReason::Cancelled);
     assert_eq!(seen, 3);
-    let started = Instant::now();
-    remote
-        .generate(&ask(VOTE, 4), &mut |_| true)
-        .expect("next request");
-    let next = started.elapsed();
+    let next = short();
     eprintln!(
-        "after a cancelled 400-token answer, the next request took {:.2} s",
-        next.as_secs_f64()
+        "a short request: {idle:.2?} on the idle server, {next:.2?} right after a cancelled \
+         400-token answer"
     );
     assert!(
-        next < Duration::from_secs(10),
-        "the server went on with the cancelled answer: {next:?}"
+        next < idle * 3 + Duration::from_secs(5),
+        "the server went on with the cancelled answer: {next:?} against {idle:?} idle"
     );
 }
 
@@ -341,7 +344,13 @@ fn ask_answers_through_the_model_server_and_quotes_when_it_is_gone() {
     let (status, _, body) = post(&format!("{base}/v1/ask"), &question, &[]);
     assert_eq!(status, 200, "{body}");
     let answer = json_of(&body);
-    eprintln!("served: {}", answer["answer"]);
+    // The server wrote the answer (its tokens are counted); its sentences then go through
+    // the same check as a local model's, and with a 0.5B model the check often keeps none,
+    // so the answer may be the quotes (`checks.fallback`): that is the model, not the path.
+    eprintln!(
+        "served ({} tokens written, fallback {}): {}",
+        answer["timings"]["completion_tokens"], answer["checks"]["fallback"], answer["answer"]
+    );
     assert!(
         answer["model"]
             .as_str()

@@ -48,6 +48,16 @@ where
     rx.recv().expect("server thread")
 }
 
+/// The installed Qwen2.5 0.5B model on Cabildo's own engine (the local writer).
+pub fn qwen() -> cabildo_models::LocalGenerator {
+    let dir = root().join("models/qwen2.5-0.5b");
+    cabildo_models::LocalGenerator::from_gguf(
+        &dir.join("model.gguf"),
+        Some(&dir.join("tokenizer.json")),
+    )
+    .expect("Qwen2.5 0.5B (scripts/setup-models.sh)")
+}
+
 /// Serves `engine` on a free loopback port; returns its base URL.
 pub async fn start(engine: Arc<Engine>, writer: Writer, config: Config) -> String {
     let addr = try_start(engine, writer, config).await.expect("state");
