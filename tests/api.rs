@@ -86,7 +86,6 @@ fn ask(base: &str, question: &str) -> Value {
     json_of(&body)
 }
 
-/// The default local model.
 /// Short prompts and answers: prefill runs ~35 tokens/s on two cores.
 fn short_answers() -> AskOptions {
     AskOptions {

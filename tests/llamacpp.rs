@@ -228,11 +228,7 @@ fn a_slow_a_broken_and_a_dead_server_give_clear_errors_quickly() {
 
     // Down: each request fails within a second or so (connection refused, tried three
     // times), and once the breaker opens, at once.
-    let dead = LlamaServer {
-        child: None,
-        base: server.base.clone(),
-    };
-    let writer = dead.writer(Duration::from_secs(120));
+    let writer = server.writer(Duration::from_secs(120));
     for i in 0..=cabildo_models::remote::TRIP_AFTER {
         let started = Instant::now();
         let err = writer

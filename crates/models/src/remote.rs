@@ -147,6 +147,16 @@ impl OpenAiGenerator {
         }
     }
 
+    /// A failure that counts against the server (the breaker) and tells the caller to come
+    /// back later.
+    fn unavailable(&self, reason: String) -> ModelError {
+        self.breaker.failed();
+        ModelError::Unavailable {
+            reason,
+            retry_after_s: 5,
+        }
+    }
+
     /// Opens the reply stream, retrying transient failures, through the breaker.
     fn open_with_retries(
         &self,
@@ -169,11 +179,7 @@ impl OpenAiGenerator {
                 Ok(response)
             }
             Err(Failure::Transient(reason) | Failure::TimedOut(reason)) => {
-                self.breaker.failed();
-                Err(ModelError::Unavailable {
-                    reason,
-                    retry_after_s: 5,
-                })
+                Err(self.unavailable(reason))
             }
             Err(Failure::Final(e)) => Err(e),
         }
@@ -265,11 +271,7 @@ impl Generator for OpenAiGenerator {
                 if timed_out {
                     // Too slow (servers stream headers before reading the prompt): as
                     // unavailable as one that never answered.
-                    self.breaker.failed();
-                    ModelError::Unavailable {
-                        reason: format!("{}: no complete reply in time: {e}", self.endpoint),
-                        retry_after_s: 5,
-                    }
+                    self.unavailable(format!("{}: no complete reply in time: {e}", self.endpoint))
                 } else {
                     remote(format!("the reply broke off: {e}"))
                 }
