@@ -30,6 +30,7 @@ mod e5s1;
 mod embedder;
 mod generate;
 mod gguf_tokenizer;
+mod q8gemm;
 pub mod remote;
 mod rerank;
 mod stream;

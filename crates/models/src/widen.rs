@@ -48,7 +48,7 @@ pub(crate) fn read_tensor<R: Read + Seek>(
 /// A Q5_0 matrix's bytes as the Q8_0 matrix holding the same values (ggml's layouts: value
 /// `j` of the first half of a block is the low nibble of `qs[j]` plus bit `j` of `qh` as bit
 /// 4; value `j` of the second half the high nibble plus bit `j + 16`; both offset by 16).
-fn q5_0_bytes_to_q8_0(raw: &[u8]) -> Vec<u8> {
+pub(crate) fn q5_0_bytes_to_q8_0(raw: &[u8]) -> Vec<u8> {
     let half = BLOCK_VALUES / 2;
     raw.chunks_exact(Q5_0_BLOCK)
         .flat_map(|block| {

@@ -1,0 +1,551 @@
+//! 8-bit matrix products for many rows at once (a prompt's prefill, batches of passages), on
+//! CPUs with AVX2.
+//!
+//! candle 0.11 multiplies a Q8_0 matrix by several input rows one 32-value dot product at a
+//! time: every weight block is reloaded, and its scale converted, once per input row, and the
+//! per-block float work is never shared. On Qwen2.5-0.5B (whose Q5_0 matrices are widened to
+//! Q8_0, see [`crate::widen`]) that dot product was 71% of a 700-token prefill's time
+//! (`perf`, docs/benchmarks.md).
+//!
+//! Here the input rows are quantised once to 8 bits per block of 32 values, as candle and
+//! llama.cpp do, and a work item's weight rows are copied into the layout of candle's own
+//! repacked Q4_K kernel: four consecutive values of eight rows in one 32-byte vector. One
+//! byte product (`maddubs`, then `madd` to 32 bits) then advances eight output sums at once
+//! against four input values broadcast to every lane; the sums stay integers across a block
+//! and the float work (scales, conversion) is done once a block for eight rows. AVX2 has no
+//! signed-by-signed byte product, so, as llama.cpp does, the weights' absolute values are
+//! multiplied by the inputs carrying the weights' signs. Matrices whose values fit in
+//! -16..=16 (every Q5_0 matrix widened at load) add the 16-bit products of a whole block
+//! before widening them, which cannot overflow for them.
+//!
+//! The inputs are rounded exactly as candle rounds them (scale `amax / 127` stored as f16), so
+//! the integer sums are the same as candle's and only the order of the float additions
+//! differs.
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Module, Result, Storage, Tensor};
+use half::f16;
+use std::sync::Arc;
+
+/// Values per block (Q8_0 and the quantised inputs).
+const BLOCK: usize = 32;
+/// Bytes of one Q8_0 block: f16 scale, 32 signed bytes.
+const Q8_0_BYTES: usize = 34;
+/// Weight rows per vector of sums (eight 32-bit lanes).
+const TILE_W: usize = 8;
+/// Input rows per register tile.
+const TILE_X: usize = 6;
+/// Input rows per work item: 96 rows of a 4,864-wide input are 467 KB, which stay in L2 while
+/// the item's weight rows stream past them.
+const ITEM_X: usize = 16 * TILE_X;
+/// Weight rows per work item (copied into the tile layout once per item).
+const ITEM_W: usize = 8 * TILE_W;
+
+/// A linear layer over a quantised matrix: candle's product for one input row (decoding, where
+/// reading the weights is the cost), the tiled 8-bit product here for several rows when the
+/// matrix is Q8_0 and the CPU has AVX2, FMA and F16C.
+pub(crate) struct Linear {
+    candle: QMatMul,
+    q8_0: Option<Arc<QTensor>>,
+    /// Every value in -16..=16 (see the module's notes).
+    narrow: bool,
+}
+
+impl Linear {
+    pub(crate) fn from_qtensor(tensor: QTensor) -> Result<Self> {
+        let candle = QMatMul::from_qtensor(tensor)?;
+        let q8_0 = match &candle {
+            QMatMul::QTensor(t)
+                if t.dtype() == GgmlDType::Q8_0
+                    && t.device().is_cpu()
+                    && t.shape().dims().len() == 2
+                    && supported() =>
+            {
+                Some(t.clone())
+            }
+            _ => None,
+        };
+        let narrow = match &q8_0 {
+            Some(t) => t
+                .data()?
+                .chunks_exact(Q8_0_BYTES)
+                .all(|block| block[2..].iter().all(|&q| (q as i8).unsigned_abs() <= 16)),
+            None => false,
+        };
+        Ok(Linear {
+            candle,
+            q8_0,
+            narrow,
+        })
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let Some(weights) = &self.q8_0 else {
+            return self.candle.forward(x);
+        };
+        let dims = x.dims().to_vec();
+        let Some((&k, batch)) = dims.split_last() else {
+            return self.candle.forward(x);
+        };
+        let m: usize = batch.iter().product();
+        let (n, wk) = weights.shape().dims2()?;
+        if m < 2 || wk != k || !k.is_multiple_of(BLOCK) {
+            return self.candle.forward(x);
+        }
+        let x = x.contiguous()?;
+        let out = {
+            let (storage, layout) = x.storage_and_layout();
+            let Storage::Cpu(cpu) = &*storage else {
+                return self.candle.forward(&x);
+            };
+            let start = layout.start_offset();
+            let Some(input) = cpu.as_slice::<f32>()?.get(start..start + m * k) else {
+                candle_core::bail!("input of {m} rows of {k} is shorter than its layout")
+            };
+            let bytes = weights.data()?;
+            matmul(&bytes, n, k, input, m, self.narrow)
+        };
+        let mut shape = dims;
+        if let Some(last) = shape.last_mut() {
+            *last = n;
+        }
+        Tensor::from_vec(out, shape, x.device())
+    }
+}
+
+/// Whether this CPU runs the tiled kernel.
+fn supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Input rows quantised per block of 32: values row-major, one scale per block; padded with
+/// zero rows to a whole number of register tiles.
+struct Quantised {
+    quants: Vec<i8>,
+    scales: Vec<f32>,
+}
+
+/// Quantises `m` rows of `k` values (a whole number of blocks) as candle's
+/// `BlockQ8_0::from_float` does: scale `amax / 127` (kept as the f16 candle stores), values
+/// `round(x / scale)`. Rows are quantised in parallel.
+fn quantise(x: &[f32], m: usize, k: usize) -> Quantised {
+    let padded = m.div_ceil(TILE_X) * TILE_X;
+    let mut quants = vec![0i8; padded * k];
+    let mut scales = vec![0f32; padded * (k / BLOCK)];
+    let (quants_ptr, scales_ptr) = (quants.as_mut_ptr() as usize, scales.as_mut_ptr() as usize);
+    candle_core::utils::barrier_pool().execute_chunked(m, |rows| {
+        // SAFETY: each row's values and scales are written by this work item alone.
+        let (quants, scales) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(
+                    (quants_ptr as *mut i8).add(rows.start * k),
+                    rows.len() * k,
+                ),
+                std::slice::from_raw_parts_mut(
+                    (scales_ptr as *mut f32).add(rows.start * (k / BLOCK)),
+                    rows.len() * (k / BLOCK),
+                ),
+            )
+        };
+        let x = &x[rows.start * k..rows.end * k];
+        for ((values, out), scale) in x
+            .chunks_exact(BLOCK)
+            .zip(quants.chunks_exact_mut(BLOCK))
+            .zip(scales.iter_mut())
+        {
+            let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let inverse = if d != 0.0 { 1.0 / d } else { 0.0 };
+            *scale = f16::from_f32(d).to_f32();
+            for (q, &v) in out.iter_mut().zip(values) {
+                *q = (v * inverse).round() as i8;
+            }
+        }
+    });
+    Quantised { quants, scales }
+}
+
+/// `x` (`m` rows of `k`) times the transpose of `weights` (`n` rows of `k` as Q8_0 blocks):
+/// `m` rows of `n`. Requires [`supported`], `k` a multiple of 32 and `weights` at least
+/// `n · k / 32` blocks (callers check).
+fn matmul(weights: &[u8], n: usize, k: usize, x: &[f32], m: usize, narrow: bool) -> Vec<f32> {
+    let kb = k / BLOCK;
+    assert!(weights.len() >= n * kb * Q8_0_BYTES && x.len() >= m * k);
+    let input = quantise(x, m, k);
+    let mut out = vec![0f32; m * n];
+    let out_ptr = out.as_mut_ptr() as usize;
+    let (items_x, items_w) = (m.div_ceil(ITEM_X), n.div_ceil(ITEM_W));
+    // Items run weight-block major, so that a worker walking a range of them reuses the
+    // weight rows it copied into the tile layout.
+    candle_core::utils::barrier_pool().execute_chunked(items_x * items_w, |range| {
+        let mut tiles: Vec<TileWeights> =
+            (0..ITEM_W / TILE_W).map(|_| TileWeights::new(kb)).collect();
+        let mut loaded = None;
+        for item in range {
+            let (w0, x0) = ((item / items_x) * ITEM_W, (item % items_x) * ITEM_X);
+            let (w1, x1) = ((w0 + ITEM_W).min(n), (x0 + ITEM_X).min(m));
+            if loaded != Some(w0) {
+                for (t, tile) in tiles.iter_mut().enumerate() {
+                    let w = w0 + t * TILE_W;
+                    tile.load(weights, w, w1.saturating_sub(w).min(TILE_W), kb);
+                }
+                loaded = Some(w0);
+            }
+            for (t, tile_weights) in tiles.iter().enumerate() {
+                let w = w0 + t * TILE_W;
+                if w >= w1 {
+                    break;
+                }
+                let rw = (w1 - w).min(TILE_W);
+                for x in (x0..x1).step_by(TILE_X) {
+                    let rx = (x1 - x).min(TILE_X);
+                    let q = input.quants[x * k..].as_ptr();
+                    let s = input.scales[x * kb..].as_ptr();
+                    // SAFETY: the CPU features were checked when the layer was built; the
+                    // input is padded to whole tiles of TILE_X rows from `x`, and
+                    // `tile_weights` holds `kb` blocks of TILE_W rows.
+                    let sums = unsafe {
+                        if narrow {
+                            tile::<true>(tile_weights, q, s, k, kb)
+                        } else {
+                            tile::<false>(tile_weights, q, s, k, kb)
+                        }
+                    };
+                    for (c, row) in sums.iter().enumerate().take(rx) {
+                        // SAFETY: row x + c, columns w..w + rw are inside the m × n output,
+                        // and each output element belongs to exactly one work item.
+                        let out = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                (out_ptr as *mut f32).add((x + c) * n + w),
+                                rw,
+                            )
+                        };
+                        out.copy_from_slice(&row[..rw]);
+                    }
+                }
+            }
+        }
+    });
+    out
+}
+
+/// [`TILE_W`] weight rows copied out of the Q8_0 blocks into the kernel's layout: for each
+/// block and each group of four values, the four bytes of row 0, then of row 1, … (32 bytes,
+/// one vector), and the blocks' scales as f32 (`[block][row]`); zero rows past the matrix.
+struct TileWeights {
+    quants: Vec<i8>,
+    scales: Vec<f32>,
+}
+
+impl TileWeights {
+    fn new(kb: usize) -> Self {
+        TileWeights {
+            quants: vec![0; kb * TILE_W * BLOCK],
+            scales: vec![0.0; kb * TILE_W],
+        }
+    }
+
+    /// Rows `w..w + rows` of `weights` (`rows` ≤ [`TILE_W`]).
+    fn load(&mut self, weights: &[u8], w: usize, rows: usize, kb: usize) {
+        if rows < TILE_W {
+            self.quants.fill(0);
+            self.scales.fill(0.0);
+        }
+        for r in 0..rows {
+            let row = &weights[(w + r) * kb * Q8_0_BYTES..][..kb * Q8_0_BYTES];
+            for (b, block) in row.chunks_exact(Q8_0_BYTES).enumerate() {
+                self.scales[b * TILE_W + r] = f16::from_le_bytes([block[0], block[1]]).to_f32();
+                let quants = &mut self.quants[b * TILE_W * BLOCK..][..TILE_W * BLOCK];
+                for (g, four) in block[2..].chunks_exact(4).enumerate() {
+                    for (i, &q) in four.iter().enumerate() {
+                        quants[(g * TILE_W + r) * 4 + i] = q as i8;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`TILE_W`] weight rows against [`TILE_X`] input rows (`q`: values of row 0, rows `k`
+/// apart; `s`: scales, rows `kb` apart): `sums[c][r]`. `NARROW`: every weight is in
+/// -16..=16, so a block's 16-bit products are added before widening.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile<const NARROW: bool>(
+    weights: &TileWeights,
+    q: *const i8,
+    s: *const f32,
+    k: usize,
+    kb: usize,
+) -> [[f32; TILE_W]; TILE_X] {
+    use std::arch::x86_64::*;
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); TILE_X];
+    let w = weights.quants.as_ptr();
+    let ws = weights.scales.as_ptr();
+    for b in 0..kb {
+        let mut sums = [_mm256_setzero_si256(); TILE_X];
+        for g in 0..BLOCK / 4 {
+            let wv = _mm256_loadu_si256(w.add((b * BLOCK / 4 + g) * 32) as *const __m256i);
+            let magnitudes = _mm256_abs_epi8(wv);
+            for (c, sum) in sums.iter_mut().enumerate() {
+                let four = std::ptr::read_unaligned(q.add(c * k + b * BLOCK + g * 4) as *const i32);
+                let xv = _mm256_set1_epi32(four);
+                let products = _mm256_maddubs_epi16(magnitudes, _mm256_sign_epi8(xv, wv));
+                *sum = if NARROW {
+                    _mm256_add_epi16(*sum, products)
+                } else {
+                    _mm256_add_epi32(*sum, _mm256_madd_epi16(products, ones))
+                };
+            }
+        }
+        let wd = _mm256_loadu_ps(ws.add(b * TILE_W));
+        for (c, (acc, sum)) in acc.iter_mut().zip(sums).enumerate() {
+            let sum = if NARROW {
+                _mm256_madd_epi16(sum, ones)
+            } else {
+                sum
+            };
+            let scale = _mm256_mul_ps(wd, _mm256_broadcast_ss(&*s.add(c * kb + b)));
+            *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, *acc);
+        }
+    }
+    let mut out = [[0f32; TILE_W]; TILE_X];
+    for (acc, out) in acc.iter().zip(out.iter_mut()) {
+        _mm256_storeu_ps(out.as_mut_ptr(), *acc);
+    }
+    out
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn tile<const NARROW: bool>(
+    _: &TileWeights,
+    _: *const i8,
+    _: *const f32,
+    _: usize,
+    _: usize,
+) -> [[f32; TILE_W]; TILE_X] {
+    unreachable!("the tiled product is only built where `supported` is true")
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::quantized::ggml_file::qtensor_from_ggml;
+    use candle_core::Device;
+
+    use super::*;
+
+    /// Deterministic values in -1..1 (a linear congruential generator).
+    fn values(count: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..count)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// A random `n × k` matrix as Q8_0, its f32 values after quantisation, and the layer.
+    /// `narrow`: quantised as Q5_0 and widened to Q8_0 as the decoder loads such matrices.
+    fn matrix(n: usize, k: usize, seed: u64, narrow: bool) -> Result<(Vec<f32>, Linear, QMatMul)> {
+        let w = Tensor::from_vec(values(n * k, seed), (n, k), &Device::Cpu)?;
+        let q = if narrow {
+            let q5 = QTensor::quantize(&w, GgmlDType::Q5_0)?;
+            let wide = crate::widen::q5_0_bytes_to_q8_0(&q5.data()?);
+            qtensor_from_ggml(GgmlDType::Q8_0, &wide, vec![n, k], &Device::Cpu)?
+        } else {
+            QTensor::quantize(&w, GgmlDType::Q8_0)?
+        };
+        let exact = q
+            .dequantize(&Device::Cpu)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let bytes = q.data()?.to_vec();
+        let copy = qtensor_from_ggml(GgmlDType::Q8_0, &bytes, vec![n, k], &Device::Cpu)?;
+        Ok((
+            exact,
+            Linear::from_qtensor(q)?,
+            QMatMul::from_qtensor(copy)?,
+        ))
+    }
+
+    /// Every tile shape and ragged edges (rows not a multiple of the tiles or the work
+    /// items), against candle's product on the same quantised input (same integer sums) and
+    /// against the f32 product (bounded by the inputs' 8-bit rounding).
+    #[test]
+    fn agrees_with_candle_and_with_f32() -> Result<()> {
+        if !supported() {
+            return Ok(());
+        }
+        for (m, n, k, seed, narrow) in [
+            (2, 4, 32, 1, false),
+            (5, 7, 64, 2, false),
+            (50, 67, 96, 3, false),
+            (97, 130, 896, 4, false),
+            (3, 9, 64, 5, true),
+            (70, 131, 896, 6, true),
+        ] {
+            let (exact, ours, candle) = matrix(n, k, seed, narrow)?;
+            assert_eq!(ours.narrow, narrow);
+            let x = Tensor::from_vec(values(m * k, seed + 100), (1, m, k), &Device::Cpu)?;
+            let a = ours.forward(&x)?;
+            assert_eq!(a.dims(), &[1, m, n]);
+            let a = a.flatten_all()?.to_vec1::<f32>()?;
+            let b = candle.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+            agrees(
+                &a,
+                &b,
+                &exact,
+                &x.flatten_all()?.to_vec1::<f32>()?,
+                (m, n, k),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// `ours` against candle's product `theirs` (the same integer sums: equal up to float
+    /// addition order) and against the f32 product of the input with the weights' values
+    /// `exact` (`n × k`), within the input's rounding: each input value moves by at most
+    /// 0.6 of its block's step (half a step, plus the scale stored as f16), so output `[i, j]`
+    /// by at most the sum over blocks of 0.6 · step · Σ|w|.
+    fn agrees(
+        ours: &[f32],
+        theirs: &[f32],
+        exact: &[f32],
+        xs: &[f32],
+        (m, n, k): (usize, usize, usize),
+    ) -> Result<()> {
+        for i in 0..m {
+            let x = &xs[i * k..][..k];
+            for j in 0..n {
+                let w = &exact[j * k..][..k];
+                let (a, b) = (ours[i * n + j], theirs[i * n + j]);
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "({m},{n},{k}) [{i},{j}]: {a} against candle's {b}"
+                );
+                let reference: f32 = x.iter().zip(w).map(|(x, w)| x * w).sum();
+                let bound: f32 = x
+                    .chunks_exact(BLOCK)
+                    .zip(w.chunks_exact(BLOCK))
+                    .map(|(x, w)| {
+                        let step = x.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+                        0.6 * step * w.iter().map(|w| w.abs()).sum::<f32>()
+                    })
+                    .sum();
+                assert!(
+                    (a - reference).abs() <= bound + 1e-4 * (1.0 + reference.abs()),
+                    "({m},{n},{k}) [{i},{j}]: {a} against f32 {reference} (bound {bound})"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Real matrices: Qwen2.5-0.5B's first feed-forward gate (Q5_0 in the file, widened: the
+    /// narrow kernel) and first value projection (Q8_0 in the file), against 37 rows of real
+    /// inputs (the token table's rows of 37 tokens).
+    #[test]
+    fn real_matrices_agree_with_candle_and_with_f32() -> Result<()> {
+        let Some(path) = cabildo_core::fixtures::installed_model("qwen2.5-0.5b/model.gguf") else {
+            return Ok(());
+        };
+        if !supported() {
+            return Ok(());
+        }
+        let mut file = std::fs::File::open(&path)?;
+        let ct = candle_core::quantized::gguf_file::Content::read(&mut file)?;
+        let ids: Vec<u32> = (0..37).map(|i| 100 + i * 3001).collect();
+        let x = crate::widen::read_tensor(&ct, &mut file, "token_embd.weight", &Device::Cpu)?
+            .dequantize(&Device::Cpu)?
+            .index_select(&Tensor::new(ids.as_slice(), &Device::Cpu)?, 0)?
+            .unsqueeze(0)?;
+        let mut read = |name: &str| crate::widen::read_tensor(&ct, &mut file, name, &Device::Cpu);
+        for (name, narrow) in [
+            ("blk.0.ffn_gate.weight", true),
+            ("blk.0.attn_v.weight", false),
+        ] {
+            let (tensor, copy) = (read(name)?, read(name)?);
+            let (n, k) = tensor.shape().dims2()?;
+            let exact = tensor
+                .dequantize(&Device::Cpu)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            let ours = Linear::from_qtensor(tensor)?;
+            assert_eq!(ours.narrow, narrow, "{name}");
+            let a = ours.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+            let b = QMatMul::from_qtensor(copy)?
+                .forward(&x)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            agrees(
+                &a,
+                &b,
+                &exact,
+                &x.flatten_all()?.to_vec1::<f32>()?,
+                (ids.len(), n, k),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// One row goes to candle's product; so do matrices in other formats.
+    #[test]
+    fn single_rows_and_other_formats_use_candle() -> Result<()> {
+        let w = Tensor::from_vec(values(8 * 256, 7), (8, 256), &Device::Cpu)?;
+        let q4k = Linear::from_qtensor(QTensor::quantize(&w, GgmlDType::Q4K)?)?;
+        assert!(q4k.q8_0.is_none());
+        let (_, ours, candle) = matrix(8, 256, 8, false)?;
+        let x = Tensor::from_vec(values(256, 9), (1, 1, 256), &Device::Cpu)?;
+        let a = ours.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+        let b = candle.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+        assert_eq!(a, b);
+        Ok(())
+    }
+
+    /// Throughput of the tiled product on a Qwen2.5-0.5B feed-forward shape against candle's:
+    /// `cargo test --workspace --lib q8gemm::tests::speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn speed() -> Result<()> {
+        for (m, n, k, narrow) in [
+            (256, 4864, 896, false),
+            (256, 4864, 896, true),
+            (256, 896, 4864, false),
+        ] {
+            let (_, ours, candle) = matrix(n, k, 11, narrow)?;
+            let x = Tensor::from_vec(values(m * k, 12), (1, m, k), &Device::Cpu)?;
+            type Product<'a> = &'a dyn Fn(&Tensor) -> Result<Tensor>;
+            let layers: [(&str, Product); 2] = [
+                ("tiled", &|x| ours.forward(x)),
+                ("candle", &|x| candle.forward(x)),
+            ];
+            for (name, layer) in layers {
+                layer(&x)?;
+                let start = std::time::Instant::now();
+                for _ in 0..5 {
+                    layer(&x)?;
+                }
+                let s = start.elapsed().as_secs_f64() / 5.0;
+                println!(
+                    "{name} ({m},{n},{k}, narrow {narrow}): {:.1} ms, {:.1} GMAC/s",
+                    s * 1e3,
+                    (m * n * k) as f64 / s / 1e9
+                );
+            }
+        }
+        Ok(())
+    }
+}
