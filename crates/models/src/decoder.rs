@@ -13,15 +13,15 @@
 //! pools into sentence vectors.
 
 use std::io::{Read, Seek};
-use std::sync::Mutex;
 
 use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::quantized::gguf_file::Content;
-use candle_core::quantized::{QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Result, Storage, Tensor};
+use candle_core::quantized::QTensor;
+use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::kv_cache::KvCache;
 use candle_transformers::quantized_nn::RmsNorm;
 
+use crate::attend;
 use crate::q8gemm::Linear;
 use crate::widen;
 
@@ -82,7 +82,7 @@ pub(crate) struct Decoder {
     tokens: TokenTable,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    output: QMatMul,
+    output: Linear,
     rope: Rope,
     cos: Tensor,
     sin: Tensor,
@@ -135,9 +135,14 @@ impl Decoder {
         }
         let head_dim = width / heads;
         let table = ct.tensor(reader, "token_embd.weight", &Device::Cpu)?;
-        // Matrices are read with Q5_0 widened to Q8_0 (see `widen`); the token table stays
+        // Q5_0 matrices are kept as stored where the tiled 8-bit product runs (`q8gemm`), and
+        // widened to Q8_0 for candle's product elsewhere (see `widen`); the token table stays
         // as it is, since only its looked-up rows are read.
-        let mut tensor = |name: &str| widen::read_tensor(ct, reader, name, device);
+        let keep_q5_0 = Linear::reads_q5_0();
+        let mut tensor = |name: &str| match keep_q5_0 {
+            true => ct.tensor(reader, name, device),
+            false => widen::read_tensor(ct, reader, name, device),
+        };
         let dtype = table.dtype();
         let tokens = TokenTable {
             row_bytes: width / dtype.block_size() * dtype.type_size(),
@@ -150,7 +155,7 @@ impl Decoder {
             // Tied embeddings: the token table is the output projection too.
             Err(_) => tensor("token_embd.weight")?,
         };
-        let output = QMatMul::from_qtensor(output)?;
+        let output = Linear::from_qtensor(output)?;
         let mut layers = Vec::with_capacity(blocks);
         for i in 0..blocks {
             let mut w = |name: &str| tensor(&format!("blk.{i}.{name}"));
@@ -285,12 +290,11 @@ impl Decoder {
         let (k, v) = layer.cache.append(&k, &v)?;
         let len = k.dim(2)?;
         let group = heads / kv_heads;
-        if n == 1 {
-            if let Some(y) = attend_one(&q, &k, &v, group)? {
-                return layer.wo.forward(&y);
-            }
+        if let Some(y) = attend::causal(&q, &k, &v, group)? {
+            return layer.wo.forward(&y);
         }
-        // The query heads sharing a KV head are one batch of `group·n` rows against it.
+        // Not in CPU memory (a GPU): the query heads sharing a KV head are one batch of
+        // `group·n` rows against it.
         let q = q.reshape((1, kv_heads, group * n, head_dim))?;
         let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?;
         let scores = match mask {
@@ -308,91 +312,6 @@ impl Decoder {
             .reshape((1, n, heads * head_dim))?;
         layer.wo.forward(&y)
     }
-}
-
-/// A decode step's attention (one query position) computed straight over the cache's CPU
-/// memory: each KV head's keys and values are read once for all the query heads that share
-/// it, and the KV heads are spread over candle's CPU worker pool. (Through `matmul` the
-/// same step went to gemm's own thread pool, which competed with candle's for the two
-/// cores.) `None` when the tensors are not in CPU memory in the expected layout.
-fn attend_one(q: &Tensor, k: &Tensor, v: &Tensor, group: usize) -> Result<Option<Tensor>> {
-    let (_, heads, _, d) = q.dims4()?;
-    let (_, kv_heads, len, _) = k.dims4()?;
-    let q = q.flatten_all()?.to_vec1::<f32>()?;
-    let (k_storage, k_layout) = k.storage_and_layout();
-    let (v_storage, v_layout) = v.storage_and_layout();
-    let (Storage::Cpu(k_cpu), Storage::Cpu(v_cpu)) = (&*k_storage, &*v_storage) else {
-        return Ok(None);
-    };
-    let rows = |layout: &candle_core::Layout| match layout.stride() {
-        [_, head_stride, row_stride, 1] if *row_stride == d => {
-            Some((layout.start_offset(), *head_stride))
-        }
-        _ => None,
-    };
-    let (Some((k_start, k_head)), Some((v_start, v_head))) = (rows(k_layout), rows(v_layout))
-    else {
-        return Ok(None);
-    };
-    let (keys, values) = (k_cpu.as_slice::<f32>()?, v_cpu.as_slice::<f32>()?);
-    let scale = 1.0 / (d as f32).sqrt();
-    let out: Vec<Mutex<Vec<f32>>> = (0..kv_heads).map(|_| Mutex::new(Vec::new())).collect();
-    candle_core::utils::barrier_pool().execute_chunked(kv_heads, |range| {
-        for g in range {
-            let keys = &keys[k_start + g * k_head..][..len * d];
-            let values = &values[v_start + g * v_head..][..len * d];
-            let mut y = vec![0f32; group * d];
-            let mut scores = vec![0f32; len];
-            for (h, y) in y.chunks_exact_mut(d).enumerate() {
-                let q = &q[(g * group + h) * d..][..d];
-                for (score, key) in scores.iter_mut().zip(keys.chunks_exact(d)) {
-                    *score = dot(q, key) * scale;
-                }
-                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut total = 0.0;
-                for score in scores.iter_mut() {
-                    *score = (*score - max).exp();
-                    total += *score;
-                }
-                for (&w, value) in scores.iter().zip(values.chunks_exact(d)) {
-                    let w = w / total;
-                    for (acc, &x) in y.iter_mut().zip(value) {
-                        *acc += w * x;
-                    }
-                }
-            }
-            if let Ok(mut slot) = out[g].lock() {
-                *slot = y;
-            }
-        }
-    });
-    let y: Vec<f32> = out
-        .into_iter()
-        .flat_map(|slot| slot.into_inner().unwrap_or_default())
-        .collect();
-    if y.len() != heads * d {
-        candle_core::bail!("attention worker failed")
-    }
-    Ok(Some(Tensor::from_vec(y, (1, 1, heads * d), &Device::Cpu)?))
-}
-
-/// Dot product in eight lanes (a single running sum would not vectorise: float addition is
-/// not reassociated).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    for (a, b) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        for i in 0..8 {
-            lanes[i] += a[i] * b[i];
-        }
-    }
-    let tail: f32 = a
-        .chunks_exact(8)
-        .remainder()
-        .iter()
-        .zip(b.chunks_exact(8).remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    lanes.iter().sum::<f32>() + tail
 }
 
 /// 0 where position `pos + row` may attend to column, minus infinity after it: (n, pos + n).

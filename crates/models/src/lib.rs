@@ -21,6 +21,7 @@
 //! NVIDIA GPU; the default build runs on the CPU.
 #![deny(missing_docs)]
 
+mod attend;
 mod bert;
 mod cache;
 pub mod catalog;

@@ -31,6 +31,10 @@ use std::sync::Arc;
 const BLOCK: usize = 32;
 /// Bytes of one Q8_0 block: f16 scale, 32 signed bytes.
 const Q8_0_BYTES: usize = 34;
+/// Bytes of one Q5_0 block: f16 scale, 32 high bits, 16 bytes of low nibbles.
+const Q5_0_BYTES: usize = 22;
+/// Weight rows per work item of a one-row product.
+const GEMV_ROWS: usize = 64;
 /// Weight rows per vector of sums (eight 32-bit lanes).
 const TILE_W: usize = 8;
 /// Input rows per register tile.
@@ -41,12 +45,40 @@ const ITEM_X: usize = 16 * TILE_X;
 /// Weight rows per work item (copied into the tile layout once per item).
 const ITEM_W: usize = 8 * TILE_W;
 
-/// A linear layer over a quantised matrix: candle's product for one input row (decoding, where
-/// reading the weights is the cost), the tiled 8-bit product here for several rows when the
-/// matrix is Q8_0 and the CPU has AVX2, FMA and F16C.
+/// The block formats read here.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Format {
+    /// An f16 scale and 32 signed bytes.
+    Q8_0,
+    /// An f16 scale, 32 high bits and 16 bytes of low nibbles: values -16..=15.
+    Q5_0,
+}
+
+impl Format {
+    fn of(dtype: GgmlDType) -> Option<Format> {
+        match dtype {
+            GgmlDType::Q8_0 => Some(Format::Q8_0),
+            GgmlDType::Q5_0 => Some(Format::Q5_0),
+            _ => None,
+        }
+    }
+
+    /// Bytes of one block of 32 values.
+    fn block_bytes(self) -> usize {
+        match self {
+            Format::Q8_0 => Q8_0_BYTES,
+            Format::Q5_0 => Q5_0_BYTES,
+        }
+    }
+}
+
+/// A linear layer over a quantised matrix. On CPUs with AVX2, FMA and F16C, Q8_0 and Q5_0
+/// matrices multiply several input rows through the tiled product here, and a Q5_0 matrix
+/// one row too (candle has no vectorised Q5_0 product; decoding reads it as stored, 22 bytes
+/// a block, where widening it to Q8_0 read 34). Everything else is candle's product.
 pub(crate) struct Linear {
     candle: QMatMul,
-    q8_0: Option<Arc<QTensor>>,
+    tiled: Option<(Arc<QTensor>, Format)>,
     /// Every value in -16..=16 (see the module's notes).
     narrow: bool,
 }
@@ -54,19 +86,17 @@ pub(crate) struct Linear {
 impl Linear {
     pub(crate) fn from_qtensor(tensor: QTensor) -> Result<Self> {
         let candle = QMatMul::from_qtensor(tensor)?;
-        let q8_0 = match &candle {
+        let tiled = match &candle {
             QMatMul::QTensor(t)
-                if t.dtype() == GgmlDType::Q8_0
-                    && t.device().is_cpu()
-                    && t.shape().dims().len() == 2
-                    && supported() =>
+                if t.device().is_cpu() && t.shape().dims().len() == 2 && supported() =>
             {
-                Some(t.clone())
+                Format::of(t.dtype()).map(|format| (t.clone(), format))
             }
             _ => None,
         };
-        let narrow = match &q8_0 {
-            Some(t) => t
+        let narrow = match &tiled {
+            Some((_, Format::Q5_0)) => true,
+            Some((t, Format::Q8_0)) => t
                 .data()?
                 .chunks_exact(Q8_0_BYTES)
                 .all(|block| block[2..].iter().all(|&q| (q as i8).unsigned_abs() <= 16)),
@@ -74,13 +104,19 @@ impl Linear {
         };
         Ok(Linear {
             candle,
-            q8_0,
+            tiled,
             narrow,
         })
     }
 
+    /// Whether a Q5_0 matrix can be kept as stored (the tiled product runs on this CPU);
+    /// otherwise callers widen it to Q8_0 for candle's product.
+    pub(crate) fn reads_q5_0() -> bool {
+        supported()
+    }
+
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let Some(weights) = &self.q8_0 else {
+        let Some((weights, format)) = &self.tiled else {
             return self.candle.forward(x);
         };
         let dims = x.dims().to_vec();
@@ -89,7 +125,7 @@ impl Linear {
         };
         let m: usize = batch.iter().product();
         let (n, wk) = weights.shape().dims2()?;
-        if m < 2 || wk != k || !k.is_multiple_of(BLOCK) {
+        if (m < 2 && *format == Format::Q8_0) || m == 0 || wk != k || !k.is_multiple_of(BLOCK) {
             return self.candle.forward(x);
         }
         let x = x.contiguous()?;
@@ -103,13 +139,40 @@ impl Linear {
                 candle_core::bail!("input of {m} rows of {k} is shorter than its layout")
             };
             let bytes = weights.data()?;
-            matmul(&bytes, n, k, input, m, self.narrow)
+            let matrix = Matrix {
+                bytes: &bytes,
+                format: *format,
+                n,
+                k,
+            };
+            if m == 1 {
+                gemv(matrix, input)
+            } else {
+                matmul(matrix, input, m, self.narrow)
+            }
         };
         let mut shape = dims;
         if let Some(last) = shape.last_mut() {
             *last = n;
         }
         Tensor::from_vec(out, shape, x.device())
+    }
+}
+
+/// A quantised matrix of `n` rows of `k` values, as stored.
+#[derive(Clone, Copy)]
+struct Matrix<'a> {
+    bytes: &'a [u8],
+    format: Format,
+    n: usize,
+    k: usize,
+}
+
+impl Matrix<'_> {
+    /// Block `b` of row `r`.
+    fn block(&self, r: usize, b: usize) -> &[u8] {
+        let size = self.format.block_bytes();
+        &self.bytes[(r * (self.k / BLOCK) + b) * size..][..size]
     }
 }
 
@@ -177,9 +240,9 @@ fn quantise(x: &[f32], m: usize, k: usize) -> Quantised {
 /// `x` (`m` rows of `k`) times the transpose of `weights` (`n` rows of `k` as Q8_0 blocks):
 /// `m` rows of `n`. Requires [`supported`], `k` a multiple of 32 and `weights` at least
 /// `n · k / 32` blocks (callers check).
-fn matmul(weights: &[u8], n: usize, k: usize, x: &[f32], m: usize, narrow: bool) -> Vec<f32> {
-    let kb = k / BLOCK;
-    assert!(weights.len() >= n * kb * Q8_0_BYTES && x.len() >= m * k);
+fn matmul(weights: Matrix, x: &[f32], m: usize, narrow: bool) -> Vec<f32> {
+    let (n, k, kb) = (weights.n, weights.k, weights.k / BLOCK);
+    assert!(weights.bytes.len() >= n * kb * weights.format.block_bytes() && x.len() >= m * k);
     let input = quantise(x, m, k);
     let mut out = vec![0f32; m * n];
     let out_ptr = out.as_mut_ptr() as usize;
@@ -196,7 +259,7 @@ fn matmul(weights: &[u8], n: usize, k: usize, x: &[f32], m: usize, narrow: bool)
             if loaded != Some(w0) {
                 for (t, tile) in tiles.iter_mut().enumerate() {
                     let w = w0 + t * TILE_W;
-                    tile.load(weights, w, w1.saturating_sub(w).min(TILE_W), kb);
+                    tile.load(weights, w, w1.saturating_sub(w).min(TILE_W));
                 }
                 loaded = Some(w0);
             }
@@ -255,24 +318,146 @@ impl TileWeights {
     }
 
     /// Rows `w..w + rows` of `weights` (`rows` ≤ [`TILE_W`]).
-    fn load(&mut self, weights: &[u8], w: usize, rows: usize, kb: usize) {
+    fn load(&mut self, weights: Matrix, w: usize, rows: usize) {
         if rows < TILE_W {
             self.quants.fill(0);
             self.scales.fill(0.0);
         }
+        let mut values = [0i8; BLOCK];
         for r in 0..rows {
-            let row = &weights[(w + r) * kb * Q8_0_BYTES..][..kb * Q8_0_BYTES];
-            for (b, block) in row.chunks_exact(Q8_0_BYTES).enumerate() {
-                self.scales[b * TILE_W + r] = f16::from_le_bytes([block[0], block[1]]).to_f32();
+            for b in 0..weights.k / BLOCK {
+                let block = weights.block(w + r, b);
+                self.scales[b * TILE_W + r] = decode(weights.format, block, &mut values);
                 let quants = &mut self.quants[b * TILE_W * BLOCK..][..TILE_W * BLOCK];
-                for (g, four) in block[2..].chunks_exact(4).enumerate() {
-                    for (i, &q) in four.iter().enumerate() {
-                        quants[(g * TILE_W + r) * 4 + i] = q as i8;
-                    }
+                for (g, four) in values.chunks_exact(4).enumerate() {
+                    quants[(g * TILE_W + r) * 4..][..4].copy_from_slice(four);
                 }
             }
         }
     }
+}
+
+/// One block's 32 values into `values`; returns its scale.
+fn decode(format: Format, block: &[u8], values: &mut [i8; BLOCK]) -> f32 {
+    let scale = f16::from_le_bytes([block[0], block[1]]).to_f32();
+    match format {
+        Format::Q8_0 => {
+            for (v, &q) in values.iter_mut().zip(&block[2..]) {
+                *v = q as i8;
+            }
+        }
+        // SAFETY: `supported` was checked when the layer was built, and a Q5_0 block is 22
+        // bytes.
+        Format::Q5_0 => unsafe { q5_0_into(block.as_ptr(), values) },
+    }
+    scale
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn q5_0_into(block: *const u8, values: &mut [i8; BLOCK]) {
+    use std::arch::x86_64::*;
+    _mm256_storeu_si256(values.as_mut_ptr() as *mut __m256i, q5_0_values(block));
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn q5_0_into(_: *const u8, _: &mut [i8; BLOCK]) {
+    unreachable!("the tiled product is only built where `supported` is true")
+}
+
+/// A Q5_0 block's 32 values (-16..=15) in one vector, as ggml unpacks them: value `j` of the
+/// first half is the low nibble of byte `j` with bit `j` of the high bits as its fifth bit,
+/// value `j` of the second half the high nibble with bit `j + 16`; both offset by 16.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn q5_0_values(block: *const u8) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    let high_bits = std::ptr::read_unaligned(block.add(2) as *const u32);
+    let packed = _mm_loadu_si128(block.add(6) as *const __m128i);
+    let low_mask = _mm_set1_epi8(0x0f);
+    let nibbles = _mm256_set_m128i(
+        _mm_and_si128(_mm_srli_epi16(packed, 4), low_mask),
+        _mm_and_si128(packed, low_mask),
+    );
+    // Byte j of `spread` is byte j / 8 of the high bits; OR-ing every bit but bit j % 8 and
+    // comparing with all ones leaves 0xff where bit j was set.
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(high_bits as i32),
+        _mm256_set_epi64x(
+            0x0303030303030303,
+            0x0202020202020202,
+            0x0101010101010101,
+            0x0000000000000000,
+        ),
+    );
+    let others = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe_u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1));
+    // Where the fifth bit is clear the value is the nibble minus 16: the nibble with 0xf0.
+    _mm256_or_si256(
+        nibbles,
+        _mm256_andnot_si256(set, _mm256_set1_epi8(0xf0_u8 as i8)),
+    )
+}
+
+/// One input row `x` times the transpose of `weights`, rows spread over candle's worker pool.
+fn gemv(weights: Matrix, x: &[f32]) -> Vec<f32> {
+    let (n, k) = (weights.n, weights.k);
+    assert!(weights.bytes.len() >= n * (k / BLOCK) * weights.format.block_bytes());
+    let input = quantise(x, 1, k);
+    let mut out = vec![0f32; n];
+    let out_ptr = out.as_mut_ptr() as usize;
+    candle_core::utils::barrier_pool().execute_chunked(n.div_ceil(GEMV_ROWS), |range| {
+        for item in range {
+            for r in item * GEMV_ROWS..n.min((item + 1) * GEMV_ROWS) {
+                // SAFETY: features checked at build; the row is inside `weights` (asserted);
+                // output row r belongs to this work item alone.
+                unsafe {
+                    *(out_ptr as *mut f32).add(r) = dot_q5_0(weights, r, &input);
+                }
+            }
+        }
+    });
+    out
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn dot_q5_0(_: Matrix, _: usize, _: &Quantised) -> f32 {
+    unreachable!("the tiled product is only built where `supported` is true")
+}
+
+/// Row `r` of a Q5_0 matrix against the quantised input row 0.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q5_0(weights: Matrix, r: usize, input: &Quantised) -> f32 {
+    use std::arch::x86_64::*;
+    let kb = weights.k / BLOCK;
+    let row = weights.bytes.as_ptr().add(r * kb * Q5_0_BYTES);
+    let ones = _mm256_set1_epi16(1);
+    let block_sum = |b: usize| {
+        let block = row.add(b * Q5_0_BYTES);
+        let wv = q5_0_values(block);
+        let xv = _mm256_loadu_si256(input.quants.as_ptr().add(b * BLOCK) as *const __m256i);
+        let products = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv));
+        let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(products, ones));
+        let bits = std::ptr::read_unaligned(block as *const u16);
+        let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)));
+        (sums, _mm256_set1_ps(d * *input.scales.get_unchecked(b)))
+    };
+    // Two sums, even and odd blocks, so that consecutive blocks do not wait on one another.
+    let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for b in (0..kb).step_by(2) {
+        let (sums, scale) = block_sum(b);
+        even = _mm256_fmadd_ps(sums, scale, even);
+        if b + 1 < kb {
+            let (sums, scale) = block_sum(b + 1);
+            odd = _mm256_fmadd_ps(sums, scale, odd);
+        }
+    }
+    let v = _mm256_add_ps(even, odd);
+    let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter)))
 }
 
 /// [`TILE_W`] weight rows against [`TILE_X`] input rows (`q`: values of row 0, rows `k`
@@ -357,28 +542,42 @@ mod tests {
             .collect()
     }
 
-    /// A random `n × k` matrix as Q8_0, its f32 values after quantisation, and the layer.
-    /// `narrow`: quantised as Q5_0 and widened to Q8_0 as the decoder loads such matrices.
-    fn matrix(n: usize, k: usize, seed: u64, narrow: bool) -> Result<(Vec<f32>, Linear, QMatMul)> {
+    /// How a test matrix is stored.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Stored {
+        Q8_0,
+        /// Quantised as Q5_0 and widened to Q8_0 (values -16..=15: the narrow kernel).
+        Widened,
+        Q5_0,
+    }
+
+    /// A random `n × k` matrix stored as `stored`, its values after quantisation, the layer,
+    /// and candle's product over a copy of the same blocks.
+    fn matrix(
+        n: usize,
+        k: usize,
+        seed: u64,
+        stored: Stored,
+    ) -> Result<(Vec<f32>, Linear, QMatMul)> {
         let w = Tensor::from_vec(values(n * k, seed), (n, k), &Device::Cpu)?;
-        let q = if narrow {
-            let q5 = QTensor::quantize(&w, GgmlDType::Q5_0)?;
-            let wide = crate::widen::q5_0_bytes_to_q8_0(&q5.data()?);
-            qtensor_from_ggml(GgmlDType::Q8_0, &wide, vec![n, k], &Device::Cpu)?
-        } else {
-            QTensor::quantize(&w, GgmlDType::Q8_0)?
+        let q = match stored {
+            Stored::Q8_0 => QTensor::quantize(&w, GgmlDType::Q8_0)?,
+            Stored::Q5_0 => QTensor::quantize(&w, GgmlDType::Q5_0)?,
+            Stored::Widened => {
+                let q5 = QTensor::quantize(&w, GgmlDType::Q5_0)?;
+                let wide = crate::widen::q5_0_bytes_to_q8_0(&q5.data()?);
+                qtensor_from_ggml(GgmlDType::Q8_0, &wide, vec![n, k], &Device::Cpu)?
+            }
         };
         let exact = q
             .dequantize(&Device::Cpu)?
             .flatten_all()?
             .to_vec1::<f32>()?;
         let bytes = q.data()?.to_vec();
-        let copy = qtensor_from_ggml(GgmlDType::Q8_0, &bytes, vec![n, k], &Device::Cpu)?;
-        Ok((
-            exact,
-            Linear::from_qtensor(q)?,
-            QMatMul::from_qtensor(copy)?,
-        ))
+        let copy = qtensor_from_ggml(q.dtype(), &bytes, vec![n, k], &Device::Cpu)?;
+        let ours = Linear::from_qtensor(q)?;
+        assert_eq!(ours.narrow, stored != Stored::Q8_0, "{stored:?}");
+        Ok((exact, ours, QMatMul::from_qtensor(copy)?))
     }
 
     /// Every tile shape and ragged edges (rows not a multiple of the tiles or the work
@@ -389,16 +588,18 @@ mod tests {
         if !supported() {
             return Ok(());
         }
-        for (m, n, k, seed, narrow) in [
-            (2, 4, 32, 1, false),
-            (5, 7, 64, 2, false),
-            (50, 67, 96, 3, false),
-            (97, 130, 896, 4, false),
-            (3, 9, 64, 5, true),
-            (70, 131, 896, 6, true),
+        for (m, n, k, seed, stored) in [
+            (2, 4, 32, 1, Stored::Q8_0),
+            (5, 7, 64, 2, Stored::Q8_0),
+            (50, 67, 96, 3, Stored::Q8_0),
+            (97, 130, 896, 4, Stored::Q8_0),
+            (3, 9, 64, 5, Stored::Widened),
+            (70, 131, 896, 6, Stored::Widened),
+            (1, 9, 64, 7, Stored::Q5_0),
+            (1, 131, 896, 8, Stored::Q5_0),
+            (70, 131, 896, 9, Stored::Q5_0),
         ] {
-            let (exact, ours, candle) = matrix(n, k, seed, narrow)?;
-            assert_eq!(ours.narrow, narrow);
+            let (exact, ours, candle) = matrix(n, k, seed, stored)?;
             let x = Tensor::from_vec(values(m * k, seed + 100), (1, m, k), &Device::Cpu)?;
             let a = ours.forward(&x)?;
             assert_eq!(a.dims(), &[1, m, n]);
@@ -454,9 +655,9 @@ mod tests {
         Ok(())
     }
 
-    /// Real matrices: Qwen2.5-0.5B's first feed-forward gate (Q5_0 in the file, widened: the
-    /// narrow kernel) and first value projection (Q8_0 in the file), against 37 rows of real
-    /// inputs (the token table's rows of 37 tokens).
+    /// Real matrices: Qwen2.5-0.5B's first feed-forward gate (Q5_0 in the file: as stored,
+    /// and widened to Q8_0) and first value projection (Q8_0 in the file), against 37 rows of
+    /// real inputs (the token table's rows of 37 tokens) and against the first of them alone.
     #[test]
     fn real_matrices_agree_with_candle_and_with_f32() -> Result<()> {
         let Some(path) = cabildo_core::fixtures::installed_model("qwen2.5-0.5b/model.gguf") else {
@@ -468,46 +669,45 @@ mod tests {
         let mut file = std::fs::File::open(&path)?;
         let ct = candle_core::quantized::gguf_file::Content::read(&mut file)?;
         let ids: Vec<u32> = (0..37).map(|i| 100 + i * 3001).collect();
-        let x = crate::widen::read_tensor(&ct, &mut file, "token_embd.weight", &Device::Cpu)?
+        let rows = crate::widen::read_tensor(&ct, &mut file, "token_embd.weight", &Device::Cpu)?
             .dequantize(&Device::Cpu)?
             .index_select(&Tensor::new(ids.as_slice(), &Device::Cpu)?, 0)?
             .unsqueeze(0)?;
-        let mut read = |name: &str| crate::widen::read_tensor(&ct, &mut file, name, &Device::Cpu);
-        for (name, narrow) in [
+        for (name, widened) in [
+            ("blk.0.ffn_gate.weight", false),
             ("blk.0.ffn_gate.weight", true),
-            ("blk.0.attn_v.weight", false),
+            ("blk.0.attn_v.weight", true),
         ] {
-            let (tensor, copy) = (read(name)?, read(name)?);
+            let mut read = || match widened {
+                true => crate::widen::read_tensor(&ct, &mut file, name, &Device::Cpu),
+                false => ct.tensor(&mut file, name, &Device::Cpu),
+            };
+            let (tensor, copy) = (read()?, read()?);
             let (n, k) = tensor.shape().dims2()?;
             let exact = tensor
                 .dequantize(&Device::Cpu)?
                 .flatten_all()?
                 .to_vec1::<f32>()?;
             let ours = Linear::from_qtensor(tensor)?;
-            assert_eq!(ours.narrow, narrow, "{name}");
-            let a = ours.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
-            let b = QMatMul::from_qtensor(copy)?
-                .forward(&x)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            agrees(
-                &a,
-                &b,
-                &exact,
-                &x.flatten_all()?.to_vec1::<f32>()?,
-                (ids.len(), n, k),
-            )?;
+            let candle = QMatMul::from_qtensor(copy)?;
+            for x in [rows.clone(), rows.narrow(1, 0, 1)?] {
+                let m = x.dim(1)?;
+                let a = ours.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+                let b = candle.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+                let xs = x.flatten_all()?.to_vec1::<f32>()?;
+                agrees(&a, &b, &exact, &xs, (m, n, k))?;
+            }
         }
         Ok(())
     }
 
-    /// One row goes to candle's product; so do matrices in other formats.
+    /// One row of a Q8_0 matrix goes to candle's product; so do matrices in other formats.
     #[test]
     fn single_rows_and_other_formats_use_candle() -> Result<()> {
         let w = Tensor::from_vec(values(8 * 256, 7), (8, 256), &Device::Cpu)?;
         let q4k = Linear::from_qtensor(QTensor::quantize(&w, GgmlDType::Q4K)?)?;
-        assert!(q4k.q8_0.is_none());
-        let (_, ours, candle) = matrix(8, 256, 8, false)?;
+        assert!(q4k.tiled.is_none());
+        let (_, ours, candle) = matrix(8, 256, 8, Stored::Q8_0)?;
         let x = Tensor::from_vec(values(256, 9), (1, 1, 256), &Device::Cpu)?;
         let a = ours.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
         let b = candle.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
@@ -520,12 +720,15 @@ mod tests {
     #[test]
     #[ignore]
     fn speed() -> Result<()> {
-        for (m, n, k, narrow) in [
-            (256, 4864, 896, false),
-            (256, 4864, 896, true),
-            (256, 896, 4864, false),
+        for (m, n, k, stored) in [
+            (256, 4864, 896, Stored::Q8_0),
+            (256, 4864, 896, Stored::Widened),
+            (256, 4864, 896, Stored::Q5_0),
+            (256, 896, 4864, Stored::Q8_0),
+            (1, 4864, 896, Stored::Q5_0),
+            (1, 4864, 896, Stored::Widened),
         ] {
-            let (_, ours, candle) = matrix(n, k, 11, narrow)?;
+            let (_, ours, candle) = matrix(n, k, 11, stored)?;
             let x = Tensor::from_vec(values(m * k, 12), (1, m, k), &Device::Cpu)?;
             type Product<'a> = &'a dyn Fn(&Tensor) -> Result<Tensor>;
             let layers: [(&str, Product); 2] = [
@@ -535,12 +738,13 @@ mod tests {
             for (name, layer) in layers {
                 layer(&x)?;
                 let start = std::time::Instant::now();
-                for _ in 0..5 {
+                let runs = if m == 1 { 200 } else { 5 };
+                for _ in 0..runs {
                     layer(&x)?;
                 }
-                let s = start.elapsed().as_secs_f64() / 5.0;
+                let s = start.elapsed().as_secs_f64() / runs as f64;
                 println!(
-                    "{name} ({m},{n},{k}, narrow {narrow}): {:.1} ms, {:.1} GMAC/s",
+                    "{name} ({m},{n},{k}, {stored:?}): {:.1} ms, {:.1} GMAC/s",
                     s * 1e3,
                     (m * n * k) as f64 / s / 1e9
                 );
