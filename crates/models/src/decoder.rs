@@ -233,7 +233,9 @@ impl Decoder {
         if pos + n > self.context() {
             candle_core::bail!("position {} is past the model's context", pos + n)
         }
-        let mask = (n > 1)
+        // Only the GPU's attention (candle's matmul and softmax) reads a mask; on the CPU each
+        // query row reads the positions it sees (`attend`).
+        let mask = (n > 1 && !self.device.is_cpu())
             .then(|| causal_mask(n, pos, &self.device))
             .transpose()?;
         let cos = self.cos.narrow(0, pos, n)?;
@@ -393,17 +395,21 @@ mod tests {
             // differs from itself by ~1.4% of the logit range on Qwen2.5, and on an AVX2-only
             // CPU this decoder differed by up to 2.9% through candle's products and 3.1%
             // through the tiled 8-bit product (`q8gemm`, same integer sums, another order of
-            // float additions). 4% is allowed; the next token must agree.
+            // float additions). 4% is allowed. The next token must agree, unless the reference
+            // itself all but ties the two (within 1% of the range: SmolLM2 at position 532
+            // gives 27.15 and 27.05 there, and this decoder 27.21 and 27.25).
             assert!(
                 worst <= 0.04 * range,
                 "{}: position {pos}: logits differ by {worst} (range {range})",
                 path.display()
             );
             let argmax = |v: &[f32]| (0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j]));
-            assert_eq!(
-                argmax(&a),
-                argmax(&b),
-                "position {pos}: a different next token"
+            let (ours, theirs) = (argmax(&a).unwrap_or(0), argmax(&b).unwrap_or(0));
+            assert!(
+                ours == theirs || b[theirs] - b[ours] <= 0.01 * range,
+                "position {pos}: next token {ours} ({}), the reference's {theirs} ({})",
+                b[ours],
+                b[theirs]
             );
         }
         Ok(())
