@@ -233,16 +233,11 @@ impl Decoder {
         if pos + n > self.context() {
             candle_core::bail!("position {} is past the model's context", pos + n)
         }
-        // Only the GPU's attention (candle's matmul and softmax) reads a mask; on the CPU each
-        // query row reads the positions it sees (`attend`).
-        let mask = (n > 1 && !self.device.is_cpu())
-            .then(|| causal_mask(n, pos, &self.device))
-            .transpose()?;
         let cos = self.cos.narrow(0, pos, n)?;
         let sin = self.sin.narrow(0, pos, n)?;
         let mut x = self.tokens.rows(ids, &self.device)?.unsqueeze(0)?;
         for i in 0..self.layers.len() {
-            let attn = self.attention(i, &x, mask.as_ref(), &cos, &sin)?;
+            let attn = self.attention(i, &x, &cos, &sin)?;
             x = (x + attn)?;
             let layer = &self.layers[i];
             let h = layer.ffn_norm.forward(&x)?;
@@ -252,14 +247,7 @@ impl Decoder {
         self.norm.forward(&x)
     }
 
-    fn attention(
-        &mut self,
-        i: usize,
-        x: &Tensor,
-        mask: Option<&Tensor>,
-        cos: &Tensor,
-        sin: &Tensor,
-    ) -> Result<Tensor> {
+    fn attention(&mut self, i: usize, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         let (heads, kv_heads, head_dim, rope) =
             (self.heads, self.kv_heads, self.head_dim, self.rope);
         let layer = &mut self.layers[i];
@@ -299,10 +287,14 @@ impl Decoder {
         // `group·n` rows against it.
         let q = q.reshape((1, kv_heads, group * n, head_dim))?;
         let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?;
-        let scores = match mask {
+        // A mask hides the positions after each query row's own.
+        let scores = match (n > 1)
+            .then(|| causal_mask(n, len - n, &self.device))
+            .transpose()?
+        {
             Some(mask) => scores
                 .reshape((1, kv_heads, group, n, len))?
-                .broadcast_add(mask)?
+                .broadcast_add(&mask)?
                 .reshape((1, kv_heads, group * n, len))?,
             None => scores,
         };
