@@ -141,7 +141,8 @@ pub struct AnswerFlags {
     /// (quotes only). Also `--writer`.
     #[arg(long, alias = "writer", value_parser = ["local", "openai", "extractive"])]
     pub generator: Option<String>,
-    /// Model folder under --models for `--generator local`.
+    /// Model folder under --models for `--generator local`: its `model.gguf`, or a Llama
+    /// safetensors checkpoint (`config.json`, `*.safetensors`, `tokenizer.json`).
     #[arg(long)]
     pub generator_model: Option<String>,
     /// Base URL of the OpenAI-compatible server (e.g. http://gpu-node:8000/v1).

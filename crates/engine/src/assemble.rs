@@ -261,20 +261,16 @@ impl Engine {
 }
 
 impl Writer {
-    /// The answer writer `[answer]` names: the local GGUF model, an OpenAI-compatible
-    /// server, or quotes only.
+    /// The answer writer `[answer]` names: the local model (a GGUF file or a safetensors
+    /// checkpoint folder), an OpenAI-compatible server, or quotes only.
     pub fn from_settings(settings: &Settings) -> Result<Writer> {
         let a = &settings.answer;
         Ok(match a.generator {
             GeneratorKind::Extractive => Writer::Extractive,
             GeneratorKind::Local => {
                 let dir = settings.data.models.join(&a.model);
-                let tokenizer = dir.join("tokenizer.json");
-                let g = LocalGenerator::from_gguf(
-                    &dir.join("model.gguf"),
-                    tokenizer.is_file().then_some(tokenizer.as_path()),
-                )
-                .map_err(|e| load_error(format!("the generator from {}", dir.display()), e))?;
+                let g = LocalGenerator::from_folder(&dir)
+                    .map_err(|e| load_error(format!("the generator from {}", dir.display()), e))?;
                 Writer::Model(Arc::new(g))
             }
             GeneratorKind::Openai => {

@@ -197,6 +197,18 @@ fn load_gguf<R: std::io::Read + std::io::Seek>(
 }
 
 impl LocalGenerator {
+    /// Loads a model folder: `model.gguf` (with `tokenizer.json` beside it overriding the
+    /// GGUF's own tokenizer) when the folder has one, else a safetensors checkpoint
+    /// ([`LocalGenerator::from_safetensors`], named by its `config.json`).
+    pub fn from_folder(dir: &Path) -> Result<Self, ModelError> {
+        let gguf = dir.join("model.gguf");
+        if gguf.is_file() || !dir.join("config.json").is_file() {
+            let tokenizer = dir.join("tokenizer.json");
+            return Self::from_gguf(&gguf, tokenizer.is_file().then_some(tokenizer.as_path()));
+        }
+        Self::from_safetensors(dir)
+    }
+
     /// Loads a GGUF file; `tokenizer_json` overrides the tokenizer built from the GGUF.
     pub fn from_gguf(path: &Path, tokenizer_json: Option<&Path>) -> Result<Self, ModelError> {
         let corrupt = |reason: String| gguf_corrupt(path, reason);

@@ -399,6 +399,24 @@ fn tiny_llama_safetensors_checkpoint_generates() {
     assert!(matches!(err, Err(ModelError::Input(_))));
 }
 
+/// What `--generator-model DIR` loads: a folder with a safetensors checkpoint and no GGUF is
+/// the checkpoint; one with neither says which file is missing.
+#[test]
+fn a_model_folder_loads_its_safetensors_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_tiny_llama_safetensors(dir.path(), None);
+    let g = LocalGenerator::from_folder(dir.path()).expect("load");
+    assert_eq!(g.context_window(), 128);
+    let (a, _) = run(&g, &ask("el derecho de propiedad", 10));
+    assert!(a.prompt_tokens > 5);
+    let empty = tempfile::tempdir().expect("tempdir");
+    let err = LocalGenerator::from_folder(empty.path())
+        .err()
+        .expect("error")
+        .to_string();
+    assert!(err.contains("model.gguf"), "{err}");
+}
+
 #[test]
 fn a_checkpoint_missing_a_tensor_is_reported_not_a_panic() {
     let dir = tempfile::tempdir().expect("tempdir");
