@@ -118,10 +118,7 @@ unsafe fn row_avx2<const C: usize>(
             even = _mm256_fmadd_ps(q[c], _mm256_loadu_ps(key.add(c * 8)), even);
             odd = _mm256_fmadd_ps(q[c + 1], _mm256_loadu_ps(key.add(c * 8 + 8)), odd);
         }
-        let v = _mm256_add_ps(even, odd);
-        let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
-        *score = _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter))) * scale;
+        *score = crate::q8gemm::sum_lanes(_mm256_add_ps(even, odd)) * scale;
     }
     let total = softmax_weights(scores);
     let mut acc = [_mm256_setzero_ps(); C];
@@ -228,14 +225,9 @@ mod tests {
 
     /// Deterministic values in -2..2.
     fn values(count: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed;
-        (0..count)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 33) as f32 / (1u64 << 31) as f32) * 4.0 - 2.0
-            })
+        crate::test_values(count, seed)
+            .into_iter()
+            .map(|v| 2.0 * v)
             .collect()
     }
 

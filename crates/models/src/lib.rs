@@ -56,6 +56,20 @@ pub fn device() -> candle_core::Device {
     candle_core::Device::Cpu
 }
 
+/// Deterministic test values in -1..1 (a linear congruential generator).
+#[cfg(test)]
+pub(crate) fn test_values(count: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    (0..count)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
 pub(crate) fn runtime(e: candle_core::Error) -> ModelError {
     ModelError::Runtime(e.to_string())
 }

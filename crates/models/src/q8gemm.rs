@@ -454,7 +454,15 @@ unsafe fn dot_q5_0(weights: Matrix, r: usize, input: &Quantised) -> f32 {
             odd = _mm256_fmadd_ps(sums, scale, odd);
         }
     }
-    let v = _mm256_add_ps(even, odd);
+    sum_lanes(_mm256_add_ps(even, odd))
+}
+
+/// The sum of a vector's eight lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+#[inline]
+pub(crate) unsafe fn sum_lanes(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
     let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
     _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter)))
@@ -528,19 +536,7 @@ mod tests {
     use candle_core::Device;
 
     use super::*;
-
-    /// Deterministic values in -1..1 (a linear congruential generator).
-    fn values(count: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed;
-        (0..count)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::test_values as values;
 
     /// How a test matrix is stored.
     #[derive(Clone, Copy, Debug, PartialEq)]
