@@ -190,8 +190,8 @@ fn supported() -> bool {
     }
 }
 
-/// Input rows quantised per block of 32: values row-major, one scale per block; padded with
-/// zero rows to a whole number of register tiles.
+/// Input rows quantised per block of 32: values row-major, one scale per block; several rows
+/// are padded with zero rows to a whole number of register tiles.
 struct Quantised {
     quants: Vec<i8>,
     scales: Vec<f32>,
@@ -199,11 +199,20 @@ struct Quantised {
 
 /// Quantises `m` rows of `k` values (a whole number of blocks) as candle's
 /// `BlockQ8_0::from_float` does: scale `amax / 127` (kept as the f16 candle stores), values
-/// `round(x / scale)`. Rows are quantised in parallel.
+/// `round(x / scale)`. Several rows are quantised in parallel and padded to whole register
+/// tiles; one row (a decode step's input, once per matrix and token) in place, unpadded.
 fn quantise(x: &[f32], m: usize, k: usize) -> Quantised {
-    let padded = m.div_ceil(TILE_X) * TILE_X;
+    let padded = if m == 1 {
+        1
+    } else {
+        m.div_ceil(TILE_X) * TILE_X
+    };
     let mut quants = vec![0i8; padded * k];
     let mut scales = vec![0f32; padded * (k / BLOCK)];
+    if m == 1 {
+        quantise_rows(&x[..k], &mut quants, &mut scales);
+        return Quantised { quants, scales };
+    }
     let (quants_ptr, scales_ptr) = (quants.as_mut_ptr() as usize, scales.as_mut_ptr() as usize);
     candle_core::utils::barrier_pool().execute_chunked(m, |rows| {
         // SAFETY: each row's values and scales are written by this work item alone.
@@ -219,22 +228,26 @@ fn quantise(x: &[f32], m: usize, k: usize) -> Quantised {
                 ),
             )
         };
-        let x = &x[rows.start * k..rows.end * k];
-        for ((values, out), scale) in x
-            .chunks_exact(BLOCK)
-            .zip(quants.chunks_exact_mut(BLOCK))
-            .zip(scales.iter_mut())
-        {
-            let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = amax / 127.0;
-            let inverse = if d != 0.0 { 1.0 / d } else { 0.0 };
-            *scale = f16::from_f32(d).to_f32();
-            for (q, &v) in out.iter_mut().zip(values) {
-                *q = (v * inverse).round() as i8;
-            }
-        }
+        quantise_rows(&x[rows.start * k..rows.end * k], quants, scales);
     });
     Quantised { quants, scales }
+}
+
+/// Quantises whole rows `x` into `quants` and one scale a block into `scales`.
+fn quantise_rows(x: &[f32], quants: &mut [i8], scales: &mut [f32]) {
+    for ((values, out), scale) in x
+        .chunks_exact(BLOCK)
+        .zip(quants.chunks_exact_mut(BLOCK))
+        .zip(scales.iter_mut())
+    {
+        let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let inverse = if d != 0.0 { 1.0 / d } else { 0.0 };
+        *scale = f16::from_f32(d).to_f32();
+        for (q, &v) in out.iter_mut().zip(values) {
+            *q = (v * inverse).round() as i8;
+        }
+    }
 }
 
 /// `x` (`m` rows of `k`) times the transpose of `weights` (`n` rows of `k` as Q8_0 blocks):

