@@ -482,13 +482,8 @@ fn openai_generator_reads_an_openai_compatible_stream() {
         )],
         64,
     );
-    let mut pieces = Vec::new();
-    let out = g
-        .generate(&request, &mut |t| {
-            pieces.push(t.to_string());
-            true
-        })
-        .expect("generation");
+    let (out, pieces) = common::streamed(&g, &request);
+    let out = out.expect("generation");
     assert!(!pieces.is_empty());
     assert_eq!(pieces.concat(), out.text);
     assert!(out.text.contains("Artículo 13"), "{}", out.text);

@@ -134,13 +134,8 @@ fn streams_what_the_local_writer_writes_and_stops_when_the_reader_does() {
     };
     let remote = server.writer(Duration::from_secs(120));
     let request = ask(VOTE, 24);
-    let mut pieces = Vec::new();
-    let out = remote
-        .generate(&request, &mut |t| {
-            pieces.push(t.to_string());
-            true
-        })
-        .expect("a streamed answer");
+    let (out, pieces) = common::streamed(&remote, &request);
+    let out = out.expect("a streamed answer");
     eprintln!(
         "remote: {:?} ({} pieces, first after {:.2} s, {:?})",
         out.text,

@@ -50,12 +50,24 @@ where
 
 /// The installed Qwen2.5 0.5B model on Cabildo's own engine (the local writer).
 pub fn qwen() -> cabildo_models::LocalGenerator {
-    let dir = root().join("models/qwen2.5-0.5b");
-    cabildo_models::LocalGenerator::from_gguf(
-        &dir.join("model.gguf"),
-        Some(&dir.join("tokenizer.json")),
-    )
-    .expect("Qwen2.5 0.5B (scripts/setup-models.sh)")
+    cabildo_models::LocalGenerator::from_folder(&root().join("models/qwen2.5-0.5b"))
+        .expect("Qwen2.5 0.5B (scripts/setup-models.sh)")
+}
+
+/// `request` through `g`, reading every streamed piece: the result and the pieces.
+pub fn streamed(
+    g: &dyn cabildo_core::Generator,
+    request: &cabildo_core::GenerationRequest,
+) -> (
+    Result<cabildo_core::Generation, cabildo_core::ModelError>,
+    Vec<String>,
+) {
+    let mut pieces = Vec::new();
+    let out = g.generate(request, &mut |t| {
+        pieces.push(t.to_string());
+        true
+    });
+    (out, pieces)
 }
 
 /// Serves `engine` on a free loopback port; returns its base URL.
