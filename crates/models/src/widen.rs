@@ -88,18 +88,6 @@ pub(crate) fn q4_0_bytes_to_q8_0(raw: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// Q8_0 matrix bytes of `rows` rows with `extra` zero values (whole blocks) added to the end
-/// of each row: zero blocks change no dot product.
-pub(crate) fn pad_q8_0_rows(q8: Vec<u8>, rows: usize, extra: usize) -> Vec<u8> {
-    if extra == 0 || rows == 0 {
-        return q8;
-    }
-    let zeros = vec![0u8; extra / BLOCK_VALUES * Q8_0_BLOCK];
-    q8.chunks_exact(q8.len() / rows)
-        .flat_map(|row| row.iter().chain(&zeros).copied())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,15 +116,6 @@ mod tests {
         assert_eq!(
             expected.flatten_all()?.to_vec1::<f32>()?,
             q8.dequantize(&dev)?.flatten_all()?.to_vec1::<f32>()?
-        );
-
-        // Padded rows: each row's values, then zeros.
-        let padded = pad_q8_0_rows(widened, 2, 64);
-        let q8 = qtensor_from_ggml(GgmlDType::Q8_0, &padded, vec![2, 320], &dev)?;
-        let zeros = Tensor::zeros((2, 64), candle_core::DType::F32, &dev)?;
-        assert_eq!(
-            Tensor::cat(&[&expected, &zeros], 1)?.to_vec2::<f32>()?,
-            q8.dequantize(&dev)?.to_vec2::<f32>()?
         );
         Ok(())
     }
