@@ -462,7 +462,12 @@ fn exp(x: f32) -> f32 {
     let p = p * r + 0.166_666_65;
     let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // n is a whole number in -126..=1: added to 1.5 · 2²³ it fills the low bits of the sum's
+    // mantissa, read back as an integer. (`n as i32` saturates and maps NaN to 0, which the
+    // compiler does with scalar compares and moves: the loop did not vectorise, and the
+    // softmax's exponentials were 15% of a passage batch's time.)
+    let n = (n + 12_582_912.0).to_bits() as i32 - 0x4B40_0000;
+    e * f32::from_bits(((n + 127) << 23) as u32)
 }
 
 #[cfg(test)]

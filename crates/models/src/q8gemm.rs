@@ -16,7 +16,8 @@
 //! signed-by-signed byte product, so, as llama.cpp does, the weights' absolute values are
 //! multiplied by the inputs carrying the weights' signs. Matrices whose values fit in
 //! -16..=16 (every Q5_0 matrix widened at load) add the 16-bit products of a whole block
-//! before widening them, which cannot overflow for them.
+//! before widening them, which cannot overflow for them. On CPUs with AVX512-VNNI one
+//! instruction (`vpdpbusd`) makes the byte products and adds them to 32-bit sums.
 //!
 //! The inputs are rounded exactly as candle rounds them (scale `amax / 127` stored as f16), so
 //! the integer sums are the same as candle's and only the order of the float additions
@@ -80,6 +81,9 @@ pub(crate) struct Linear {
     candle: QMatMul,
     tiled: Option<(Arc<QTensor>, Format)>,
     range: WeightRange,
+    /// Whether the tiles use AVX512-VNNI ([`has_vnni`] when built; tests turn it off to
+    /// check the AVX2 kernel on CPUs that have both).
+    vnni: bool,
 }
 
 /// The range of a matrix's values, which decides how the kernel adds a block's products.
@@ -128,6 +132,7 @@ impl Linear {
             candle,
             tiled,
             range,
+            vnni: has_vnni(),
         })
     }
 
@@ -205,7 +210,7 @@ impl Linear {
             if m == 1 {
                 gemv(matrix, input)
             } else {
-                matmul(matrix, input, m, self.range)
+                matmul(matrix, input, m, self.range, kernel(self.range, self.vnni))
             }
         };
         let mut shape = dims;
@@ -367,7 +372,7 @@ unsafe fn quantise_rows_avx2(x: &[f32], quants: &mut [i8], scales: &mut [f32]) {
 /// `x` (`m` rows of `k`) times the transpose of `weights` (`n` rows of `k` as Q8_0 blocks):
 /// `m` rows of `n`. Requires [`supported`], `k` a multiple of 32 and `weights` at least
 /// `n · k / 32` blocks (callers check).
-fn matmul(weights: Matrix, x: &[f32], m: usize, range: WeightRange) -> Vec<f32> {
+fn matmul(weights: Matrix, x: &[f32], m: usize, range: WeightRange, kernel: Kernel) -> Vec<f32> {
     let (n, k, kb) = (weights.n, weights.k, weights.k / BLOCK);
     assert!(weights.bytes.len() >= n * kb * weights.format.block_bytes() && x.len() >= m * k);
     let input = quantise(x, m, k);
@@ -416,22 +421,10 @@ fn matmul(weights: Matrix, x: &[f32], m: usize, range: WeightRange) -> Vec<f32> 
                         kb,
                     };
                     // SAFETY: the CPU features were checked when the layer was built; the
-                    // input (and its block sums, for four bits) is padded to whole tiles of
-                    // TILE_X rows from `x`, and `tile_weights` holds `kb` blocks of TILE_W
-                    // rows.
-                    let sums = unsafe {
-                        match range {
-                            WeightRange::Full => {
-                                tile::<{ WeightRange::Full as u8 }>(tile_weights, input)
-                            }
-                            WeightRange::Narrow => {
-                                tile::<{ WeightRange::Narrow as u8 }>(tile_weights, input)
-                            }
-                            WeightRange::FourBit => {
-                                tile::<{ WeightRange::FourBit as u8 }>(tile_weights, input)
-                            }
-                        }
-                    };
+                    // input (and its block sums, for four bits) is
+                    // padded to whole tiles of TILE_X rows from `x`, and `tile_weights` holds
+                    // `kb` blocks of TILE_W rows.
+                    let sums = unsafe { kernel(tile_weights, input) };
                     for (c, row) in sums.iter().enumerate().take(rx) {
                         // SAFETY: row x + c, columns w..w + rw are inside the m × n output,
                         // and each output element belongs to exactly one work item.
@@ -632,11 +625,73 @@ struct TileInput {
     kb: usize,
 }
 
-/// [`TILE_W`] weight rows against [`TILE_X`] input rows: `sums[c][r]`. `RANGE` is a
-/// [`WeightRange`] as a number.
+/// A register tile's kernel: [`TILE_W`] weight rows against [`TILE_X`] input rows,
+/// `sums[c][r]`.
+type Kernel = unsafe fn(&TileWeights, TileInput) -> [[f32; TILE_W]; TILE_X];
+
+/// Whether this CPU has AVX512-VNNI (Ice Lake and later Xeons, AMD Zen 4), whose byte product
+/// adds into 32-bit sums in one instruction.
+fn has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The kernel for `range`, with VNNI (callers check [`has_vnni`]) or AVX2 alone.
+fn kernel(range: WeightRange, vnni: bool) -> Kernel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match (range, vnni) {
+            (WeightRange::Full, false) => tile_avx2::<{ WeightRange::Full as u8 }>,
+            (WeightRange::Narrow, false) => tile_avx2::<{ WeightRange::Narrow as u8 }>,
+            (WeightRange::FourBit, false) => tile_avx2::<{ WeightRange::FourBit as u8 }>,
+            (WeightRange::Full, true) => tile_vnni::<{ WeightRange::Full as u8 }>,
+            (WeightRange::Narrow, true) => tile_vnni::<{ WeightRange::Narrow as u8 }>,
+            (WeightRange::FourBit, true) => tile_vnni::<{ WeightRange::FourBit as u8 }>,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (range, vnni);
+        unreachable_kernel
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn unreachable_kernel(_: &TileWeights, _: TileInput) -> [[f32; TILE_W]; TILE_X] {
+    unreachable!("the tiled product is only built where `supported` is true")
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile<const RANGE: u8>(
+unsafe fn tile_avx2<const RANGE: u8>(
+    weights: &TileWeights,
+    input: TileInput,
+) -> [[f32; TILE_W]; TILE_X] {
+    tile::<RANGE, false>(weights, input)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
+unsafe fn tile_vnni<const RANGE: u8>(
+    weights: &TileWeights,
+    input: TileInput,
+) -> [[f32; TILE_W]; TILE_X] {
+    tile::<RANGE, true>(weights, input)
+}
+
+/// The body of both kernels, inlined into each so that it is compiled with its features.
+/// `RANGE` is a [`WeightRange`] as a number; `VNNI`: `vpdpbusd` adds each lane's four byte
+/// products to its 32-bit sum (else `maddubs` makes 16-bit pair sums, widened by `madd`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn tile<const RANGE: u8, const VNNI: bool>(
     weights: &TileWeights,
     input: TileInput,
 ) -> [[f32; TILE_W]; TILE_X] {
@@ -645,6 +700,8 @@ unsafe fn tile<const RANGE: u8>(
         RANGE == WeightRange::Full as u8,
         RANGE == WeightRange::FourBit as u8,
     );
+    // Whether a block's products are added in 16 bits and widened once a block.
+    let narrow_sums = !VNNI && !full;
     let TileInput {
         quants: q,
         scales: s,
@@ -664,26 +721,30 @@ unsafe fn tile<const RANGE: u8>(
             for (c, sum) in sums.iter_mut().enumerate() {
                 let four = std::ptr::read_unaligned(q.add(c * k + b * BLOCK + g * 4) as *const i32);
                 let xv = _mm256_set1_epi32(four);
-                let products = if four_bit {
-                    // Unsigned 0..=15 times signed bytes: pairs within ±3,810, a block's
-                    // eight steps within ±30,480.
-                    _mm256_maddubs_epi16(wv, xv)
+                // Unsigned weights times signed inputs: four-bit weights are stored
+                // unsigned (0..=15: pairs within ±3,810, a block's eight steps within
+                // ±30,480); other weights lend their signs to the inputs.
+                let (unsigned, signed) = if four_bit {
+                    (wv, xv)
                 } else {
-                    _mm256_maddubs_epi16(magnitudes, _mm256_sign_epi8(xv, wv))
+                    (magnitudes, _mm256_sign_epi8(xv, wv))
                 };
-                *sum = if full {
+                *sum = if VNNI {
+                    _mm256_dpbusd_epi32(*sum, unsigned, signed)
+                } else if full {
+                    let products = _mm256_maddubs_epi16(unsigned, signed);
                     _mm256_add_epi32(*sum, _mm256_madd_epi16(products, ones))
                 } else {
-                    _mm256_add_epi16(*sum, products)
+                    _mm256_add_epi16(*sum, _mm256_maddubs_epi16(unsigned, signed))
                 };
             }
         }
         let wd = _mm256_loadu_ps(ws.add(b * TILE_W));
         for (c, (acc, sum)) in acc.iter_mut().zip(sums).enumerate() {
-            let sum = if full {
-                sum
-            } else {
+            let sum = if narrow_sums {
                 _mm256_madd_epi16(sum, ones)
+            } else {
+                sum
             };
             let sum = if four_bit {
                 _mm256_sub_epi32(sum, _mm256_set1_epi32(8 * *input.sums.add(c * kb + b)))
@@ -699,11 +760,6 @@ unsafe fn tile<const RANGE: u8>(
         _mm256_storeu_ps(out.as_mut_ptr(), *acc);
     }
     out
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn tile<const RANGE: u8>(_: &TileWeights, _: TileInput) -> [[f32; TILE_W]; TILE_X] {
-    unreachable!("the tiled product is only built where `supported` is true")
 }
 
 #[cfg(test)]
@@ -810,19 +866,32 @@ mod tests {
             (1, 131, 896, 8, Stored::Q5_0),
             (70, 131, 896, 9, Stored::Q5_0),
         ] {
-            let (exact, ours, candle) = matrix(n, k, seed, stored)?;
+            let (exact, mut ours, candle) = matrix(n, k, seed, stored)?;
             let x = Tensor::from_vec(values(m * k, seed + 100), (1, m, k), &Device::Cpu)?;
-            let a = ours.forward(&x)?;
-            assert_eq!(a.dims(), &[1, m, n]);
-            let a = a.flatten_all()?.to_vec1::<f32>()?;
             let b = candle.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
-            agrees(
-                &a,
-                &b,
-                &exact,
-                &x.flatten_all()?.to_vec1::<f32>()?,
-                (m, n, k),
-            )?;
+            let mut kernels = vec![false];
+            if has_vnni() {
+                kernels.push(true);
+            }
+            let mut results = Vec::new();
+            for vnni in kernels {
+                ours.vnni = vnni;
+                let a = ours.forward(&x)?;
+                assert_eq!(a.dims(), &[1, m, n]);
+                let a = a.flatten_all()?.to_vec1::<f32>()?;
+                agrees(
+                    &a,
+                    &b,
+                    &exact,
+                    &x.flatten_all()?.to_vec1::<f32>()?,
+                    (m, n, k),
+                )?;
+                results.push(a);
+            }
+            // Both kernels make the same integer sums and add them in the same order.
+            if let [avx2, vnni] = results.as_slice() {
+                assert_eq!(avx2, vnni, "({m},{n},{k}) {stored:?}");
+            }
         }
         Ok(())
     }
@@ -946,11 +1015,14 @@ mod tests {
             (1024, 384, 1536, Stored::FourBit),
         ] {
             let (exact, ours, candle) = matrix(n, k, 11, stored)?;
+            let (_, mut avx2, _) = matrix(n, k, 11, stored)?;
+            avx2.vnni = false;
             let dense = Tensor::from_vec(exact, (n, k), &Device::Cpu)?.t()?;
             let x = Tensor::from_vec(values(m * k, 12), (1, m, k), &Device::Cpu)?;
             type Product<'a> = &'a dyn Fn(&Tensor) -> Result<Tensor>;
-            let layers: [(&str, Product); 3] = [
+            let layers: [(&str, Product); 4] = [
                 ("tiled", &|x| ours.forward(x)),
+                ("tiled, AVX2 only", &|x| avx2.forward(x)),
                 ("candle", &|x| candle.forward(x)),
                 ("f32 GEMM", &|x| x.broadcast_matmul(&dense)),
             ];
