@@ -122,13 +122,13 @@ pub(crate) fn padded(qkv: &Tensor, heads: usize, lengths: &[usize]) -> Result<Op
                 (true, 128) => unsafe { head_avx2::<16>(&head, &mut scratch, out) },
                 _ => {
                     scratch.scores.resize(head.len, 0.0);
+                    let keys = &head.sequence[hidden + head.column..];
+                    let values = &head.sequence[2 * hidden + head.column..];
                     for i in 0..t {
                         // SAFETY: as above, row i's columns of this head.
                         let y = unsafe {
                             std::slice::from_raw_parts_mut(out.add(i * hidden + head.column), d)
                         };
-                        let keys = &head.sequence[hidden + head.column..];
-                        let values = &head.sequence[2 * hidden + head.column..];
                         let query = &head.sequence[i * width + head.column..][..d];
                         row(query, keys, values, width, &mut scratch.scores, y);
                     }

@@ -148,20 +148,17 @@ impl Linear {
                 return Ok(None);
             };
             let (n, k) = t.shape().dims2()?;
-            if kind.is_some_and(|kind| kind != (t.dtype(), k)) {
+            if kind.is_some_and(|(dtype, width, _)| (dtype, width) != (t.dtype(), k)) {
                 return Ok(None);
             }
-            kind = Some((t.dtype(), k));
+            kind = Some((t.dtype(), k, t.device()));
             bytes.extend_from_slice(&t.data()?);
             rows += n;
         }
-        let (Some((dtype, k)), Some(first)) = (kind, parts.first()) else {
+        let Some((dtype, k, device)) = kind else {
             return Ok(None);
         };
-        let QMatMul::QTensor(t) = &first.candle else {
-            return Ok(None);
-        };
-        let joined = qtensor_from_ggml(dtype, &bytes, vec![rows, k], &t.device())?;
+        let joined = qtensor_from_ggml(dtype, &bytes, vec![rows, k], &device)?;
         Linear::from_qtensor(joined).map(Some)
     }
 
@@ -421,9 +418,9 @@ fn matmul(weights: Matrix, x: &[f32], m: usize, range: WeightRange, kernel: Kern
                         kb,
                     };
                     // SAFETY: the CPU features were checked when the layer was built; the
-                    // input (and its block sums, for four bits) is
-                    // padded to whole tiles of TILE_X rows from `x`, and `tile_weights` holds
-                    // `kb` blocks of TILE_W rows.
+                    // input (and its block sums, for four bits) is padded to whole tiles of
+                    // TILE_X rows from `x`, and `tile_weights` holds `kb` blocks of TILE_W
+                    // rows.
                     let sums = unsafe { kernel(tile_weights, input) };
                     for (c, row) in sums.iter().enumerate().take(rx) {
                         // SAFETY: row x + c, columns w..w + rw are inside the m × n output,
