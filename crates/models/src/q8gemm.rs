@@ -175,23 +175,31 @@ impl Linear {
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, &Epilogue::default())
+    }
+
+    /// `x` times the transpose of the matrix, then `epilogue` on every output value: in the
+    /// tiled product while each work item's outputs are still in cache, elsewhere as a pass
+    /// over candle's output.
+    pub(crate) fn forward_with(&self, x: &Tensor, epilogue: &Epilogue) -> Result<Tensor> {
         let Some((weights, format)) = &self.tiled else {
-            return self.candle.forward(x);
+            return epilogue.after(self.candle.forward(x)?);
         };
         let dims = x.dims().to_vec();
         let Some((&k, batch)) = dims.split_last() else {
-            return self.candle.forward(x);
+            return epilogue.after(self.candle.forward(x)?);
         };
         let m: usize = batch.iter().product();
         let (n, wk) = weights.shape().dims2()?;
         if (m < 2 && *format == Format::Q8_0) || m == 0 || wk != k || !k.is_multiple_of(BLOCK) {
-            return self.candle.forward(x);
+            return epilogue.after(self.candle.forward(x)?);
         }
+        epilogue.check(m, n)?;
         let x = x.contiguous()?;
         let out = {
             let (storage, layout) = x.storage_and_layout();
             let Storage::Cpu(cpu) = &*storage else {
-                return self.candle.forward(&x);
+                return epilogue.after(self.candle.forward(&x)?);
             };
             let start = layout.start_offset();
             let Some(input) = cpu.as_slice::<f32>()?.get(start..start + m * k) else {
@@ -205,9 +213,12 @@ impl Linear {
                 k,
             };
             if m == 1 {
-                gemv(matrix, input)
+                let mut out = gemv(matrix, input);
+                epilogue.apply(&mut out, 0, 0, n);
+                out
             } else {
-                matmul(matrix, input, m, self.range, kernel(self.range, self.vnni))
+                let kernel = kernel(self.range, self.vnni);
+                matmul(matrix, input, m, self.range, kernel, epilogue)
             }
         };
         let mut shape = dims;
@@ -215,6 +226,74 @@ impl Linear {
             *last = n;
         }
         Tensor::from_vec(out, shape, x.device())
+    }
+}
+
+/// What is done to each output value as the product writes it, in this order: the bias
+/// added, the activation applied, the residual added. Each step is the float operation a
+/// separate pass over the output would make (`y + b`, `r + y`), so the values are the same
+/// bits; what is saved is the passes themselves, each a trip through memory, an allocation
+/// and, on two cores, a wait for the worker pool.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Epilogue<'a> {
+    /// One value per output column.
+    pub bias: Option<&'a [f32]>,
+    /// Applied in place to runs of consecutive outputs of one row.
+    pub activation: Option<fn(&mut [f32])>,
+    /// As many rows and columns as the output, row-major.
+    pub residual: Option<&'a [f32]>,
+}
+
+impl Epilogue<'_> {
+    fn is_empty(&self) -> bool {
+        self.bias.is_none() && self.activation.is_none() && self.residual.is_none()
+    }
+
+    /// An error unless the bias and the residual fit an output of `m` rows of `n`.
+    fn check(&self, m: usize, n: usize) -> Result<()> {
+        if self.bias.is_some_and(|b| b.len() != n) {
+            candle_core::bail!(
+                "bias of {} values for {n} outputs",
+                self.bias.map_or(0, <[f32]>::len)
+            )
+        }
+        if self.residual.is_some_and(|r| r.len() != m * n) {
+            candle_core::bail!("residual does not have {m} rows of {n}")
+        }
+        Ok(())
+    }
+
+    /// Applies to `values`, the outputs of row `row` from column `column` on, in an output
+    /// `n` columns wide.
+    fn apply(&self, values: &mut [f32], row: usize, column: usize, n: usize) {
+        if let Some(bias) = self.bias {
+            for (y, b) in values.iter_mut().zip(&bias[column..]) {
+                *y += *b;
+            }
+        }
+        if let Some(activation) = self.activation {
+            activation(values);
+        }
+        if let Some(residual) = self.residual {
+            for (y, r) in values.iter_mut().zip(&residual[row * n + column..]) {
+                *y = *r + *y;
+            }
+        }
+    }
+
+    /// Applies to a whole product computed elsewhere (candle's).
+    fn after(&self, y: Tensor) -> Result<Tensor> {
+        if self.is_empty() {
+            return Ok(y);
+        }
+        let n = y.dims().last().copied().unwrap_or(1).max(1);
+        let m = y.elem_count() / n;
+        self.check(m, n)?;
+        let mut values = y.flatten_all()?.to_vec1::<f32>()?;
+        for (row, values) in values.chunks_exact_mut(n).enumerate() {
+            self.apply(values, row, 0, n);
+        }
+        Tensor::from_vec(values, y.shape(), y.device())
     }
 }
 
@@ -369,7 +448,14 @@ unsafe fn quantise_rows_avx2(x: &[f32], quants: &mut [i8], scales: &mut [f32]) {
 /// `x` (`m` rows of `k`) times the transpose of `weights` (`n` rows of `k` as Q8_0 blocks):
 /// `m` rows of `n`. Requires [`supported`], `k` a multiple of 32 and `weights` at least
 /// `n · k / 32` blocks (callers check).
-fn matmul(weights: Matrix, x: &[f32], m: usize, range: WeightRange, kernel: Kernel) -> Vec<f32> {
+fn matmul(
+    weights: Matrix,
+    x: &[f32],
+    m: usize,
+    range: WeightRange,
+    kernel: Kernel,
+    epilogue: &Epilogue,
+) -> Vec<f32> {
     let (n, k, kb) = (weights.n, weights.k, weights.k / BLOCK);
     assert!(weights.bytes.len() >= n * kb * weights.format.block_bytes() && x.len() >= m * k);
     let input = quantise(x, m, k);
@@ -383,7 +469,9 @@ fn matmul(weights: Matrix, x: &[f32], m: usize, range: WeightRange, kernel: Kern
     } else {
         Vec::new()
     };
-    let mut out = vec![0f32; m * n];
+    // Not zeroed first: every value is written below, and zeroing megabytes on the calling
+    // thread while the pool's worker waited was 5% of a passage batch.
+    let mut out: Vec<f32> = Vec::with_capacity(m * n);
     let out_ptr = out.as_mut_ptr() as usize;
     let (items_x, items_w) = (m.div_ceil(ITEM_X), n.div_ceil(ITEM_W));
     // Items run weight-block major, so that a worker walking a range of them reuses the
@@ -423,20 +511,37 @@ fn matmul(weights: Matrix, x: &[f32], m: usize, range: WeightRange, kernel: Kern
                     // rows.
                     let sums = unsafe { kernel(tile_weights, input) };
                     for (c, row) in sums.iter().enumerate().take(rx) {
-                        // SAFETY: row x + c, columns w..w + rw are inside the m × n output,
-                        // and each output element belongs to exactly one work item.
-                        let out = unsafe {
-                            std::slice::from_raw_parts_mut(
+                        // SAFETY: row x + c, columns w..w + rw are inside the m × n output
+                        // (allocated, not yet initialised: written, never read, here), and
+                        // each output element belongs to exactly one work item.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                row.as_ptr(),
                                 (out_ptr as *mut f32).add((x + c) * n + w),
                                 rw,
-                            )
-                        };
-                        out.copy_from_slice(&row[..rw]);
+                            );
+                        }
                     }
+                }
+            }
+            if !epilogue.is_empty() {
+                for x in x0..x1 {
+                    // SAFETY: as above, row x's columns w0..w1 belong to this work item,
+                    // and the tiles above have written them.
+                    let out = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            (out_ptr as *mut f32).add(x * n + w0),
+                            w1 - w0,
+                        )
+                    };
+                    epilogue.apply(out, x, w0, n);
                 }
             }
         }
     });
+    // SAFETY: the work items cover rows 0..m and columns 0..n between them (rows and
+    // columns of items step by ITEM_X and ITEM_W up to m and n), and each wrote its part.
+    unsafe { out.set_len(m * n) };
     out
 }
 
@@ -889,6 +994,58 @@ mod tests {
             if let [avx2, vnni] = results.as_slice() {
                 assert_eq!(avx2, vnni, "({m},{n},{k}) {stored:?}");
             }
+        }
+        Ok(())
+    }
+
+    /// The epilogue gives the same bits as the separate passes it replaces (bias, then an
+    /// activation, then the residual), in the tiled product and on candle's path alike
+    /// (one row of Q8_0).
+    #[test]
+    fn epilogue_gives_the_same_bits_as_separate_passes() -> Result<()> {
+        fn halve_negatives(values: &mut [f32]) {
+            for v in values.iter_mut().filter(|v| **v < 0.0) {
+                *v *= 0.5;
+            }
+        }
+        for (m, n, k, seed, stored) in [
+            (101, 67, 384, 31, Stored::FourBit),
+            (97, 130, 96, 32, Stored::Q8_0),
+            (1, 9, 64, 33, Stored::Q8_0),
+        ] {
+            let (_, ours, _) = matrix(n, k, seed, stored)?;
+            let x = Tensor::from_vec(values(m * k, seed + 100), (m, k), &Device::Cpu)?;
+            let bias = values(n, seed + 200);
+            let residual = values(m * n, seed + 300);
+            let plain = ours.forward(&x)?;
+            let separate = plain
+                .broadcast_add(&Tensor::from_vec(bias.clone(), n, &Device::Cpu)?)?
+                .flatten_all()?;
+            let mut separate = separate.to_vec1::<f32>()?;
+            halve_negatives(&mut separate);
+            let separate = (Tensor::from_vec(residual.clone(), m * n, &Device::Cpu)?
+                + Tensor::from_vec(separate, m * n, &Device::Cpu)?)?
+            .to_vec1::<f32>()?;
+            let epilogue = Epilogue {
+                bias: Some(&bias),
+                activation: Some(halve_negatives),
+                residual: Some(&residual),
+            };
+            let fused = ours.forward_with(&x, &epilogue)?;
+            assert_eq!(fused.dims(), &[m, n]);
+            assert_eq!(
+                fused.flatten_all()?.to_vec1::<f32>()?,
+                separate,
+                "({m},{n},{k})"
+            );
+            let short = Epilogue {
+                bias: Some(&bias[1..]),
+                ..Epilogue::default()
+            };
+            assert!(
+                ours.forward_with(&x, &short).is_err(),
+                "a bias of the wrong length"
+            );
         }
         Ok(())
     }
