@@ -524,13 +524,20 @@ fn check_sentence(
     Some(text)
 }
 
+/// A further quote from a norm other than the first quote's needs at least this share of
+/// the first's retrieval score. Measured with `cabildo eval --answers` on the three sets
+/// (docs/evaluation.md): a passage of another norm that ranks well below the first is
+/// mostly not what answers.
+const OTHER_NORM_SCORE: f32 = 0.8;
+
 /// The extractive answer: for each of the top three relevant passages, its label and its
 /// sentence closest to the question, quoted, with its number. After the first, a quote is
 /// given only when it says something about what the question asks (one of its terms, a
 /// country it names not counted): "La capital de la República del Perú es la ciudad de
 /// Lima" shares only the country's name with "¿Quiénes son ciudadanos en el Perú?", and is
 /// left out. (A rule of half the first quote's weight also dropped the answer itself when a
-/// passage on another age ranked first.)
+/// passage on another age ranked first.) And a quote from another norm than the first
+/// only when it scored nearly as well ([`OTHER_NORM_SCORE`]).
 fn extractive(sources: &Sources) -> (String, Vec<usize>) {
     let mut lines = Vec::new();
     let mut numbers = Vec::new();
@@ -545,8 +552,8 @@ fn extractive(sources: &Sources) -> (String, Vec<usize>) {
         }
     }
     let says = |quote: &str| !terms_of(quote, sources.language).is_disjoint(&asked);
-    // Whether the first quote says something about the question.
-    let mut first: Option<bool> = None;
+    // Whether the first quote says something about the question, its norm and its score.
+    let mut first: Option<(bool, &str, f32)> = None;
     for (i, (h, analysed)) in sources
         .hits
         .iter()
@@ -560,8 +567,13 @@ fn extractive(sources: &Sources) -> (String, Vec<usize>) {
         }
         let relevant = says(&quote);
         match first {
-            None => first = Some(relevant),
-            Some(true) if !relevant => continue,
+            None => first = Some((relevant, &h.passage.norm_id, h.score)),
+            Some((true, _, _)) if !relevant => continue,
+            Some((_, norm, score))
+                if h.passage.norm_id != norm && h.score < OTHER_NORM_SCORE * score =>
+            {
+                continue
+            }
             Some(_) => {}
         }
         lines.push(format!("{}: «{}» [{}]", h.passage.label, quote, i + 1));

@@ -52,6 +52,9 @@ pub struct ScoredAnswer {
     /// passage's cosine similarity and the largest share of the question's terms one
     /// passage holds.
     pub signals: [(Option<f32>, f32); 2],
+    /// The sources the answer was written from, in their order: passage id, retrieval score
+    /// and whether the passage counts as relevant (as citation precision judges it).
+    pub sources: Vec<(String, f32, bool)>,
 }
 
 /// Answer quality over a set, for one writer.
@@ -117,6 +120,7 @@ impl PreparedSet<'_> {
             let gold = self.set.qrels.get(id).cloned().unwrap_or_default();
             let sources = self.gather(text, Filters::operator(), options).await?;
             let signals = (sources.best_cosine, sources.coverage);
+            let listed = self.listed(&sources, &gold);
             let answer = write(sources, writer, options).await?;
             let without = Filters {
                 excluded_norms: self.gold_norms(&gold).into_iter().collect(),
@@ -124,7 +128,9 @@ impl PreparedSet<'_> {
             };
             let ablated = self.gather(text, without, options).await?;
             let reference = self.set.references.get(id).map(String::as_str);
-            scored.push(self.score_answer(asked, &answer, signals, &gold, reference, &ablated));
+            let mut answer = self.score_answer(asked, &answer, signals, &gold, reference, &ablated);
+            answer.sources = listed;
+            scored.push(answer);
             progress("answering", i + 1, total);
         }
         Ok((self.report(writer, &scored), scored))
@@ -140,6 +146,23 @@ impl PreparedSet<'_> {
             history: Vec::new(),
         };
         self.pipeline.gather(&question, options).await
+    }
+
+    /// `sources`' passages, scores and whether each counts as relevant.
+    fn listed(&self, sources: &Sources, gold: &HashSet<String>) -> Vec<(String, f32, bool)> {
+        sources
+            .hits
+            .iter()
+            .map(|h| {
+                let p = &h.passage;
+                let key = if self.set.norm_level {
+                    &p.norm_id
+                } else {
+                    &p.id
+                };
+                (p.id.clone(), h.score, gold.contains(key))
+            })
+            .collect()
     }
 
     /// The norms the relevant items belong to (for a norm-level set, the items themselves).
@@ -211,6 +234,7 @@ impl PreparedSet<'_> {
             without_gold_answers: ablated.relevant,
             without_gold_norms,
             signals: [signals, (ablated.best_cosine, ablated.coverage)],
+            sources: Vec::new(),
         }
     }
 
