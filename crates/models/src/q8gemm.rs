@@ -231,8 +231,8 @@ impl Linear {
 
 /// What is done to each output value as the product writes it, in this order: the bias
 /// added, the activation applied, the residual added. Each step is the float operation a
-/// separate pass over the output would make (`y + b`, `r + y`), so the values are the same
-/// bits; what is saved is the passes themselves, each a trip through memory, an allocation
+/// separate pass over the output would make (`y + b`, `y + r`; float addition commutes), so
+/// the values are the same bits; what is saved is the passes themselves, each a trip through memory, an allocation
 /// and, on two cores, a wait for the worker pool.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Epilogue<'a> {
@@ -276,7 +276,7 @@ impl Epilogue<'_> {
         }
         if let Some(residual) = self.residual {
             for (y, r) in values.iter_mut().zip(&residual[row * n + column..]) {
-                *y = *r + *y;
+                *y += *r;
             }
         }
     }
