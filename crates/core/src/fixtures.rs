@@ -6,9 +6,20 @@ use std::path::{Path, PathBuf};
 
 use crate::{AccessLevel, Jurisdiction, Language, NormKind, Passage};
 
-/// The workspace's root folder.
+/// The workspace's root folder: at run time, the nearest folder holding `Cargo.lock` above
+/// the package cargo is testing (`CARGO_MANIFEST_DIR` in the test's environment), else the
+/// folder this crate was compiled in. The compile-time path alone is not enough: a target
+/// folder shared by clones at different paths (CI keeps one under `~/.cache`) can hold this
+/// crate compiled in the other clone, and its tests then looked for models there.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .and_then(|dir| {
+            dir.ancestors()
+                .find(|a| a.join("Cargo.lock").is_file())
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
 /// `../shared/REL` beside the workspace, or `None` with a "skipped" line when this checkout
