@@ -76,6 +76,49 @@ pub(crate) fn causal(q: &Tensor, k: &Tensor, v: &Tensor, group: usize) -> Result
 /// the projection wrote them and no mask is built; a work item is one sequence and head.
 /// `None` when `qkv` is not f32 in CPU memory or a length is out of range.
 pub(crate) fn padded(qkv: &Tensor, heads: usize, lengths: &[usize]) -> Result<Option<Tensor>> {
+    padded_in(qkv, heads, lengths, Products::detect())
+}
+
+/// How [`padded`] multiplies: in f32 (AVX2 and FMA, or portable), or with its inputs rounded
+/// to bf16 and the products added in f32 (AVX512-BF16).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Products {
+    Portable,
+    F32,
+    Bf16,
+}
+
+impl Products {
+    fn detect() -> Products {
+        if has_bf16() {
+            Products::Bf16
+        } else if has_avx2_fma() {
+            Products::F32
+        } else {
+            Products::Portable
+        }
+    }
+}
+
+fn has_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512bf16")
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && has_avx2_fma()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn padded_in(
+    qkv: &Tensor,
+    heads: usize,
+    lengths: &[usize],
+    products: Products,
+) -> Result<Option<Tensor>> {
     let (b, t, width) = qkv.dims3()?;
     let d = width / (3 * heads).max(1);
     if d == 0 || width != 3 * heads * d || lengths.len() != b {
@@ -96,7 +139,8 @@ pub(crate) fn padded(qkv: &Tensor, heads: usize, lengths: &[usize]) -> Result<Op
         return Ok(None);
     };
     let hidden = heads * d;
-    let fast = has_avx2_fma() && matches!(d, 32 | 64 | 128);
+    let fast = products != Products::Portable && matches!(d, 32 | 64 | 128);
+    let bf16 = fast && products == Products::Bf16;
     // The fast kernel writes every row of every head (padding rows too) through pointers:
     // its output is not zeroed first. The portable path writes through slices, so it is.
     let mut out: Vec<f32> = if fast {
@@ -122,6 +166,8 @@ pub(crate) fn padded(qkv: &Tensor, heads: usize, lengths: &[usize]) -> Result<Op
             // and the output holds t rows of `hidden` for each sequence.
             let out = unsafe { (out_ptr as *mut f32).add(s * t * hidden) };
             match (fast, d) {
+                // SAFETY: AVX512-BF16 was detected; the head is a multiple of 32 wide.
+                (true, 32 | 64 | 128) if bf16 => unsafe { head_bf16(&head, &mut scratch, out) },
                 // SAFETY: AVX2 and FMA were detected; the head is 8 · C wide.
                 (true, 32) => unsafe { head_avx2::<4>(&head, &mut scratch, out) },
                 (true, 64) => unsafe { head_avx2::<8>(&head, &mut scratch, out) },
@@ -167,6 +213,147 @@ struct Scratch {
     /// The head's keys transposed: `d` rows of the positions (padded to whole vectors).
     keys: Vec<f32>,
     scores: Vec<f32>,
+    /// [`head_bf16`]'s keys, values, queries and weights as pairs of bf16 in 32 bits.
+    pairs: [Vec<u32>; 4],
+}
+
+/// `x` rounded to the nearest bf16 (ties to even), as the vector conversion rounds.
+fn bf16(x: f32) -> u32 {
+    let bits = x.to_bits();
+    (bits + 0x7fff + ((bits >> 16) & 1)) >> 16
+}
+
+/// Two values as one 32-bit pair of bf16, `low` first, as `vdpbf16ps` reads them.
+fn pair(low: f32, high: f32) -> u32 {
+    bf16(low) | (bf16(high) << 16)
+}
+
+/// [`padded`]'s work for one head with AVX512-BF16's `vdpbf16ps`: a lane adds the products
+/// of two bf16 pairs to its f32 sum, twice the multiply-adds of an f32 FMA per instruction.
+/// Queries, keys, values and the softmax's weights are rounded to bf16 (8 bits of mantissa);
+/// the products are exact in f32 and summed in f32, and the softmax itself is in f32.
+/// Scores: four query rows against 32 positions, a broadcast query pair times 16 key pairs
+/// per instruction (keys stored as `[pair][position]`). Weighted sums: a broadcast pair of
+/// weights (two positions) times the values of those two positions for 16 columns (values
+/// stored as `[position pair][column]`). `d` is a multiple of 32.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16,avx2,fma")]
+unsafe fn head_bf16(head: &Head, scratch: &mut Scratch, out: *mut f32) {
+    use std::arch::x86_64::*;
+    use std::mem::transmute;
+    let Head {
+        sequence,
+        width,
+        hidden,
+        column,
+        d,
+        rows,
+        len,
+    } = *head;
+    assert!(d.is_multiple_of(32) && len >= 1 && len <= rows && sequence.len() >= rows * width);
+    assert!(column + d <= hidden && 3 * hidden <= width);
+    let (half, padded, position_pairs) = (d / 2, len.next_multiple_of(32), len.div_ceil(2));
+    let [keys, values, queries, weights] = &mut scratch.pairs;
+    keys.clear();
+    keys.resize(half * padded, 0);
+    for j in 0..len {
+        let key = &sequence[j * width + hidden + column..][..d];
+        for p in 0..half {
+            keys[p * padded + j] = pair(key[2 * p], key[2 * p + 1]);
+        }
+    }
+    values.clear();
+    values.resize(position_pairs * d, 0);
+    for jp in 0..position_pairs {
+        let first = &sequence[2 * jp * width + 2 * hidden + column..][..d];
+        let row = &mut values[jp * d..][..d];
+        if 2 * jp + 1 < len {
+            let second = &sequence[(2 * jp + 1) * width + 2 * hidden + column..][..d];
+            for ((to, &a), &b) in row.iter_mut().zip(first).zip(second) {
+                *to = pair(a, b);
+            }
+        } else {
+            for (to, &a) in row.iter_mut().zip(first) {
+                *to = pair(a, 0.0);
+            }
+        }
+    }
+    queries.clear();
+    queries.resize(HEAD_ROWS * half, 0);
+    weights.clear();
+    weights.resize(HEAD_ROWS * padded / 2, 0);
+    let scores = &mut scratch.scores;
+    scores.clear();
+    scores.resize(HEAD_ROWS * padded, 0.0);
+    let scale = _mm512_set1_ps(1.0 / (d as f32).sqrt());
+    let broadcast = |x: u32| -> __m512bh { transmute(_mm512_set1_epi32(x as i32)) };
+    let load = |p: *const u32| -> __m512bh { transmute(_mm512_loadu_si512(p as *const _)) };
+    for first in (0..rows).step_by(HEAD_ROWS) {
+        // Past the last row the group repeats it; those results are not written.
+        for r in 0..HEAD_ROWS {
+            let q = &sequence[(first + r).min(rows - 1) * width + column..][..d];
+            for p in 0..half {
+                queries[r * half + p] = pair(q[2 * p], q[2 * p + 1]);
+            }
+        }
+        for j in (0..padded).step_by(32) {
+            let mut acc = [[_mm512_setzero_ps(); 2]; HEAD_ROWS];
+            for p in 0..half {
+                let key = keys.as_ptr().add(p * padded + j);
+                let (k0, k1) = (load(key), load(key.add(16)));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let q = broadcast(queries[r * half + p]);
+                    acc[0] = _mm512_dpbf16_ps(acc[0], q, k0);
+                    acc[1] = _mm512_dpbf16_ps(acc[1], q, k1);
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                let row = scores.as_mut_ptr().add(r * padded + j);
+                _mm512_storeu_ps(row, _mm512_mul_ps(acc[0], scale));
+                _mm512_storeu_ps(row.add(16), _mm512_mul_ps(acc[1], scale));
+            }
+        }
+        let mut totals = [0f32; HEAD_ROWS];
+        for (r, total) in totals.iter_mut().enumerate() {
+            let row = &mut scores[r * padded..][..padded];
+            *total = softmax_weights(&mut row[..len]);
+            row[len..].fill(0.0);
+            // The weights in bf16, two positions a pair: 32 at a time, in order.
+            let to = weights.as_mut_ptr().add(r * padded / 2);
+            for (c, chunk) in row.chunks_exact(32).enumerate() {
+                let low = _mm512_loadu_ps(chunk.as_ptr());
+                let high = _mm512_loadu_ps(chunk.as_ptr().add(16));
+                let packed: __m512i = transmute(_mm512_cvtne2ps_pbh(high, low));
+                _mm512_storeu_si512(to.add(c * 16) as *mut _, packed);
+            }
+        }
+        for part in (0..d).step_by(32) {
+            let mut acc = [[_mm512_setzero_ps(); 2]; HEAD_ROWS];
+            for jp in 0..position_pairs {
+                let value = values.as_ptr().add(jp * d + part);
+                let (v0, v1) = (load(value), load(value.add(16)));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let w = broadcast(*weights.get_unchecked(r * padded / 2 + jp));
+                    acc[0] = _mm512_dpbf16_ps(acc[0], w, v0);
+                    acc[1] = _mm512_dpbf16_ps(acc[1], w, v1);
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                if first + r >= rows {
+                    break;
+                }
+                let inverse = _mm512_set1_ps(1.0 / totals[r]);
+                let y = out.add((first + r) * hidden + column + part);
+                _mm512_storeu_ps(y, _mm512_mul_ps(acc[0], inverse));
+                _mm512_storeu_ps(y.add(16), _mm512_mul_ps(acc[1], inverse));
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn head_bf16(_: &Head, _: &mut Scratch, _: *mut f32) {
+    unreachable!("AVX512-BF16 is only detected on x86-64")
 }
 
 /// Query rows whose scores are computed together (an even number: their weighted sums go
@@ -602,15 +789,29 @@ mod tests {
                 .transpose(1, 2)?
                 .flatten_all()?
                 .to_vec1::<f32>()?;
-            let ours = padded(&qkv, heads, &lengths)?
-                .ok_or_else(|| candle_core::Error::Msg("layout refused".into()))?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            let worst = ours
-                .iter()
-                .zip(&theirs)
-                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-            assert!(worst < 1e-4, "{heads} heads of {d}: differs by {worst}");
+            let mut products = vec![(Products::Portable, 1e-4)];
+            if has_avx2_fma() {
+                products.push((Products::F32, 1e-4));
+            }
+            // bf16 keeps 8 bits of mantissa: scores and weights move by a few parts in a
+            // thousand, and so does each output.
+            if has_bf16() {
+                products.push((Products::Bf16, 2e-2));
+            }
+            for (products, bound) in products {
+                let ours = padded_in(&qkv, heads, &lengths, products)?
+                    .ok_or_else(|| candle_core::Error::Msg("layout refused".into()))?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                let worst = ours
+                    .iter()
+                    .zip(&theirs)
+                    .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(
+                    worst < bound,
+                    "{heads} heads of {d}, {products:?}: differs by {worst}"
+                );
+            }
         }
         Ok(())
     }
