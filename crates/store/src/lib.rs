@@ -52,6 +52,14 @@ pub enum StoreError {
     /// A stored value does not parse.
     #[error("registry holds an invalid value: {0}")]
     Invalid(String),
+    /// The file that serialises migrations could not be opened or locked.
+    #[error("registry lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
 }
 
 /// Result alias for this crate.
@@ -181,7 +189,28 @@ impl Registry {
             .filename(path)
             .create_if_missing(true)
             .to_url_lossy();
-        Self::connect_url(url.as_str(), Backend::Sqlite).await
+        // Two processes opening a new data folder at once (an ingest, and `cabildo status`
+        // beside it) both found migration 4 unapplied, and the second failed on the table
+        // the first had just created: SQLite has no lock across a migration run, so a file
+        // beside the database serialises them. It is released when the registry is open.
+        let lock_path = path.with_extension("migrate-lock");
+        let lock_error = |source| StoreError::Lock {
+            path: lock_path.display().to_string(),
+            source,
+        };
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(lock_error)?;
+        let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+            .await
+            .map_err(|e| lock_error(std::io::Error::other(e)))?
+            .map_err(lock_error)?;
+        let registry = Self::connect_url(url.as_str(), Backend::Sqlite).await;
+        drop(lock);
+        registry
     }
 
     /// Connects to the registry at `url` (`postgres://user:password@host/database`, or

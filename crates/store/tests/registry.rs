@@ -503,3 +503,25 @@ async fn a_registry_address_that_is_not_postgres_or_sqlite_is_refused() {
         "the password is not shown: {shown}"
     );
 }
+
+/// Processes that open a new data folder at once (an ingest and `cabildo status` beside it)
+/// both bring its schema up to date without one failing on a table the other created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registries_opened_at_once_migrate_once() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("registry.db");
+        let opening: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                tokio::spawn(async move { Registry::open(&path).await })
+            })
+            .collect();
+        for opened in opening {
+            opened
+                .await
+                .expect("joined")
+                .expect("opened beside the others");
+        }
+    }
+}
