@@ -207,6 +207,18 @@ struct Head<'a> {
     len: usize,
 }
 
+impl Head<'_> {
+    /// Asserts what the kernels' pointer arithmetic relies on: `d` a multiple of `multiple`,
+    /// at least one real position, every row inside `sequence`, and this head's queries,
+    /// keys and values inside each row.
+    fn check(&self, multiple: usize) {
+        assert!(self.d.is_multiple_of(multiple));
+        assert!(self.len >= 1 && self.len <= self.rows);
+        assert!(self.sequence.len() >= self.rows * self.width);
+        assert!(self.column + self.d <= self.hidden && 3 * self.hidden <= self.width);
+    }
+}
+
 /// A worker's buffers, reused across its work items.
 #[derive(Default)]
 struct Scratch {
@@ -250,19 +262,20 @@ unsafe fn head_bf16(head: &Head, scratch: &mut Scratch, out: *mut f32) {
         rows,
         len,
     } = *head;
-    assert!(d.is_multiple_of(32) && len >= 1 && len <= rows && sequence.len() >= rows * width);
-    assert!(column + d <= hidden && 3 * hidden <= width);
+    head.check(32);
     let (half, padded, position_pairs) = (d / 2, len.next_multiple_of(32), len.div_ceil(2));
+    // Sized, not cleared: every value is written below, and the keys' padding zeroed.
     let [keys, values, queries, weights] = &mut scratch.pairs;
-    keys.clear();
     keys.resize(half * padded, 0);
+    for p in 0..half {
+        keys[p * padded + len..(p + 1) * padded].fill(0);
+    }
     for j in 0..len {
         let key = &sequence[j * width + hidden + column..][..d];
         for p in 0..half {
             keys[p * padded + j] = pair(key[2 * p], key[2 * p + 1]);
         }
     }
-    values.clear();
     values.resize(position_pairs * d, 0);
     for jp in 0..position_pairs {
         let first = &sequence[2 * jp * width + 2 * hidden + column..][..d];
@@ -278,9 +291,7 @@ unsafe fn head_bf16(head: &Head, scratch: &mut Scratch, out: *mut f32) {
             }
         }
     }
-    queries.clear();
     queries.resize(HEAD_ROWS * half, 0);
-    weights.clear();
     weights.resize(HEAD_ROWS * padded / 2, 0);
     let scores = &mut scratch.scores;
     scores.clear();
@@ -371,7 +382,8 @@ const _: () = assert!(HEAD_ROWS.is_multiple_of(2));
 unsafe fn head_avx2<const C: usize>(head: &Head, scratch: &mut Scratch, out: *mut f32) {
     use std::arch::x86_64::*;
     let d = C * 8;
-    assert!(C.is_multiple_of(4));
+    assert!(C.is_multiple_of(4) && head.d == d);
+    head.check(32);
     let Head {
         sequence,
         width,
@@ -381,8 +393,6 @@ unsafe fn head_avx2<const C: usize>(head: &Head, scratch: &mut Scratch, out: *mu
         len,
         ..
     } = *head;
-    assert!(head.d == d && len >= 1 && len <= rows && sequence.len() >= rows * width);
-    assert!(column + d <= hidden && 3 * hidden <= width);
     let padded = len.next_multiple_of(16);
     let keys = &mut scratch.keys;
     // Only the padding past `len` needs zeros: the rest is written below (clearing the whole

@@ -232,8 +232,8 @@ impl Linear {
 /// What is done to each output value as the product writes it, in this order: the bias
 /// added, the activation applied, the residual added. Each step is the float operation a
 /// separate pass over the output would make (`y + b`, `y + r`; float addition commutes), so
-/// the values are the same bits; what is saved is the passes themselves, each a trip through memory, an allocation
-/// and, on two cores, a wait for the worker pool.
+/// the values are the same bits; what is saved is the passes themselves, each a trip
+/// through memory, an allocation and, on two cores, a wait for the worker pool.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Epilogue<'a> {
     /// One value per output column.
@@ -251,11 +251,8 @@ impl Epilogue<'_> {
 
     /// An error unless the bias and the residual fit an output of `m` rows of `n`.
     fn check(&self, m: usize, n: usize) -> Result<()> {
-        if self.bias.is_some_and(|b| b.len() != n) {
-            candle_core::bail!(
-                "bias of {} values for {n} outputs",
-                self.bias.map_or(0, <[f32]>::len)
-            )
+        if let Some(bias) = self.bias.filter(|b| b.len() != n) {
+            candle_core::bail!("bias of {} values for {n} outputs", bias.len())
         }
         if self.residual.is_some_and(|r| r.len() != m * n) {
             candle_core::bail!("residual does not have {m} rows of {n}")

@@ -155,14 +155,19 @@ impl PreparedSet<'_> {
             .iter()
             .map(|h| {
                 let p = &h.passage;
-                let key = if self.set.norm_level {
-                    &p.norm_id
-                } else {
-                    &p.id
-                };
+                let key = self.judged_by(&p.id, &p.norm_id);
                 (p.id.clone(), h.score, gold.contains(key))
             })
             .collect()
+    }
+
+    /// What a passage's relevance is judged by: its norm on a norm-level set, else itself.
+    fn judged_by<'a>(&self, passage_id: &'a String, norm_id: &'a String) -> &'a String {
+        if self.set.norm_level {
+            norm_id
+        } else {
+            passage_id
+        }
     }
 
     /// The norms the relevant items belong to (for a norm-level set, the items themselves).
@@ -199,16 +204,9 @@ impl PreparedSet<'_> {
             &answer.citations[..]
         };
         let cited: Vec<String> = citations.iter().map(|c| c.passage_id.clone()).collect();
-        // What a citation is judged by: its norm on a norm-level set, else the passage.
         let keys: Vec<&String> = citations
             .iter()
-            .map(|c| {
-                if self.set.norm_level {
-                    &c.norm_id
-                } else {
-                    &c.passage_id
-                }
-            })
+            .map(|c| self.judged_by(&c.passage_id, &c.norm_id))
             .collect();
         let relevant: Vec<&String> = keys.iter().copied().filter(|k| gold.contains(*k)).collect();
         let distinct: HashSet<&String> = relevant.iter().copied().collect();
