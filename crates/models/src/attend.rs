@@ -266,14 +266,34 @@ unsafe fn head_bf16(head: &Head, scratch: &mut Scratch, out: *mut f32) {
     let (half, padded, position_pairs) = (d / 2, len.next_multiple_of(32), len.div_ceil(2));
     // Sized, not cleared: every value is written below, and the keys' padding zeroed.
     let [keys, values, queries, weights] = &mut scratch.pairs;
+    // 16 values' bf16 bits, each in the low half of its lane: `bf16`'s integer rounding on
+    // 16 lanes, so the same bits (the scalar loops it replaced were a quarter of this kernel).
+    let round = |from: &[f32]| -> __m512i {
+        let bits = _mm512_loadu_si512(from[..16].as_ptr() as *const _);
+        let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
+        let biased = _mm512_add_epi32(bits, _mm512_set1_epi32(0x7fff));
+        _mm512_srli_epi32::<16>(_mm512_add_epi32(biased, odd))
+    };
+    // A row of `d` values as `d / 2` pairs, in order, into `to` (bf16 halves, low first).
+    let pairs_of = |from: &[f32], to: *mut u32| {
+        for c in (0..d).step_by(16) {
+            let halves = _mm512_cvtepi32_epi16(round(&from[c..]));
+            _mm256_storeu_si256((to as *mut u16).add(c) as *mut __m256i, halves);
+        }
+    };
     keys.resize(half * padded, 0);
     for p in 0..half {
         keys[p * padded + len..(p + 1) * padded].fill(0);
     }
+    let mut key_pairs = [0u32; 64];
     for j in 0..len {
-        let key = &sequence[j * width + hidden + column..][..d];
-        for p in 0..half {
-            keys[p * padded + j] = pair(key[2 * p], key[2 * p + 1]);
+        pairs_of(
+            &sequence[j * width + hidden + column..][..d],
+            key_pairs.as_mut_ptr(),
+        );
+        for (p, &pair) in key_pairs[..half].iter().enumerate() {
+            // SAFETY: p < half and j < len ≤ padded, inside the half · padded keys.
+            *keys.get_unchecked_mut(p * padded + j) = pair;
         }
     }
     values.resize(position_pairs * d, 0);
@@ -282,8 +302,12 @@ unsafe fn head_bf16(head: &Head, scratch: &mut Scratch, out: *mut f32) {
         let row = &mut values[jp * d..][..d];
         if 2 * jp + 1 < len {
             let second = &sequence[(2 * jp + 1) * width + 2 * hidden + column..][..d];
-            for ((to, &a), &b) in row.iter_mut().zip(first).zip(second) {
-                *to = pair(a, b);
+            for c in (0..d).step_by(16) {
+                let pair = _mm512_or_si512(
+                    round(&first[c..]),
+                    _mm512_slli_epi32::<16>(round(&second[c..])),
+                );
+                _mm512_storeu_si512(row[c..c + 16].as_mut_ptr() as *mut _, pair);
             }
         } else {
             for (to, &a) in row.iter_mut().zip(first) {
@@ -303,9 +327,7 @@ unsafe fn head_bf16(head: &Head, scratch: &mut Scratch, out: *mut f32) {
         // Past the last row the group repeats it; those results are not written.
         for r in 0..HEAD_ROWS {
             let q = &sequence[(first + r).min(rows - 1) * width + column..][..d];
-            for p in 0..half {
-                queries[r * half + p] = pair(q[2 * p], q[2 * p + 1]);
-            }
+            pairs_of(q, queries[r * half..][..half].as_mut_ptr());
         }
         for j in (0..padded).step_by(32) {
             let mut acc = [[_mm512_setzero_ps(); 2]; HEAD_ROWS];
