@@ -70,7 +70,7 @@ fn bad_input_gets_a_clear_error() {
 #[test]
 fn sample_corpus_ingests_and_searches_with_json_output() {
     let data = tempfile::tempdir().expect("tempdir");
-    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples");
+    let samples = cabildo_core::fixtures::workspace_root().join("samples");
     let o = cabildo(
         data.path(),
         &["ingest", samples.to_str().expect("path"), "--json"],
@@ -131,7 +131,7 @@ fn sample_corpus_ingests_and_searches_with_json_output() {
 #[test]
 fn dense_search_without_vectors_says_how_to_get_them() {
     let data = tempfile::tempdir().expect("tempdir");
-    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples");
+    let samples = cabildo_core::fixtures::workspace_root().join("samples");
     let o = cabildo(
         data.path(),
         &["ingest", samples.to_str().expect("path"), "--no-dense"],

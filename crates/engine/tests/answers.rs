@@ -13,7 +13,7 @@ use cabildo_models::TextEmbedder;
 /// Two chapters of it (political rights; the State, whose capital is Lima) in the sample's
 /// own layout (its folders say the country and the norm), with vectors.
 async fn peru(data: &Path) -> Engine {
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples");
+    let sample = cabildo_core::fixtures::workspace_root().join("samples");
     let docs = data.join("docs");
     for rel in [
         "README_source.md",
@@ -28,7 +28,7 @@ async fn peru(data: &Path) -> Engine {
         std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
         std::fs::copy(sample.join(&rel), to).expect("copy");
     }
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/e5-small");
+    let models = cabildo_core::fixtures::workspace_root().join("models/e5-small");
     let embedder =
         Arc::new(TextEmbedder::e5_small(&models).expect("e5-small (scripts/setup-models.sh)"));
     let store =

@@ -41,7 +41,7 @@ fn labour_code_excerpt(dir: &Path, with_front_matter: bool) -> Option<PathBuf> {
 }
 
 fn e5() -> Arc<dyn Embedder> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/e5-small");
+    let dir = cabildo_core::fixtures::workspace_root().join("models/e5-small");
     Arc::new(TextEmbedder::e5_small(&dir).expect("e5-small (scripts/setup-models.sh)"))
 }
 

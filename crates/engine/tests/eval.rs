@@ -4,7 +4,7 @@
 //! and hybrid retrieval must beat lexical alone and plain reciprocal-rank fusion. Skips when
 //! the sets are absent.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use cabildo_engine::eval::{default_cache_dir, plain_rrf_params, EvalDense, EvalSet, PreparedSet};
@@ -57,7 +57,7 @@ async fn lexical_clears_the_bm25_bar_on_every_set() {
 /// measured in docs/evaluation.md.
 #[tokio::test]
 async fn hybrid_beats_lexical_and_plain_fusion() {
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/e5-small");
+    let models = cabildo_core::fixtures::workspace_root().join("models/e5-small");
     let dense = EvalDense {
         embedder: Arc::new(TextEmbedder::e5_small(&models).expect("e5-small")),
         cache_dir: default_cache_dir(),
