@@ -263,6 +263,8 @@ unsafe fn head_bf16(head: &Head, scratch: &mut Scratch, out: *mut f32) {
         len,
     } = *head;
     head.check(32);
+    // `key_pairs` below holds the pairs of one key of up to 128 values.
+    assert!(d <= 128);
     let (half, padded, position_pairs) = (d / 2, len.next_multiple_of(32), len.div_ceil(2));
     // Sized, not cleared: every value is written below, and the keys' padding zeroed.
     let [keys, values, queries, weights] = &mut scratch.pairs;
