@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,13 +23,8 @@ const SECRET: &[u8] = b"a-development-secret-of-32-bytes!!";
 const ISSUER: &str = "https://claveunica.test";
 const AUDIENCE: &str = "cabildo";
 
-/// `keys/` in this package's folder, found at run time (a target folder shared by clones at
-/// other paths can hold this test compiled in one of them).
 fn keys_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf())
-        .join("keys")
+    cabildo_core::fixtures::workspace_root().join("tests/keys")
 }
 
 fn now() -> i64 {

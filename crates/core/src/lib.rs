@@ -6,7 +6,7 @@
 #![deny(missing_docs)]
 
 mod filters;
-#[cfg(feature = "test-fixtures")]
+#[cfg(any(test, feature = "test-fixtures"))]
 pub mod fixtures;
 mod models;
 mod norm;

@@ -662,12 +662,7 @@ mod tests {
 
     #[test]
     fn the_project_file_holds_the_defaults() {
-        // The package folder at run time: a target folder shared by clones at other paths
-        // can hold this test compiled in one of them (see `fixtures::workspace_root`).
-        let package = std::env::var_os("CARGO_MANIFEST_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-        let file = package.join("../../config/cabildo.toml");
+        let file = crate::fixtures::workspace_root().join("config/cabildo.toml");
         let layers = Layers {
             file: Some(file),
             ..Layers::default()

@@ -356,7 +356,8 @@ fn quantise(x: &[f32], m: usize, k: usize, sums: bool) -> Quantised {
     let kb = k / BLOCK;
     let mut scales = vec![0f32; padded * kb];
     // Padding rows' sums stay zero, as their values do.
-    let mut block_sums = vec![0i32; if sums { padded * kb } else { 0 }];
+    let sums_per_row = if sums { kb } else { 0 };
+    let mut block_sums = vec![0i32; padded * sums_per_row];
     if m == 1 {
         quantise_rows(&x[..k], &mut quants, &mut scales);
         sum_blocks(&quants, &mut block_sums);
@@ -385,8 +386,8 @@ fn quantise(x: &[f32], m: usize, k: usize, sums: bool) -> Quantised {
                     rows.len() * kb,
                 ),
                 std::slice::from_raw_parts_mut(
-                    (sums_ptr as *mut i32).add(if sums { rows.start * kb } else { 0 }),
-                    if sums { rows.len() * kb } else { 0 },
+                    (sums_ptr as *mut i32).add(rows.start * sums_per_row),
+                    rows.len() * sums_per_row,
                 ),
             )
         };
