@@ -70,11 +70,11 @@ pub(crate) fn causal(q: &Tensor, k: &Tensor, v: &Tensor, group: usize) -> Result
 }
 
 /// BERT's attention over a padded batch: `qkv` (b, t, 3 · heads · d) holds each position's
-/// query, key and value side by side, as one projection writes them; every row of sequence
-/// `s` (its padding too, as an additive mask would have it) sees that sequence's first
-/// `lengths[s]` positions. Returns (b, t, heads · d). Queries, keys and values are read where
-/// the projection wrote them and no mask is built; a work item is one sequence and head.
-/// `None` when `qkv` is not f32 in CPU memory or a length is out of range.
+/// query, key and value side by side, as one projection writes them; each of the first
+/// `lengths[s]` rows of sequence `s` sees those positions. Returns (b, t, heads · d), zeros
+/// in the rows past each length: nothing reads them (the pooling masks them out), so they
+/// are not computed. No mask is built; a work item is one sequence and head. `None` when
+/// `qkv` is not f32 in CPU memory or a length is out of range.
 pub(crate) fn padded(qkv: &Tensor, heads: usize, lengths: &[usize]) -> Result<Option<Tensor>> {
     padded_in(qkv, heads, lengths, Products::detect())
 }
@@ -139,10 +139,15 @@ fn padded_in(
         return Ok(None);
     };
     let hidden = heads * d;
+    if products == Products::Bf16 && matches!(d, 32 | 64 | 128) {
+        // SAFETY: AVX512-BF16 was detected (Products::Bf16); the head is 32, 64 or 128 wide,
+        // and `data` holds b · t rows of `width`.
+        return unsafe { padded_bf16(data, t, heads, d, lengths) }.map(Some);
+    }
     let fast = products != Products::Portable && matches!(d, 32 | 64 | 128);
-    let bf16 = fast && products == Products::Bf16;
-    // The fast kernel writes every row of every head (padding rows too) through pointers:
-    // its output is not zeroed first. The portable path writes through slices, so it is.
+    // The fast kernel writes every row of every head (zeros past a sequence's length)
+    // through pointers: its output is not zeroed first. The portable path writes through
+    // slices, so it is.
     let mut out: Vec<f32> = if fast {
         Vec::with_capacity(b * t * hidden)
     } else {
@@ -166,8 +171,6 @@ fn padded_in(
             // and the output holds t rows of `hidden` for each sequence.
             let out = unsafe { (out_ptr as *mut f32).add(s * t * hidden) };
             match (fast, d) {
-                // SAFETY: AVX512-BF16 was detected; the head is a multiple of 32 wide.
-                (true, 32 | 64 | 128) if bf16 => unsafe { head_bf16(&head, &mut scratch, out) },
                 // SAFETY: AVX2 and FMA were detected; the head is 8 · C wide.
                 (true, 32) => unsafe { head_avx2::<4>(&head, &mut scratch, out) },
                 (true, 64) => unsafe { head_avx2::<8>(&head, &mut scratch, out) },
@@ -176,7 +179,7 @@ fn padded_in(
                     scratch.scores.resize(head.len, 0.0);
                     let keys = &head.sequence[hidden + head.column..];
                     let values = &head.sequence[2 * hidden + head.column..];
-                    for i in 0..t {
+                    for i in 0..head.len {
                         // SAFETY: as above, row i's columns of this head.
                         let y = unsafe {
                             std::slice::from_raw_parts_mut(out.add(i * hidden + head.column), d)
@@ -225,99 +228,214 @@ struct Scratch {
     /// The head's keys transposed: `d` rows of the positions (padded to whole vectors).
     keys: Vec<f32>,
     scores: Vec<f32>,
-    /// [`head_bf16`]'s keys, values, queries and weights as pairs of bf16 in 32 bits.
-    pairs: [Vec<u32>; 4],
+    /// [`head_bf16`]'s softmax weights as pairs of bf16 in 32 bits.
+    weights: Vec<u32>,
 }
 
-/// `x` rounded to the nearest bf16 (ties to even), as the vector conversion rounds.
-fn bf16(x: f32) -> u32 {
-    let bits = x.to_bits();
-    (bits + 0x7fff + ((bits >> 16) & 1)) >> 16
+/// A padded batch's queries, keys and values rounded to bf16 (ties to even) and laid out for
+/// [`head_bf16`], one region per sequence and head (`region = s · heads + h`), two bf16 a
+/// 32-bit pair as `vdpbf16ps` reads them: queries `[region][row][d / 2]`; keys
+/// `[region][d / 2][position]`, `positions` a row (the batch's length rounded up to 32);
+/// values `[region][position pair][d]` (positions 2 · p and 2 · p + 1 of a column as one
+/// pair, the pair past an odd length's last position zero). Only what a sequence's length
+/// reaches is written: the buffers are kept from batch to batch (zeroing megabytes on the
+/// calling thread while the pool's worker waited cost more than this packing saved), and the
+/// kernel reads nothing past a length but the keys' padding, whose scores it discards.
+#[derive(Default)]
+struct Bf16Batch {
+    queries: Vec<u32>,
+    keys: Vec<u32>,
+    values: Vec<u32>,
+    /// The batch's length: rows of queries in a region.
+    rows: usize,
+    positions: usize,
+    d: usize,
 }
 
-/// Two values as one 32-bit pair of bf16, `low` first, as `vdpbf16ps` reads them.
-fn pair(low: f32, high: f32) -> u32 {
-    bf16(low) | (bf16(high) << 16)
+/// 16 values' bf16 bits, each in the low half of its lane: rounded to nearest, ties to even,
+/// by integer arithmetic on the bits, as the vector conversion the softmax's weights take
+/// (`vcvtne2ps2bf16`) rounds.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn round_bf16(from: &[f32]) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    let bits = _mm512_loadu_si512(from[..16].as_ptr() as *const _);
+    let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
+    let biased = _mm512_add_epi32(bits, _mm512_set1_epi32(0x7fff));
+    _mm512_srli_epi32::<16>(_mm512_add_epi32(biased, odd))
 }
 
-/// [`padded`]'s work for one head with AVX512-BF16's `vdpbf16ps`: a lane adds the products
-/// of two bf16 pairs to its f32 sum, twice the multiply-adds of an f32 FMA per instruction.
-/// Queries, keys, values and the softmax's weights are rounded to bf16 (8 bits of mantissa);
-/// the products are exact in f32 and summed in f32, and the softmax itself is in f32.
-/// Scores: four query rows against 32 positions, a broadcast query pair times 16 key pairs
-/// per instruction (keys stored as `[pair][position]`). Weighted sums: a broadcast pair of
-/// weights (two positions) times the values of those two positions for 16 columns (values
-/// stored as `[position pair][column]`). `d` is a multiple of 32.
+/// `from` (a multiple of 16 values) as pairs of bf16, in order, into `to` (low half first).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn pairs_of(from: &[f32], to: *mut u32) {
+    use std::arch::x86_64::*;
+    for c in (0..from.len()).step_by(16) {
+        let halves = _mm512_cvtepi32_epi16(round_bf16(&from[c..]));
+        _mm256_storeu_si256((to as *mut u16).add(c) as *mut __m256i, halves);
+    }
+}
+
+impl Bf16Batch {
+    /// Packs `data` (`lengths.len()` sequences of `t` rows of queries, keys and values for
+    /// `heads` heads of `d`, `d` a multiple of 32 up to 128) in one pass over the real rows in
+    /// order, two rows a work item. (Packed per head instead, each row's 32 values of a head
+    /// were read 4.6 KB after the last, and those loads waited on memory: a quarter of the
+    /// attention's time.)
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn pack(&mut self, data: &[f32], t: usize, heads: usize, d: usize, lengths: &[usize]) {
+        use std::arch::x86_64::*;
+        assert!(d.is_multiple_of(32) && d <= 128);
+        let (b, half, positions) = (lengths.len(), d / 2, t.next_multiple_of(32));
+        let (hidden, width, regions) = (heads * d, 3 * heads * d, lengths.len() * heads);
+        assert!(data.len() >= b * t * width && lengths.iter().all(|&len| len <= t));
+        let sizes = [
+            regions * t * half,
+            regions * half * positions,
+            regions * positions / 2 * d,
+        ];
+        (self.rows, self.positions, self.d) = (t, positions, d);
+        let buffers = [&mut self.queries, &mut self.keys, &mut self.values];
+        let to = std::array::from_fn::<_, 3, _>(|i| {
+            // Grown, never shrunk: a batch only writes and reads its first `sizes[i]`.
+            if buffers[i].len() < sizes[i] {
+                buffers[i].resize(sizes[i], 0);
+            }
+            buffers[i].as_mut_ptr() as usize
+        });
+        let pairs_per_sequence = t.div_ceil(2);
+        candle_core::utils::barrier_pool().execute_chunked(b * pairs_per_sequence, |items| {
+            let [queries, keys, values] = to.map(|at| at as *mut u32);
+            let (mut first_keys, mut second_keys) = ([0u32; 64], [0u32; 64]);
+            for item in items {
+                let (s, pair) = (item / pairs_per_sequence, item % pairs_per_sequence);
+                let j = 2 * pair;
+                if j >= lengths[s] {
+                    continue;
+                }
+                let first = &data[(s * t + j) * width..][..width];
+                let second =
+                    (j + 1 < lengths[s]).then(|| &data[(s * t + j + 1) * width..][..width]);
+                for h in 0..heads {
+                    let (region, column) = (s * heads + h, h * d);
+                    // SAFETY (every write below): rows j and j + 1 of sequence s belong to
+                    // this work item alone, and each offset lies inside its buffer (j + 1 <
+                    // positions: t < positions when t is odd, and j + 1 < t when it is even).
+                    let query = queries.add((region * t + j) * half);
+                    pairs_of(&first[column..][..d], query);
+                    second_keys[..half].fill(0);
+                    if let Some(second) = second {
+                        pairs_of(&second[column..][..d], query.add(half));
+                        pairs_of(&second[hidden + column..][..d], second_keys.as_mut_ptr());
+                    }
+                    pairs_of(&first[hidden + column..][..d], first_keys.as_mut_ptr());
+                    let key = keys.add(region * half * positions + j);
+                    for p in 0..half {
+                        key.add(p * positions)
+                            .cast::<[u32; 2]>()
+                            .write_unaligned([first_keys[p], second_keys[p]]);
+                    }
+                    let value = values.add((region * positions / 2 + pair) * d);
+                    for c in (0..d).step_by(16) {
+                        let low = round_bf16(&first[2 * hidden + column + c..]);
+                        let high = match second {
+                            Some(second) => round_bf16(&second[2 * hidden + column + c..]),
+                            None => _mm512_setzero_si512(),
+                        };
+                        let pair = _mm512_or_si512(low, _mm512_slli_epi32::<16>(high));
+                        _mm512_storeu_si512(value.add(c) as *mut _, pair);
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// [`padded`] with AVX512-BF16: the batch packed in bf16 ([`Bf16Batch::pack`]), then one
+/// work item of [`head_bf16`] per sequence and head. `data` holds the `lengths.len()`
+/// sequences of `t` rows; `d` is 32, 64 or 128.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16,avx2,fma")]
-unsafe fn head_bf16(head: &Head, scratch: &mut Scratch, out: *mut f32) {
+unsafe fn padded_bf16(
+    data: &[f32],
+    t: usize,
+    heads: usize,
+    d: usize,
+    lengths: &[usize],
+) -> Result<Tensor> {
+    thread_local! {
+        static BATCH: std::cell::RefCell<Bf16Batch> = Default::default();
+    }
+    BATCH.with_borrow_mut(|batch| {
+        batch.pack(data, t, heads, d, lengths);
+        attend_bf16(batch, t, heads, lengths)
+    })
+}
+
+/// [`padded_bf16`]'s work once `batch` is packed.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16,avx2,fma")]
+unsafe fn attend_bf16(
+    batch: &Bf16Batch,
+    t: usize,
+    heads: usize,
+    lengths: &[usize],
+) -> Result<Tensor> {
+    let (b, d) = (lengths.len(), batch.d);
+    let hidden = heads * d;
+    let mut out: Vec<f32> = Vec::with_capacity(b * t * hidden);
+    let out_ptr = out.as_mut_ptr() as usize;
+    candle_core::utils::barrier_pool().execute_chunked(b * heads, |range| {
+        let mut scratch = Scratch::default();
+        for region in range {
+            let (s, h) = (region / heads, region % heads);
+            // SAFETY: columns h · d.. of sequence s's t rows belong to this work item alone.
+            let out = (out_ptr as *mut f32).add(s * t * hidden + h * d);
+            head_bf16(batch, region, lengths[s], hidden, &mut scratch, out);
+        }
+    });
+    // SAFETY: head_bf16 wrote rows 0..t of columns h · d..(h + 1) · d of every sequence s
+    // and head h.
+    out.set_len(b * t * hidden);
+    Tensor::from_vec(out, (b, t, hidden), &Device::Cpu)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn padded_bf16(_: &[f32], _: usize, _: usize, _: usize, _: &[usize]) -> Result<Tensor> {
+    unreachable!("AVX512-BF16 is only detected on x86-64")
+}
+
+/// [`padded`]'s work for one region of `batch` (a sequence and head whose first `len`
+/// positions are real) with AVX512-BF16's `vdpbf16ps`: a lane adds the products of two bf16
+/// pairs to its f32 sum, twice the multiply-adds of an f32 FMA per instruction. Queries,
+/// keys, values and the softmax's weights are rounded to bf16 (8 bits of mantissa); the
+/// products are exact in f32 and summed in f32, and the softmax itself is in f32. Scores:
+/// four query rows against 32 positions, a broadcast query pair times 16 key pairs per
+/// instruction. Weighted sums: a broadcast pair of weights (two positions) times the values
+/// of those two positions for 16 columns. Writes the head's `d` columns of `batch.rows` rows,
+/// `hidden` values apart, from `out`: zeros past `len`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16,avx2,fma")]
+unsafe fn head_bf16(
+    batch: &Bf16Batch,
+    region: usize,
+    len: usize,
+    hidden: usize,
+    scratch: &mut Scratch,
+    out: *mut f32,
+) {
     use std::arch::x86_64::*;
     use std::mem::transmute;
-    let Head {
-        sequence,
-        width,
-        hidden,
-        column,
-        d,
-        rows,
-        len,
-    } = *head;
-    head.check(32);
-    // `key_pairs` below holds the pairs of one key of up to 128 values.
-    assert!(d <= 128);
+    let (rows, positions, d) = (batch.rows, batch.positions, batch.d);
+    assert!(d.is_multiple_of(32) && len >= 1 && len <= rows);
     let (half, padded, position_pairs) = (d / 2, len.next_multiple_of(32), len.div_ceil(2));
-    // Sized, not cleared: every value is written below, and the keys' padding zeroed.
-    let [keys, values, queries, weights] = &mut scratch.pairs;
-    // 16 values' bf16 bits, each in the low half of its lane: `bf16`'s integer rounding on
-    // 16 lanes, so the same bits (the scalar loops it replaced were a quarter of this kernel).
-    let round = |from: &[f32]| -> __m512i {
-        let bits = _mm512_loadu_si512(from[..16].as_ptr() as *const _);
-        let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
-        let biased = _mm512_add_epi32(bits, _mm512_set1_epi32(0x7fff));
-        _mm512_srli_epi32::<16>(_mm512_add_epi32(biased, odd))
-    };
-    // A row of `d` values as `d / 2` pairs, in order, into `to` (bf16 halves, low first).
-    let pairs_of = |from: &[f32], to: *mut u32| {
-        for c in (0..d).step_by(16) {
-            let halves = _mm512_cvtepi32_epi16(round(&from[c..]));
-            _mm256_storeu_si256((to as *mut u16).add(c) as *mut __m256i, halves);
-        }
-    };
-    keys.resize(half * padded, 0);
-    for p in 0..half {
-        keys[p * padded + len..(p + 1) * padded].fill(0);
-    }
-    let mut key_pairs = [0u32; 64];
-    for j in 0..len {
-        pairs_of(
-            &sequence[j * width + hidden + column..][..d],
-            key_pairs.as_mut_ptr(),
-        );
-        for (p, &pair) in key_pairs[..half].iter().enumerate() {
-            // SAFETY: p < half and j < len ≤ padded, inside the half · padded keys.
-            *keys.get_unchecked_mut(p * padded + j) = pair;
-        }
-    }
-    values.resize(position_pairs * d, 0);
-    for jp in 0..position_pairs {
-        let first = &sequence[2 * jp * width + 2 * hidden + column..][..d];
-        let row = &mut values[jp * d..][..d];
-        if 2 * jp + 1 < len {
-            let second = &sequence[(2 * jp + 1) * width + 2 * hidden + column..][..d];
-            for c in (0..d).step_by(16) {
-                let pair = _mm512_or_si512(
-                    round(&first[c..]),
-                    _mm512_slli_epi32::<16>(round(&second[c..])),
-                );
-                _mm512_storeu_si512(row[c..c + 16].as_mut_ptr() as *mut _, pair);
-            }
-        } else {
-            for (to, &a) in row.iter_mut().zip(first) {
-                *to = pair(a, 0.0);
-            }
-        }
-    }
-    queries.resize(HEAD_ROWS * half, 0);
+    let queries = &batch.queries[region * rows * half..][..rows * half];
+    let keys = &batch.keys[region * half * positions..][..half * positions];
+    let values = &batch.values[region * positions / 2 * d..][..positions / 2 * d];
+    let weights = &mut scratch.weights;
     weights.resize(HEAD_ROWS * padded / 2, 0);
     let scores = &mut scratch.scores;
     scores.clear();
@@ -325,19 +443,18 @@ unsafe fn head_bf16(head: &Head, scratch: &mut Scratch, out: *mut f32) {
     let scale = _mm512_set1_ps(1.0 / (d as f32).sqrt());
     let broadcast = |x: u32| -> __m512bh { transmute(_mm512_set1_epi32(x as i32)) };
     let load = |p: *const u32| -> __m512bh { transmute(_mm512_loadu_si512(p as *const _)) };
-    for first in (0..rows).step_by(HEAD_ROWS) {
-        // Past the last row the group repeats it; those results are not written.
-        for r in 0..HEAD_ROWS {
-            let q = &sequence[(first + r).min(rows - 1) * width + column..][..d];
-            pairs_of(q, queries[r * half..][..half].as_mut_ptr());
-        }
+    for first in (0..len).step_by(HEAD_ROWS) {
+        // Past the last real row the group repeats it; those results are not written.
+        let query: [&[u32]; HEAD_ROWS] =
+            std::array::from_fn(|r| &queries[(first + r).min(len - 1) * half..][..half]);
         for j in (0..padded).step_by(32) {
             let mut acc = [[_mm512_setzero_ps(); 2]; HEAD_ROWS];
             for p in 0..half {
-                let key = keys.as_ptr().add(p * padded + j);
+                // SAFETY: p < half and j + 32 ≤ padded ≤ positions.
+                let key = keys.as_ptr().add(p * positions + j);
                 let (k0, k1) = (load(key), load(key.add(16)));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let q = broadcast(queries[r * half + p]);
+                for (acc, query) in acc.iter_mut().zip(&query) {
+                    let q = broadcast(*query.get_unchecked(p));
                     acc[0] = _mm512_dpbf16_ps(acc[0], q, k0);
                     acc[1] = _mm512_dpbf16_ps(acc[1], q, k1);
                 }
@@ -364,31 +481,30 @@ unsafe fn head_bf16(head: &Head, scratch: &mut Scratch, out: *mut f32) {
         }
         for part in (0..d).step_by(32) {
             let mut acc = [[_mm512_setzero_ps(); 2]; HEAD_ROWS];
-            for jp in 0..position_pairs {
-                let value = values.as_ptr().add(jp * d + part);
+            for pair in 0..position_pairs {
+                // SAFETY: pair < position_pairs ≤ positions / 2, part + 32 ≤ d.
+                let value = values.as_ptr().add(pair * d + part);
                 let (v0, v1) = (load(value), load(value.add(16)));
                 for (r, acc) in acc.iter_mut().enumerate() {
-                    let w = broadcast(*weights.get_unchecked(r * padded / 2 + jp));
+                    let w = broadcast(*weights.get_unchecked(r * padded / 2 + pair));
                     acc[0] = _mm512_dpbf16_ps(acc[0], w, v0);
                     acc[1] = _mm512_dpbf16_ps(acc[1], w, v1);
                 }
             }
             for (r, acc) in acc.iter().enumerate() {
-                if first + r >= rows {
+                if first + r >= len {
                     break;
                 }
                 let inverse = _mm512_set1_ps(1.0 / totals[r]);
-                let y = out.add((first + r) * hidden + column + part);
+                let y = out.add((first + r) * hidden + part);
                 _mm512_storeu_ps(y, _mm512_mul_ps(acc[0], inverse));
                 _mm512_storeu_ps(y.add(16), _mm512_mul_ps(acc[1], inverse));
             }
         }
     }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn head_bf16(_: &Head, _: &mut Scratch, _: *mut f32) {
-    unreachable!("AVX512-BF16 is only detected on x86-64")
+    for i in len..rows {
+        std::ptr::write_bytes(out.add(i * hidden), 0, d);
+    }
 }
 
 /// Query rows whose scores are computed together (an even number: their weighted sums go
@@ -438,10 +554,10 @@ unsafe fn head_avx2<const C: usize>(head: &Head, scratch: &mut Scratch, out: *mu
     scores.resize(HEAD_ROWS * padded, 0.0);
     let scale = _mm256_set1_ps(1.0 / (d as f32).sqrt());
     let base = sequence.as_ptr();
-    for first in (0..rows).step_by(HEAD_ROWS) {
-        // Past the last row the group repeats it; those results are not written.
+    for first in (0..len).step_by(HEAD_ROWS) {
+        // Past the last real row the group repeats it; those results are not written.
         let query: [*const f32; HEAD_ROWS] =
-            std::array::from_fn(|r| base.add((first + r).min(rows - 1) * width + column));
+            std::array::from_fn(|r| base.add((first + r).min(len - 1) * width + column));
         for j in (0..padded).step_by(16) {
             let mut acc = [[_mm256_setzero_ps(); 2]; HEAD_ROWS];
             for c in 0..d {
@@ -483,7 +599,7 @@ unsafe fn head_avx2<const C: usize>(head: &Head, scratch: &mut Scratch, out: *mu
                 }
                 let acc = [first_row, second_row];
                 for (r, acc) in (pair..pair + 2).zip(&acc) {
-                    if first + r >= rows {
+                    if first + r >= len {
                         break;
                     }
                     let inverse = _mm256_set1_ps(1.0 / totals[r]);
@@ -494,6 +610,9 @@ unsafe fn head_avx2<const C: usize>(head: &Head, scratch: &mut Scratch, out: *mu
                 }
             }
         }
+    }
+    for i in len..rows {
+        std::ptr::write_bytes(out.add(i * hidden + column), 0, d);
     }
 }
 
@@ -837,10 +956,21 @@ mod tests {
                     .ok_or_else(|| candle_core::Error::Msg("layout refused".into()))?
                     .flatten_all()?
                     .to_vec1::<f32>()?;
-                let worst = ours
-                    .iter()
-                    .zip(&theirs)
-                    .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                let mut worst = 0f32;
+                for (i, (ours, theirs)) in
+                    ours.chunks(hidden).zip(theirs.chunks(hidden)).enumerate()
+                {
+                    if i % t < lengths[i / t] {
+                        for (a, b) in ours.iter().zip(theirs) {
+                            worst = worst.max((a - b).abs());
+                        }
+                    } else {
+                        assert!(
+                            ours.iter().all(|&x| x == 0.0),
+                            "{products:?}: padding row {i} not zero"
+                        );
+                    }
+                }
                 assert!(
                     worst < bound,
                     "{heads} heads of {d}, {products:?}: differs by {worst}"
@@ -848,6 +978,35 @@ mod tests {
             }
         }
         Ok(())
+    }
+
+    /// The queries', keys' and values' rounding gives the bits of the conversion instruction
+    /// the weights take, ties and negative values included.
+    #[test]
+    fn bf16_rounding_matches_the_conversion_instruction() {
+        if !has_bf16() {
+            return;
+        }
+        let mut xs = values(4096, 9);
+        // Exact ties (the low 16 bits 0x8000), with an odd and an even bf16 below them.
+        xs.extend([0x3f80_8000u32, 0x3f81_8000, 0xbf80_8000, 0x4049_0fdb].map(f32::from_bits));
+        xs.resize(xs.len().next_multiple_of(32), 1.0);
+        #[cfg(target_arch = "x86_64")]
+        for chunk in xs.chunks_exact(32) {
+            use std::arch::x86_64::*;
+            // SAFETY: AVX512-BF16 was detected above.
+            let (ours, theirs): ([u16; 32], [u16; 32]) = unsafe {
+                let mut ours = [0u32; 16];
+                pairs_of(chunk, ours.as_mut_ptr());
+                let high = _mm512_loadu_ps(chunk.as_ptr().add(16));
+                let low = _mm512_loadu_ps(chunk.as_ptr());
+                (
+                    std::mem::transmute::<[u32; 16], [u16; 32]>(ours),
+                    std::mem::transmute::<__m512bh, [u16; 32]>(_mm512_cvtne2ps_pbh(high, low)),
+                )
+            };
+            assert_eq!(ours, theirs);
+        }
     }
 
     #[test]
