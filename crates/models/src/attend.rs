@@ -154,10 +154,11 @@ fn padded_in(
         vec![0f32; b * t * hidden]
     };
     let out_ptr = out.as_mut_ptr() as usize;
+    // Head-major, as in `attend_bf16`: equal ranges of items are equal work.
     candle_core::utils::barrier_pool().execute_chunked(b * heads, |range| {
         let mut scratch = Scratch::default();
         for item in range {
-            let (s, h) = (item / heads, item % heads);
+            let (s, h) = (item % b, item / b);
             let head = Head {
                 sequence: &data[s * t * width..][..t * width],
                 width,
@@ -306,16 +307,23 @@ impl Bf16Batch {
             }
             buffers[i].as_mut_ptr() as usize
         });
-        let pairs_per_sequence = t.div_ceil(2);
-        candle_core::utils::barrier_pool().execute_chunked(b * pairs_per_sequence, |items| {
+        // The real row pairs of all sequences, numbered in order, so that the workers' equal
+        // ranges of them are equal work (the sequences' lengths differ).
+        let ends: Vec<usize> = lengths
+            .iter()
+            .scan(0, |end, len| {
+                *end += len.div_ceil(2);
+                Some(*end)
+            })
+            .collect();
+        let pairs = ends.last().copied().unwrap_or(0);
+        candle_core::utils::barrier_pool().execute_chunked(pairs, |items| {
             let [queries, keys, values] = to.map(|at| at as *mut u32);
             let (mut first_keys, mut second_keys) = ([0u32; 64], [0u32; 64]);
             for item in items {
-                let (s, pair) = (item / pairs_per_sequence, item % pairs_per_sequence);
+                let s = ends.partition_point(|&end| end <= item);
+                let pair = item - (ends[s] - lengths[s].div_ceil(2));
                 let j = 2 * pair;
-                if j >= lengths[s] {
-                    continue;
-                }
                 let first = &data[(s * t + j) * width..][..width];
                 let second =
                     (j + 1 < lengths[s]).then(|| &data[(s * t + j + 1) * width..][..width]);
@@ -388,13 +396,15 @@ unsafe fn attend_bf16(
     let hidden = heads * d;
     let mut out: Vec<f32> = Vec::with_capacity(b * t * hidden);
     let out_ptr = out.as_mut_ptr() as usize;
+    // Work items head-major: a worker's range takes the same heads of every sequence, so the
+    // ranges are equal work whatever the sequences' lengths.
     candle_core::utils::barrier_pool().execute_chunked(b * heads, |range| {
         let mut scratch = Scratch::default();
-        for region in range {
-            let (s, h) = (region / heads, region % heads);
+        for item in range {
+            let (s, h) = (item % b, item / b);
             // SAFETY: columns h · d.. of sequence s's t rows belong to this work item alone.
             let out = (out_ptr as *mut f32).add(s * t * hidden + h * d);
-            head_bf16(batch, region, lengths[s], hidden, &mut scratch, out);
+            head_bf16(batch, s * heads + h, lengths[s], hidden, &mut scratch, out);
         }
     });
     // SAFETY: head_bf16 wrote rows 0..t of columns h · d..(h + 1) · d of every sequence s

@@ -101,7 +101,7 @@ enum WeightRange {
     Narrow = 1,
     /// -8..=7 (Q4_0, as e5's matrices): the weights are stored plus 8, unsigned, so that the
     /// byte product takes them as they are, without moving their signs onto the inputs; the
-    /// block's extra 8 · Σ input is subtracted once.
+    /// block's extra 8 · Σ input is where its integer sums start ([`Quantised::offsets`]).
     FourBit = 2,
 }
 
@@ -336,41 +336,43 @@ fn supported() -> bool {
 struct Quantised {
     quants: Vec<i8>,
     scales: Vec<f32>,
-    /// Each block's sum of values, when asked for (the four-bit kernel's correction).
-    sums: Vec<i32>,
+    /// Each block's −8 · Σ values, when asked for: the four-bit kernel's sums start there
+    /// (one broadcast load a row and block, where subtracting 8 · Σ at the end took four
+    /// instructions).
+    offsets: Vec<i32>,
 }
 
 /// Quantises `m` rows of `k` values (a whole number of blocks) as candle's
 /// `BlockQ8_0::from_float` does: scale `amax / 127` (kept as the f16 candle stores), values
 /// `round(x / scale)`. Several rows are quantised in parallel and padded to whole register
 /// tiles; one row (a decode step's input, once per matrix and token) in place, unpadded.
-/// With `sums`, each block's sum of values too, computed by the same workers (on the
-/// calling thread alone it kept the pool's worker waiting).
-fn quantise(x: &[f32], m: usize, k: usize, sums: bool) -> Quantised {
+/// With `offsets`, each block's offset for the four-bit kernel too, computed by the same
+/// workers (on the calling thread alone it kept the pool's worker waiting).
+fn quantise(x: &[f32], m: usize, k: usize, offsets: bool) -> Quantised {
     let kb = k / BLOCK;
-    let sums_per_row = if sums { kb } else { 0 };
+    let offsets_per_row = if offsets { kb } else { 0 };
     if m == 1 {
         let (mut quants, mut scales) = (vec![0i8; k], vec![0f32; kb]);
-        let mut block_sums = vec![0i32; sums_per_row];
+        let mut block_offsets = vec![0i32; offsets_per_row];
         quantise_rows(&x[..k], &mut quants, &mut scales);
-        sum_blocks(&quants, &mut block_sums);
+        offsets_of(&quants, &mut block_offsets);
         return Quantised {
             quants,
             scales,
-            sums: block_sums,
+            offsets: block_offsets,
         };
     }
     let padded = m.div_ceil(TILE_X) * TILE_X;
     // Zeroed by the workers, each its own rows just before writing them, and here only the
     // padding rows: zeroing megabytes on the calling thread while the pool's worker waited
-    // was 3% of a passage batch. Padding rows' values, scales and sums stay zero.
+    // was 3% of a passage batch. Padding rows' values, scales and offsets stay zero.
     let mut quants: Vec<i8> = Vec::with_capacity(padded * k);
     let mut scales: Vec<f32> = Vec::with_capacity(padded * kb);
-    let mut block_sums: Vec<i32> = Vec::with_capacity(padded * sums_per_row);
-    let (quants_ptr, scales_ptr, sums_ptr) = (
+    let mut block_offsets: Vec<i32> = Vec::with_capacity(padded * offsets_per_row);
+    let (quants_ptr, scales_ptr, offsets_ptr) = (
         quants.as_mut_ptr() as usize,
         scales.as_mut_ptr() as usize,
-        block_sums.as_mut_ptr() as usize,
+        block_offsets.as_mut_ptr() as usize,
     );
     // SAFETY: rows `rows` of the three buffers are inside their capacity (rows ≤ padded);
     // they are zeroed before a slice is made of them, so every value is initialised.
@@ -378,40 +380,40 @@ fn quantise(x: &[f32], m: usize, k: usize, sums: bool) -> Quantised {
         let (start, count) = (rows.start, rows.len());
         let quants = (quants_ptr as *mut i8).add(start * k);
         let scales = (scales_ptr as *mut f32).add(start * kb);
-        let sums = (sums_ptr as *mut i32).add(start * sums_per_row);
+        let offsets = (offsets_ptr as *mut i32).add(start * offsets_per_row);
         quants.write_bytes(0, count * k);
         scales.write_bytes(0, count * kb);
-        sums.write_bytes(0, count * sums_per_row);
+        offsets.write_bytes(0, count * offsets_per_row);
         (
             std::slice::from_raw_parts_mut(quants, count * k),
             std::slice::from_raw_parts_mut(scales, count * kb),
-            std::slice::from_raw_parts_mut(sums, count * sums_per_row),
+            std::slice::from_raw_parts_mut(offsets, count * offsets_per_row),
         )
     };
     rows_of(m..padded);
     // Each row's values, scales and sums are zeroed and written by one work item alone.
     candle_core::utils::barrier_pool().execute_chunked(m, |rows| {
-        let (quants, scales, block_sums) = rows_of(rows.clone());
+        let (quants, scales, block_offsets) = rows_of(rows.clone());
         quantise_rows(&x[rows.start * k..rows.end * k], quants, scales);
-        sum_blocks(quants, block_sums);
+        offsets_of(quants, block_offsets);
     });
     // SAFETY: rows 0..padded of each buffer were zeroed above (then written).
     unsafe {
         quants.set_len(padded * k);
         scales.set_len(padded * kb);
-        block_sums.set_len(padded * sums_per_row);
+        block_offsets.set_len(padded * offsets_per_row);
     }
     Quantised {
         quants,
         scales,
-        sums: block_sums,
+        offsets: block_offsets,
     }
 }
 
-/// Each block's sum of `quants` into `sums` (as many blocks as `sums` holds).
-fn sum_blocks(quants: &[i8], sums: &mut [i32]) {
-    for (sum, block) in sums.iter_mut().zip(quants.chunks_exact(BLOCK)) {
-        *sum = block.iter().map(|&q| q as i32).sum();
+/// Each block's −8 · Σ `quants` into `offsets` (as many blocks as `offsets` holds).
+fn offsets_of(quants: &[i8], offsets: &mut [i32]) {
+    for (offset, block) in offsets.iter_mut().zip(quants.chunks_exact(BLOCK)) {
+        *offset = -8 * block.iter().map(|&q| q as i32).sum::<i32>();
     }
 }
 
@@ -502,9 +504,8 @@ fn matmul(
 ) -> Vec<f32> {
     let (n, k, kb) = (weights.n, weights.k, weights.k / BLOCK);
     assert!(weights.bytes.len() >= n * kb * weights.format.block_bytes() && x.len() >= m * k);
-    // With each input block's sum, for the four-bit kernel's correction.
+    // With each input block's offset, for the four-bit kernel.
     let input = quantise(x, m, k, range == WeightRange::FourBit);
-    let input_sums = &input.sums;
     // Not zeroed first: every value is written below, and zeroing megabytes on the calling
     // thread while the pool's worker waited was 5% of a passage batch.
     let mut out: Vec<f32> = Vec::with_capacity(m * n);
@@ -537,12 +538,12 @@ fn matmul(
                     let input = TileInput {
                         quants: input.quants[x * k..].as_ptr(),
                         scales: input.scales[x * kb..].as_ptr(),
-                        sums: input_sums.get(x * kb..).unwrap_or(&[]).as_ptr(),
+                        offsets: input.offsets.get(x * kb..).unwrap_or(&[]).as_ptr(),
                         k,
                         kb,
                     };
                     // SAFETY: the CPU features were checked when the layer was built; the
-                    // input (and its block sums, for four bits) is padded to whole tiles of
+                    // input (and its block offsets, for four bits) is padded to whole tiles of
                     // TILE_X rows from `x`, and `tile_weights` holds `kb` blocks of TILE_W
                     // rows.
                     let sums = unsafe { (kernel.run)(tile_weights, input) };
@@ -756,12 +757,12 @@ pub(crate) unsafe fn sum_lanes(v: std::arch::x86_64::__m256) -> f32 {
 }
 
 /// [`TILE_X`] quantised input rows for [`tile`]: values of row 0 (rows `k` apart), scales
-/// and, for [`WeightRange::FourBit`], block sums (rows `kb` apart).
+/// and, for [`WeightRange::FourBit`], block offsets (rows `kb` apart).
 #[derive(Clone, Copy)]
 struct TileInput {
     quants: *const i8,
     scales: *const f32,
-    sums: *const i32,
+    offsets: *const i32,
     k: usize,
     kb: usize,
 }
@@ -865,7 +866,15 @@ unsafe fn tile<const RANGE: u8, const VNNI: bool, const ROWS: usize>(
     let w = weights.quants.as_ptr();
     let ws = weights.scales.as_ptr();
     for b in 0..kb {
-        let mut sums = [_mm256_setzero_si256(); ROWS];
+        // Four-bit sums start at their block's offset, −8 · Σ input, unless added in 16 bits
+        // (the AVX2 kernel's, which subtracts 8 · Σ once they are widened).
+        let mut sums: [__m256i; ROWS] = std::array::from_fn(|c| {
+            if four_bit && !narrow_sums {
+                _mm256_set1_epi32(*input.offsets.add(c * kb + b))
+            } else {
+                _mm256_setzero_si256()
+            }
+        });
         for g in 0..BLOCK / 4 {
             let wv = _mm256_loadu_si256(w.add((b * BLOCK / 4 + g) * 32) as *const __m256i);
             let magnitudes = _mm256_abs_epi8(wv);
@@ -897,8 +906,8 @@ unsafe fn tile<const RANGE: u8, const VNNI: bool, const ROWS: usize>(
             } else {
                 sum
             };
-            let sum = if four_bit {
-                _mm256_sub_epi32(sum, _mm256_set1_epi32(8 * *input.sums.add(c * kb + b)))
+            let sum = if four_bit && narrow_sums {
+                _mm256_add_epi32(sum, _mm256_set1_epi32(*input.offsets.add(c * kb + b)))
             } else {
                 sum
             };
