@@ -808,7 +808,9 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// e^x for x ≤ 0 (a softmax's shifted scores), branch-free so that it vectorises: Cephes'
 /// expf (x = n·ln 2 + r, a degree-7 polynomial for e^r, n added to the exponent bits);
 /// relative error about 2e-7. x is clamped at -87 (e^-87 ≈ 1.6e-38, nothing beside the
-/// maximum's 1), where f32's normal range ends.
+/// maximum's 1), where f32's normal range ends. The steps are fused multiply-adds: one
+/// instruction each on the x86-64-v3 target this builds for, and one rounding instead of two
+/// (the exponentials were a quarter of the passage attention's time).
 #[inline(always)]
 fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -816,15 +818,15 @@ fn exp(x: f32) -> f32 {
     const LN2_HIGH: f32 = 0.693_359_4;
     const LN2_LOW: f32 = -2.121_944_4e-4;
     let x = x.max(-87.0);
-    let n = (x * LOG2E + 0.5).floor();
-    let r = x - n * LN2_HIGH - n * LN2_LOW;
-    let p = 1.987_569_1e-4;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 0.166_666_65;
-    let p = p * r + 0.5;
-    let e = p * r * r + r + 1.0;
+    let n = x.mul_add(LOG2E, 0.5).floor();
+    let r = n.mul_add(-LN2_LOW, n.mul_add(-LN2_HIGH, x));
+    let p = 1.987_569_1e-4f32;
+    let p = p.mul_add(r, 1.398_199_9e-3);
+    let p = p.mul_add(r, 8.333_452e-3);
+    let p = p.mul_add(r, 4.166_579_6e-2);
+    let p = p.mul_add(r, 0.166_666_65);
+    let p = p.mul_add(r, 0.5);
+    let e = (p * r).mul_add(r, r + 1.0);
     // n is a whole number in -126..=1: added to 1.5 · 2²³ it fills the low bits of the sum's
     // mantissa, read back as an integer. (`n as i32` saturates and maps NaN to 0, which the
     // compiler does with scalar compares and moves: the loop did not vectorise, and the

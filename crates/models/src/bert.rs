@@ -356,12 +356,14 @@ fn gelu(x: &Tensor) -> candle_core::Result<Tensor> {
 /// [`gelu`] on values in place.
 fn gelu_in_place(values: &mut [f32]) {
     for x in values.iter_mut() {
-        *x *= 0.5 * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
+        *x *= 0.5f32.mul_add(erf(*x * std::f32::consts::FRAC_1_SQRT_2), 0.5);
     }
 }
 
 /// The error function as a rational function of `x` clamped to ±4 (beyond which erf is ±1
 /// in f32): the approximation Eigen and XLA use for f32, within 4.2e-7 of the exact value.
+/// Horner's steps are fused multiply-adds (one instruction on the x86-64-v3 target, one
+/// rounding instead of two), as Eigen evaluates them.
 fn erf(x: f32) -> f32 {
     const ALPHA: [f32; 7] = [
         -2.726_142_3e-10,
@@ -381,8 +383,8 @@ fn erf(x: f32) -> f32 {
     ];
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
-    let p = ALPHA.iter().fold(0.0, |acc, a| acc * x2 + a) * x;
-    let q = BETA.iter().fold(0.0, |acc, b| acc * x2 + b);
+    let p = ALPHA.iter().fold(0.0f32, |acc, &a| acc.mul_add(x2, a)) * x;
+    let q = BETA.iter().fold(0.0f32, |acc, &b| acc.mul_add(x2, b));
     p / q
 }
 
