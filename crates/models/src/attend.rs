@@ -334,10 +334,13 @@ impl Bf16Batch {
                     // positions: t < positions when t is odd, and j + 1 < t when it is even).
                     let query = queries.add((region * t + j) * half);
                     pairs_of(&first[column..][..d], query);
-                    second_keys[..half].fill(0);
-                    if let Some(second) = second {
-                        pairs_of(&second[column..][..d], query.add(half));
-                        pairs_of(&second[hidden + column..][..d], second_keys.as_mut_ptr());
+                    match second {
+                        Some(second) => {
+                            pairs_of(&second[column..][..d], query.add(half));
+                            pairs_of(&second[hidden + column..][..d], second_keys.as_mut_ptr());
+                        }
+                        // An odd length's last key pairs with a zero.
+                        None => second_keys[..half].fill(0),
                     }
                     pairs_of(&first[hidden + column..][..d], first_keys.as_mut_ptr());
                     let key = keys.add(region * half * positions + j);

@@ -375,7 +375,9 @@ fn quantise(x: &[f32], m: usize, k: usize, offsets: bool) -> Quantised {
         block_offsets.as_mut_ptr() as usize,
     );
     // SAFETY: rows `rows` of the three buffers are inside their capacity (rows ≤ padded);
-    // they are zeroed before a slice is made of them, so every value is initialised.
+    // they are zeroed before a slice is made of them, so every value is initialised. Each
+    // row is asked for once (the padding rows here, each worker's range below), so the
+    // slices never overlap.
     let rows_of = |rows: std::ops::Range<usize>| unsafe {
         let (start, count) = (rows.start, rows.len());
         let quants = (quants_ptr as *mut i8).add(start * k);
@@ -391,7 +393,7 @@ fn quantise(x: &[f32], m: usize, k: usize, offsets: bool) -> Quantised {
         )
     };
     rows_of(m..padded);
-    // Each row's values, scales and sums are zeroed and written by one work item alone.
+    // Each row's values, scales and offsets are zeroed and written by one work item alone.
     candle_core::utils::barrier_pool().execute_chunked(m, |rows| {
         let (quants, scales, block_offsets) = rows_of(rows.clone());
         quantise_rows(&x[rows.start * k..rows.end * k], quants, scales);
@@ -867,7 +869,8 @@ unsafe fn tile<const RANGE: u8, const VNNI: bool, const ROWS: usize>(
     let ws = weights.scales.as_ptr();
     for b in 0..kb {
         // Four-bit sums start at their block's offset, −8 · Σ input, unless added in 16 bits
-        // (the AVX2 kernel's, which subtracts 8 · Σ once they are widened).
+        // (the AVX2 kernel's, which adds the offset once they are widened: it would not fit
+        // beside a block's products in 16 bits).
         let mut sums: [__m256i; ROWS] = std::array::from_fn(|c| {
             if four_bit && !narrow_sums {
                 _mm256_set1_epi32(*input.offsets.add(c * kb + b))
