@@ -37,6 +37,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start-up: boxing the larger variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Ingest files and folders (recursively) into the index.
@@ -206,6 +208,10 @@ enum Command {
         /// lexical.phrase_boost].
         #[arg(long)]
         phrase_boost: Option<f32>,
+        /// Weight of the law's word for an everyday word of a question ("sufragio" for
+        /// "votar") [config: lexical.legal_word_weight].
+        #[arg(long)]
+        legal_word_weight: Option<f32>,
         /// Print JSON lines.
         #[arg(long)]
         json: bool,
@@ -347,12 +353,14 @@ fn command_overrides(command: &Command) -> Overrides {
             answer,
             head_boost,
             phrase_boost,
+            legal_word_weight,
             ..
         } => {
             fusion.overrides(&mut o);
             answer.overrides(&mut o);
             o.set("lexical.head_boost", head_boost);
             o.set("lexical.phrase_boost", phrase_boost);
+            o.set("lexical.legal_word_weight", legal_word_weight);
         }
         _ => {}
     }

@@ -162,6 +162,9 @@ pub struct LexicalSettings {
     /// Weight of a match of two consecutive query words in the same order in the text, for
     /// questions of 40 words or more; none up to 20 words, growing in between.
     pub phrase_boost: f32,
+    /// Weight of the law's word for an everyday word of a question ("sufragio" for "votar"),
+    /// relative to the question's word; 0 turns it off.
+    pub legal_word_weight: f32,
     /// At most this many distinct terms per language are kept from a long question.
     pub max_terms: usize,
     /// Snippet length in characters.
@@ -173,6 +176,7 @@ impl Default for LexicalSettings {
         LexicalSettings {
             head_boost: 0.5,
             phrase_boost: 0.5,
+            legal_word_weight: 0.5,
             max_terms: 96,
             snippet_chars: 240,
         }

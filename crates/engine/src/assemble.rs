@@ -52,6 +52,7 @@ pub fn query_options(settings: &Settings) -> QueryOptions {
     QueryOptions {
         head_boost: l.head_boost,
         phrase_boost: l.phrase_boost,
+        legal_word_weight: l.legal_word_weight,
         max_terms: l.max_terms,
         snippet_chars: l.snippet_chars,
         snippets: true,

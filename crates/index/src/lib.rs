@@ -551,6 +551,46 @@ mod tests {
         assert_eq!(ids, ["n2/art-1"]);
     }
 
+    /// Asked in everyday words, the article in the law's words ranks first: "votar" also
+    /// looks for "sufragio". With the expansion off, the shorter article about another age
+    /// does; the plain baseline never expands.
+    #[test]
+    fn everyday_words_also_find_the_laws_words() {
+        let ranked = |analysis: Analysis, weight: f32| {
+            let index = LexicalIndex::in_memory(analysis).unwrap();
+            let mut b = index.batch().unwrap();
+            b.add(&passage(
+                "c",
+                "art-13",
+                "Son ciudadanos los que hayan cumplido dieciocho años de edad. La calidad de \
+                 ciudadano otorga los derechos de sufragio.",
+                0,
+            ))
+            .unwrap();
+            b.add(&passage(
+                "c",
+                "art-86",
+                "Los fiscales deberán haber cumplido treinta años de edad.",
+                1,
+            ))
+            .unwrap();
+            b.commit().unwrap();
+            let options = QueryOptions {
+                legal_word_weight: weight,
+                ..QueryOptions::default()
+            };
+            let hits = index
+                .search("¿A qué edad puedo votar?", &Filters::default(), 2, &options)
+                .unwrap();
+            hits.iter()
+                .map(|h| h.passage.id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ranked(Analysis::Legal, 0.5), ["c/art-13", "c/art-86"]);
+        assert_eq!(ranked(Analysis::Legal, 0.0), ["c/art-86", "c/art-13"]);
+        assert_eq!(ranked(Analysis::Plain, 0.5), ranked(Analysis::Plain, 0.0));
+    }
+
     #[test]
     fn norms_are_found_by_the_number_in_their_headings_and_countries_listed() {
         let index = LexicalIndex::in_memory(Analysis::Legal).unwrap();

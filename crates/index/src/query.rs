@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::LazyLock;
 
 use cabildo_core::retrieval::question_length;
-use cabildo_core::{AccessLevel, Filters, Passage};
+use cabildo_core::{AccessLevel, Filters, Language, Passage};
 use tantivy::query::{
     BooleanQuery, BoostQuery, ConstScoreQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery,
 };
@@ -33,6 +34,9 @@ pub struct QueryOptions {
     pub phrase_boost: f32,
     /// Whether hits carry a highlighted snippet (evaluation runs skip them).
     pub snippets: bool,
+    /// Weight of the law's word for an everyday word of the question ([`PLAIN_TO_LEGAL`]),
+    /// relative to the question's own word; 0 turns the expansion off.
+    pub legal_word_weight: f32,
 }
 
 impl Default for QueryOptions {
@@ -43,6 +47,7 @@ impl Default for QueryOptions {
             snippet_chars: 240,
             phrase_boost: 0.5,
             snippets: true,
+            legal_word_weight: 0.5,
         }
     }
 }
@@ -56,22 +61,94 @@ pub(crate) struct QueryContext<'a> {
     terms: [Vec<(usize, String)>; 3],
     /// The question's length, 0 (short) to 1 (long).
     length: f32,
+    /// Per language slot, index terms of the law's words for the question's everyday ones
+    /// (the legal analysis only), with the weight of the question's term they stand for.
+    legal_words: [Vec<(String, usize)>; 3],
 }
 
 impl<'a> QueryContext<'a> {
     pub fn new(fields: &'a Fields, analysis: Analysis, languages: [bool; 3], text: &str) -> Self {
+        let terms = LANGS.map(|lang| {
+            if languages[lang_slot(lang)] {
+                analysis.terms(lang, text)
+            } else {
+                Vec::new()
+            }
+        });
+        let legal_words = match analysis {
+            Analysis::Legal => std::array::from_fn(|slot| legal_words(slot, &terms[slot])),
+            Analysis::Plain => Default::default(),
+        };
         QueryContext {
             fields,
-            terms: LANGS.map(|lang| {
-                if languages[lang_slot(lang)] {
-                    analysis.terms(lang, text)
-                } else {
-                    Vec::new()
-                }
-            }),
+            terms,
             length: question_length(text),
+            legal_words,
         }
     }
+}
+
+/// Everyday words a citizen asks with, and the word the law uses for the same thing, where
+/// the two share no stem: asked "¿A qué edad puedo votar?", the article that grants the vote
+/// (Chile's Article 13: "dieciocho años de edad … derechos de sufragio") holds "edad" but not
+/// "votar", while the ages of senators and deputies hold both "edad" and "voto". General
+/// knowledge of each language's legal vocabulary, not read off the evaluation sets.
+const PLAIN_TO_LEGAL: &[(Language, &str, &[&str])] = &[
+    (Language::Es, "votar", &["sufragio", "sufragar"]),
+    (Language::Es, "voto", &["sufragio", "sufragar"]),
+    (Language::Es, "sueldo", &["remuneración"]),
+    (Language::Es, "salario", &["remuneración"]),
+    (Language::Es, "jubilación", &["pensión"]),
+    (Language::Es, "jubilarse", &["pensión"]),
+    (Language::Es, "arriendo", &["arrendamiento"]),
+    (Language::Es, "alquiler", &["arrendamiento"]),
+    (Language::Es, "vacaciones", &["feriado"]),
+    (Language::Es, "casarse", &["matrimonio"]),
+    (Language::Es, "herencia", &["sucesión"]),
+    (Language::Es, "heredar", &["sucesión"]),
+    (Language::Es, "cárcel", &["presidio", "reclusión"]),
+    (Language::Pt, "votar", &["sufrágio"]),
+    (Language::Pt, "voto", &["sufrágio"]),
+    (Language::Pt, "salário", &["remuneração"]),
+    (Language::Pt, "aluguel", &["locação"]),
+    (Language::Pt, "herança", &["sucessão"]),
+];
+
+/// [`PLAIN_TO_LEGAL`] as index terms of the legal analysis: per language slot, each
+/// everyday word's term and its legal words' terms (those that differ from it).
+static LEGAL_TERMS: LazyLock<[BTreeMap<String, Vec<String>>; 3]> = LazyLock::new(|| {
+    let mut map: [BTreeMap<String, Vec<String>>; 3] = Default::default();
+    let term = |lang, word| Analysis::Legal.terms(lang, word).into_iter().next();
+    for &(lang, plain, legal) in PLAIN_TO_LEGAL {
+        let Some((_, plain)) = term(lang, plain) else {
+            continue;
+        };
+        let entry = map[lang_slot(lang)].entry(plain.clone()).or_default();
+        for word in legal {
+            if let Some((_, t)) = term(lang, word) {
+                if t != plain && !entry.contains(&t) {
+                    entry.push(t);
+                }
+            }
+        }
+    }
+    map
+});
+
+/// The law's words for the everyday words among a question's `terms` (one language slot),
+/// each with the count of the question's term, less those the question already has.
+fn legal_words(slot: usize, terms: &[(usize, String)]) -> Vec<(String, usize)> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for (_, term) in terms {
+        let count = terms.iter().filter(|(_, t)| t == term).count();
+        for legal in LEGAL_TERMS[slot].get(term).into_iter().flatten() {
+            let asked = terms.iter().any(|(_, t)| t == legal);
+            if !asked && !out.iter().any(|(t, _)| t == legal) {
+                out.push((legal.clone(), count));
+            }
+        }
+    }
+    out
 }
 
 /// Distinct terms per language slot in order of first use, with their counts.
@@ -264,6 +341,20 @@ pub(crate) fn build(
                     Occur::Should,
                     term_query(f.head[slot], term, weight * options.head_boost),
                 ));
+            }
+        }
+    }
+    if options.legal_word_weight > 0.0 {
+        for (slot, words) in ctx.legal_words.iter().enumerate() {
+            for (term, count) in words {
+                let weight = (1.0 + (*count as f32).ln()) * options.legal_word_weight;
+                should.push((Occur::Should, term_query(f.text[slot], term, weight)));
+                if options.head_boost > 0.0 {
+                    should.push((
+                        Occur::Should,
+                        term_query(f.head[slot], term, weight * options.head_boost),
+                    ));
+                }
             }
         }
     }

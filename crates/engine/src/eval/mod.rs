@@ -508,6 +508,7 @@ impl<'a> PreparedSet<'a> {
             let plain = QueryOptions {
                 head_boost: 0.0,
                 phrase_boost: 0.0,
+                legal_word_weight: 0.0,
                 snippets: false,
                 ..options.clone()
             };
