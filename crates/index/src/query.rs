@@ -329,32 +329,29 @@ pub(crate) fn build(
 ) -> Option<Box<dyn Query>> {
     let f = ctx.fields;
     let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    // A term in one language's text and heading, weighted by how often the question has it.
+    let mut add = |slot: usize, term: &str, count: usize, weight: f32| {
+        let weight = (1.0 + (count as f32).ln()) * weight;
+        should.push((Occur::Should, term_query(f.text[slot], term, weight)));
+        if options.head_boost > 0.0 {
+            should.push((
+                Occur::Should,
+                term_query(f.head[slot], term, weight * options.head_boost),
+            ));
+        }
+    };
     for (slot, terms) in terms_per_language(ctx, options.max_terms)
         .iter()
         .enumerate()
     {
         for (term, count) in terms {
-            let weight = 1.0 + (*count as f32).ln();
-            should.push((Occur::Should, term_query(f.text[slot], term, weight)));
-            if options.head_boost > 0.0 {
-                should.push((
-                    Occur::Should,
-                    term_query(f.head[slot], term, weight * options.head_boost),
-                ));
-            }
+            add(slot, term, *count, 1.0);
         }
     }
     if options.legal_word_weight > 0.0 {
         for (slot, words) in ctx.legal_words.iter().enumerate() {
             for (term, count) in words {
-                let weight = (1.0 + (*count as f32).ln()) * options.legal_word_weight;
-                should.push((Occur::Should, term_query(f.text[slot], term, weight)));
-                if options.head_boost > 0.0 {
-                    should.push((
-                        Occur::Should,
-                        term_query(f.head[slot], term, weight * options.head_boost),
-                    ));
-                }
+                add(slot, term, *count, options.legal_word_weight);
             }
         }
     }
