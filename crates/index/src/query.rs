@@ -61,9 +61,9 @@ pub(crate) struct QueryContext<'a> {
     terms: [Vec<(usize, String)>; 3],
     /// The question's length, 0 (short) to 1 (long).
     length: f32,
-    /// Per language slot, index terms of the law's words for the question's everyday ones
-    /// (the legal analysis only), with the weight of the question's term they stand for.
-    legal_words: [Vec<(String, usize)>; 3],
+    /// Whether the question's everyday words also look for the law's ([`LEGAL_TERMS`]): the
+    /// legal analysis's terms, which the plain baseline's are not.
+    expands: bool,
 }
 
 impl<'a> QueryContext<'a> {
@@ -75,15 +75,11 @@ impl<'a> QueryContext<'a> {
                 Vec::new()
             }
         });
-        let legal_words = match analysis {
-            Analysis::Legal => std::array::from_fn(|slot| legal_words(slot, &terms[slot])),
-            Analysis::Plain => Default::default(),
-        };
         QueryContext {
             fields,
             terms,
             length: question_length(text),
-            legal_words,
+            expands: analysis == Analysis::Legal,
         }
     }
 }
@@ -134,22 +130,6 @@ static LEGAL_TERMS: LazyLock<[BTreeMap<String, Vec<String>>; 3]> = LazyLock::new
     }
     map
 });
-
-/// The law's words for the everyday words among a question's `terms` (one language slot),
-/// each with the count of the question's term, less those the question already has.
-fn legal_words(slot: usize, terms: &[(usize, String)]) -> Vec<(String, usize)> {
-    let mut out: Vec<(String, usize)> = Vec::new();
-    for (_, term) in terms {
-        let count = terms.iter().filter(|(_, t)| t == term).count();
-        for legal in LEGAL_TERMS[slot].get(term).into_iter().flatten() {
-            let asked = terms.iter().any(|(_, t)| t == legal);
-            if !asked && !out.iter().any(|(t, _)| t == legal) {
-                out.push((legal.clone(), count));
-            }
-        }
-    }
-    out
-}
 
 /// Distinct terms per language slot in order of first use, with their counts.
 fn terms_per_language(ctx: &QueryContext, max_terms: usize) -> [Vec<(String, usize)>; 3] {
@@ -340,18 +320,25 @@ pub(crate) fn build(
             ));
         }
     };
-    for (slot, terms) in terms_per_language(ctx, options.max_terms)
-        .iter()
-        .enumerate()
-    {
+    let terms = terms_per_language(ctx, options.max_terms);
+    for (slot, terms) in terms.iter().enumerate() {
         for (term, count) in terms {
             add(slot, term, *count, 1.0);
         }
     }
-    if options.legal_word_weight > 0.0 {
-        for (slot, words) in ctx.legal_words.iter().enumerate() {
-            for (term, count) in words {
-                add(slot, term, *count, options.legal_word_weight);
+    // The law's words for the question's everyday ones, each once, at the count of the word
+    // it stands for, unless the question has it already.
+    if ctx.expands && options.legal_word_weight > 0.0 {
+        for (slot, terms) in terms.iter().enumerate() {
+            let mut added: Vec<&str> = Vec::new();
+            for (term, count) in terms {
+                for legal in LEGAL_TERMS[slot].get(term).into_iter().flatten() {
+                    let asked = terms.iter().any(|(t, _)| t == legal);
+                    if !asked && !added.contains(&legal.as_str()) {
+                        added.push(legal);
+                        add(slot, legal, *count, options.legal_word_weight);
+                    }
+                }
             }
         }
     }
