@@ -109,6 +109,13 @@ pub struct FusionFlags {
     /// (pseudo-relevance feedback); 0 turns it off.
     #[arg(long)]
     pub feedback: Option<usize>,
+    /// Words of those passages added to a second lexical search (pseudo-relevance feedback
+    /// on words); 0 turns it off.
+    #[arg(long)]
+    pub term_feedback: Option<usize>,
+    /// Weight of the most salient of those words relative to a question's word, 0..1.
+    #[arg(long)]
+    pub term_feedback_weight: Option<f32>,
     /// RRF's k.
     #[arg(long)]
     pub rrf_k: Option<f32>,
@@ -127,6 +134,8 @@ impl FusionFlags {
         o.set("retrieval.dense_weight", &self.dense_weight);
         o.set("retrieval.short_dense_weight", &self.short_dense_weight);
         o.set("retrieval.feedback", &self.feedback);
+        o.set("retrieval.term_feedback", &self.term_feedback);
+        o.set("retrieval.term_feedback_weight", &self.term_feedback_weight);
         o.set("retrieval.rrf_k", &self.rrf_k);
         o.set("retrieval.lexical_depth", &self.depth);
         o.set("retrieval.dense_depth", &self.depth);

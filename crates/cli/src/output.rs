@@ -231,8 +231,8 @@ pub fn search_hits(hits: &[SearchHit], json: bool) -> Result<()> {
 }
 
 /// A method's name with its fusion settings
-/// (`hybrid (score, w=0.8/0.45, feedback 3, depth 100)`: dense weight for short/long
-/// questions).
+/// (`hybrid (score, w=0.8/0.45, feedback 3, terms 5×0.2, depth 100)`: dense weight for
+/// short/long questions; words drawn by term feedback and their weight).
 fn method_label(r: &EvalReport) -> String {
     let Some(p) = &r.params else {
         return r.method.name().to_string();
@@ -241,8 +241,13 @@ fn method_label(r: &EvalReport) -> String {
         Fusion::Rrf => format!("rrf k={}", p.rrf_k),
         Fusion::Score => "score".to_string(),
     };
+    let terms = if p.feedback > 0 && p.term_feedback > 0 {
+        format!(", terms {}×{}", p.term_feedback, p.term_feedback_weight)
+    } else {
+        String::new()
+    };
     format!(
-        "{} ({fusion}, w={}/{}, feedback {}, depth {})",
+        "{} ({fusion}, w={}/{}, feedback {}{terms}, depth {})",
         r.method.name(),
         p.short_dense_weight,
         p.dense_weight,

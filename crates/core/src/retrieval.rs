@@ -102,6 +102,13 @@ pub struct HybridParams {
     pub feedback: usize,
     /// Weight of those passages' mean vector added to the question's.
     pub feedback_weight: f32,
+    /// Words of those same passages, the ones that stand out most there and that the
+    /// question lacks, added to a second lexical search (pseudo-relevance feedback on
+    /// words); 0 turns it off.
+    pub term_feedback: usize,
+    /// Weight of the most salient of those words relative to a question's word (the others
+    /// in proportion).
+    pub term_feedback_weight: f32,
     /// Candidates taken from the lexical index.
     pub lexical_depth: usize,
     /// Candidates taken from the vector store.
@@ -122,6 +129,8 @@ impl Default for HybridParams {
             short_dense_weight: 0.7,
             feedback: 3,
             feedback_weight: 1.0,
+            term_feedback: 5,
+            term_feedback_weight: 0.2,
             lexical_depth: 100,
             dense_depth: 100,
             rerank_depth: 30,

@@ -475,6 +475,7 @@ impl Settings {
         for (key, w) in [
             ("retrieval.dense_weight", r.dense_weight),
             ("retrieval.short_dense_weight", r.short_dense_weight),
+            ("retrieval.term_feedback_weight", r.term_feedback_weight),
             ("answer.min_cosine", self.answer.min_cosine),
             ("answer.min_coverage", self.answer.min_coverage),
         ] {
@@ -493,6 +494,9 @@ impl Settings {
             if !(1..=1000).contains(&depth) {
                 return bad(key, "must be between 1 and 1000");
             }
+        }
+        if r.term_feedback > 50 {
+            return bad("retrieval.term_feedback", "must be at most 50");
         }
         if !(1..=20).contains(&self.answer.sources) {
             return bad("answer.sources", "must be between 1 and 20");

@@ -20,6 +20,23 @@ use tantivy::schema::Value;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 pub use analysis::Analysis;
+
+/// How far into a passage [`LexicalIndex::rank_with_feedback`] reads its words.
+const FEEDBACK_SCAN_BYTES: usize = 12_000;
+
+/// Words with weights, for one language.
+type Weighted = Vec<(String, f32)>;
+
+/// Pseudo-relevance feedback on words, for [`LexicalIndex::rank_with_feedback`].
+#[derive(Debug, Clone, Copy)]
+pub struct TermFeedback<'a> {
+    /// Ids of the passages a first ranking put on top.
+    pub passages: &'a [String],
+    /// How many of their words to draw (0: none).
+    pub terms: usize,
+    /// Weight of the most salient word relative to a question's word.
+    pub weight: f32,
+}
 pub use query::QueryOptions;
 use schema::Fields;
 
@@ -264,13 +281,98 @@ impl LexicalIndex {
         options: &QueryOptions,
     ) -> Result<Vec<(String, f32)>> {
         let searcher = self.reader.searcher();
-        let top = best(
-            &searcher,
-            &self.question(&searcher, text)?,
-            filters,
-            k,
-            options,
-        )?;
+        let question = self.question(&searcher, text)?;
+        self.ranking(&searcher, &question, filters, k, options)
+    }
+
+    /// [`LexicalIndex::rank`] for `text` with words drawn from the passages a first ranking
+    /// put on top ([`TermFeedback`]): the words of theirs the question lacks that stand out
+    /// most in them (the share of their words it makes up, times its inverse document
+    /// frequency), each weighted up to `feedback.weight` of a question's word in proportion.
+    /// Pseudo-relevance feedback on words: a citizen asks in everyday words, and the passages
+    /// that answer share the law's words with each other ("feriado", "remuneración").
+    pub fn rank_with_feedback(
+        &self,
+        text: &str,
+        feedback: &TermFeedback,
+        filters: &Filters,
+        k: usize,
+        options: &QueryOptions,
+    ) -> Result<Vec<(String, f32)>> {
+        let searcher = self.reader.searcher();
+        let mut question = self.question(&searcher, text)?;
+        if feedback.terms > 0 && feedback.weight > 0.0 && !feedback.passages.is_empty() {
+            let drawn = self.feedback_terms(&searcher, &question, feedback)?;
+            for (slot, words) in drawn.into_iter().enumerate() {
+                let weighted = words.into_iter().map(|(t, s)| (t, s * feedback.weight));
+                question.add_feedback(slot, weighted.collect());
+            }
+        }
+        self.ranking(&searcher, &question, filters, k, options)
+    }
+
+    /// The best `feedback.terms` words of its passages that `question` lacks, per language
+    /// slot, scored relative to the best (1.0).
+    fn feedback_terms(
+        &self,
+        searcher: &tantivy::Searcher,
+        question: &query::QueryContext,
+        feedback: &TermFeedback,
+    ) -> Result<[Weighted; 3]> {
+        let by_id = query::any_of(self.fields.id, feedback.passages.iter().cloned());
+        // Per slot: each word's share of each passage's words, summed over the passages.
+        let mut shares: [std::collections::HashMap<String, f32>; 3] = Default::default();
+        let mut passages = 0;
+        for addr in searcher.search(&by_id, &tantivy::collector::DocSetCollector)? {
+            let p = self.passage_at(&searcher.doc(addr)?)?;
+            let slot = schema::lang_slot(p.language);
+            // A norm of one long article is read from its head, as snippets are.
+            let text = &p.text[..p.text.floor_char_boundary(FEEDBACK_SCAN_BYTES)];
+            let words = self.analysis.terms(p.language, text);
+            if words.is_empty() {
+                continue;
+            }
+            passages += 1;
+            let share = 1.0 / words.len() as f32;
+            for (_, t) in words {
+                if !question.asks(slot, &t) {
+                    *shares[slot].entry(t).or_default() += share;
+                }
+            }
+        }
+        let all = searcher.num_docs() as f32;
+        let mut out: [Weighted; 3] = Default::default();
+        for (slot, shares) in shares.into_iter().enumerate() {
+            let mut scored = Vec::new();
+            for (t, share) in shares {
+                let field = self.fields.text[slot];
+                let holding = searcher.doc_freq(&Term::from_field_text(field, &t))?;
+                // A word of one passage alone says nothing the passage does not.
+                if holding < 2 {
+                    continue;
+                }
+                let idf = (all / holding as f32).ln();
+                scored.push((t, share / passages as f32 * idf));
+            }
+            scored.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            scored.truncate(feedback.terms);
+            if let Some(top) = scored.first().map(|(_, s)| *s).filter(|s| *s > 0.0) {
+                out[slot] = scored.into_iter().map(|(t, s)| (t, s / top)).collect();
+            }
+        }
+        Ok(out)
+    }
+
+    /// The ids and scores of the best `k` passages for an analysed question.
+    fn ranking(
+        &self,
+        searcher: &tantivy::Searcher,
+        question: &query::QueryContext,
+        filters: &Filters,
+        k: usize,
+        options: &QueryOptions,
+    ) -> Result<Vec<(String, f32)>> {
+        let top = best(searcher, question, filters, k, options)?;
         let mut ranking = Vec::with_capacity(top.len());
         for (score, addr) in top {
             let doc: TantivyDocument = searcher.doc(addr)?;
@@ -589,6 +691,63 @@ mod tests {
         assert_eq!(ranked(Analysis::Legal, 0.5), ["c/art-13", "c/art-86"]);
         assert_eq!(ranked(Analysis::Legal, 0.0), ["c/art-86", "c/art-13"]);
         assert_eq!(ranked(Analysis::Plain, 0.5), ranked(Analysis::Plain, 0.0));
+    }
+
+    /// Words the top passages share and the question lacks find the passages that use only
+    /// them; a word of one passage alone is not drawn.
+    #[test]
+    fn feedback_draws_the_words_the_top_passages_share() {
+        let index = LexicalIndex::in_memory(Analysis::Legal).unwrap();
+        let mut b = index.batch().unwrap();
+        for (i, (id, text)) in [
+            (
+                "art-67",
+                "Los trabajadores con más de un año de servicio tendrán derecho a un feriado \
+                 anual de quince días hábiles de descanso.",
+            ),
+            (
+                "art-68",
+                "El feriado se concederá de preferencia en primavera o verano.",
+            ),
+            ("art-70", "El feriado es irrenunciable."),
+            ("art-38", "Los días domingo son de descanso."),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            b.add(&passage("c", id, text, i as u32)).unwrap();
+        }
+        b.commit().unwrap();
+        let (question, options) = (
+            "¿Cuántos días hábiles de descanso tengo?",
+            QueryOptions::default(),
+        );
+        let ids = |passages: &[String], weight: f32| {
+            let feedback = TermFeedback {
+                passages,
+                terms: 3,
+                weight,
+            };
+            index
+                .rank_with_feedback(question, &feedback, &Filters::default(), 10, &options)
+                .unwrap()
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect::<Vec<_>>()
+        };
+        let first = index
+            .rank(question, &Filters::default(), 10, &options)
+            .unwrap();
+        let plain: Vec<String> = first.iter().map(|(id, _)| id.clone()).collect();
+        assert_eq!(plain, ["c/art-67", "c/art-38"]);
+        assert_eq!(ids(&[], 0.5), plain);
+        assert_eq!(ids(&plain[..1], 0.0), plain);
+        let widened = ids(&plain[..1], 0.5);
+        assert_eq!(widened[0], "c/art-67");
+        assert!(widened.contains(&"c/art-68".to_string()), "{widened:?}");
+        assert!(widened.contains(&"c/art-70".to_string()), "{widened:?}");
+        // "trabajadores", "servicio" and "quince" are art-67's alone: nothing else is found.
+        assert_eq!(widened.len(), 4, "{widened:?}");
     }
 
     #[test]

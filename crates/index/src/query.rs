@@ -64,6 +64,9 @@ pub(crate) struct QueryContext<'a> {
     /// Whether the question's everyday words also look for the law's ([`LEGAL_TERMS`]): the
     /// legal analysis's terms, which the plain baseline's are not.
     expands: bool,
+    /// Terms drawn from the passages a first ranking put on top, with their weights, per
+    /// language slot ([`crate::LexicalIndex::rank_with_feedback`]).
+    feedback: [crate::Weighted; 3],
 }
 
 impl<'a> QueryContext<'a> {
@@ -80,7 +83,18 @@ impl<'a> QueryContext<'a> {
             terms,
             length: question_length(text),
             expands: analysis == Analysis::Legal,
+            feedback: Default::default(),
         }
+    }
+
+    /// Whether the question has `term` in language slot `slot`.
+    pub fn asks(&self, slot: usize, term: &str) -> bool {
+        self.terms[slot].iter().any(|(_, t)| t == term)
+    }
+
+    /// Adds terms (with their weights relative to a question's word) to match in `slot`.
+    pub fn add_feedback(&mut self, slot: usize, terms: crate::Weighted) {
+        self.feedback[slot].extend(terms);
     }
 }
 
@@ -340,6 +354,11 @@ pub(crate) fn build(
                     }
                 }
             }
+        }
+    }
+    for (slot, terms) in ctx.feedback.iter().enumerate() {
+        for (term, weight) in terms {
+            add(slot, term, 1, *weight);
         }
     }
     // Phrase pairs are for a long question, which quotes the law's wording (an exam item, a

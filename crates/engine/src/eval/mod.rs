@@ -359,6 +359,7 @@ pub fn plain_rrf_params() -> HybridParams {
         dense_weight: 0.5,
         short_dense_weight: 0.5,
         feedback: 0,
+        term_feedback: 0,
         lexical_depth: DEPTH,
         dense_depth: DEPTH,
         ..HybridParams::default()
