@@ -20,6 +20,8 @@ use tantivy::schema::Value;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 pub use analysis::Analysis;
+pub use query::QueryOptions;
+use schema::Fields;
 
 /// How far into a passage [`LexicalIndex::rank_with_feedback`] reads its words.
 const FEEDBACK_SCAN_BYTES: usize = 12_000;
@@ -37,8 +39,6 @@ pub struct TermFeedback<'a> {
     /// Weight of the most salient word relative to a question's word.
     pub weight: f32,
 }
-pub use query::QueryOptions;
-use schema::Fields;
 
 /// Errors of the lexical index.
 #[derive(Debug, thiserror::Error)]
@@ -343,9 +343,9 @@ impl LexicalIndex {
         let all = searcher.num_docs() as f32;
         let mut out: [Weighted; 3] = Default::default();
         for (slot, shares) in shares.into_iter().enumerate() {
+            let field = self.fields.text[slot];
             let mut scored = Vec::new();
             for (t, share) in shares {
-                let field = self.fields.text[slot];
                 let holding = searcher.doc_freq(&Term::from_field_text(field, &t))?;
                 // A word of one passage alone says nothing the passage does not.
                 if holding < 2 {
