@@ -37,6 +37,10 @@ pub enum Verdict {
         /// Share of its content terms found in them.
         overlap: f32,
     },
+    /// Its words are in the passages it cites, but it negates and the sentence of theirs
+    /// closest to it does not: "No, no se puede solicitar vías de acceso [3]." over "deberán
+    /// facilitar gratuitamente el acceso". Word overlap alone cannot see a "no".
+    Negates,
 }
 
 /// A source passage analysed once for a whole answer: the terms of its label and text (for
@@ -172,12 +176,64 @@ impl<'a> Checker<'a> {
             })
             .count();
         let overlap = found as f32 / claim.len() as f32;
-        if overlap >= MIN_OVERLAP {
-            Verdict::Supported { cited }
-        } else {
-            Verdict::Unsupported { overlap }
+        if overlap < MIN_OVERLAP {
+            return Verdict::Unsupported { overlap };
         }
+        let sources: Vec<&Analysed> = cited.iter().map(|&n| &self.sources[n - 1]).collect();
+        if !self.same_polarity(sentence, &claim, &sources) {
+            return Verdict::Negates;
+        }
+        Verdict::Supported { cited }
     }
+
+    /// Whether a sentence that negates has a negating sentence among `sources` where its
+    /// terms are: of the sources' sentences sharing the most of its terms, one must negate
+    /// too. A sentence without a negation passes.
+    fn same_polarity(
+        &self,
+        sentence: &str,
+        claim: &HashSet<String>,
+        sources: &[&Analysed],
+    ) -> bool {
+        if !negates(sentence, self.language) {
+            return true;
+        }
+        let closest = sources
+            .iter()
+            .flat_map(|a| a.sentences.iter())
+            .map(|(text, terms)| (terms.intersection(claim).count(), text))
+            .fold((0, Vec::new()), |(most, mut texts), (shared, text)| {
+                if shared > most {
+                    (shared, vec![text])
+                } else {
+                    if shared == most {
+                        texts.push(text);
+                    }
+                    (most, texts)
+                }
+            });
+        closest.1.iter().any(|t| negates(t, self.language))
+    }
+}
+
+/// Words that negate what a sentence says, by language. Legal text denies with the same
+/// words ("no podrá", "não será", "shall not").
+fn negates(text: &str, language: Language) -> bool {
+    let words: &[&str] = match language {
+        Language::Es => &[
+            "no", "nunca", "jamás", "jamas", "tampoco", "ni", "ningún", "ninguno", "ninguna",
+            "nadie",
+        ],
+        Language::Pt => &[
+            "não", "nao", "nunca", "jamais", "tampouco", "nem", "nenhum", "nenhuma", "ninguém",
+        ],
+        Language::En => &["no", "not", "never", "nor", "none", "nobody", "cannot"],
+    };
+    text.split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .any(|w| {
+            let w = w.to_lowercase();
+            words.contains(&w.as_str()) || (language == Language::En && w.ends_with("n't"))
+        })
 }
 
 impl Checker<'_> {
@@ -194,7 +250,9 @@ impl Checker<'_> {
             .enumerate()
             .map(|(i, a)| (i + 1, claim.iter().filter(|c| a.terms.contains(*c)).count()))
             .max_by_key(|&(_, found)| found)?;
-        (found as f32 / claim.len() as f32 >= MIN_REPAIR_OVERLAP).then_some(n)
+        (found as f32 / claim.len() as f32 >= MIN_REPAIR_OVERLAP
+            && self.same_polarity(sentence, &claim, &[&self.sources[n - 1]]))
+        .then_some(n)
     }
 }
 
@@ -454,6 +512,25 @@ mod tests {
         assert_eq!(
             c.attribute("A multa máxima é de cinquenta milhões de reais."),
             None
+        );
+    }
+
+    /// A "no" the cited sentence does not hold is no paraphrase of it, however many of its
+    /// words the sentence repeats; a "no" the law itself says is.
+    #[test]
+    fn a_negation_the_source_does_not_hold_is_not_supported() {
+        let sources = [Analysed::new(&passage("Los propietarios de terrenos colindantes con playas de mar, ríos o lagos, deberán facilitar gratuitamente el acceso a éstos, para fines turísticos y de pesca. No podrán cobrar por ello."), Language::Es)];
+        let c = Checker::new(&sources, Language::Es);
+        let denied = "No, los propietarios de terrenos colindantes con playas no deben facilitar el acceso [1].";
+        assert_eq!(c.check(denied), Verdict::Negates);
+        assert_eq!(c.attribute(&denied.replace(" [1]", "")), None);
+        assert_eq!(
+            c.check("Los propietarios deben facilitar gratuitamente el acceso a las playas [1]."),
+            Verdict::Supported { cited: vec![1] }
+        );
+        assert_eq!(
+            c.check("Los propietarios no pueden cobrar por ello [1]."),
+            Verdict::Supported { cited: vec![1] }
         );
     }
 
