@@ -198,21 +198,15 @@ impl<'a> Checker<'a> {
         if !negates(sentence, self.language) {
             return true;
         }
-        let closest = sources
-            .iter()
-            .flat_map(|a| a.sentences.iter())
-            .map(|(text, terms)| (terms.intersection(claim).count(), text))
-            .fold((0, Vec::new()), |(most, mut texts), (shared, text)| {
-                if shared > most {
-                    (shared, vec![text])
-                } else {
-                    if shared == most {
-                        texts.push(text);
-                    }
-                    (most, texts)
-                }
-            });
-        closest.1.iter().any(|t| negates(t, self.language))
+        let shared = |terms: &HashSet<String>| terms.intersection(claim).count();
+        let sentences = || sources.iter().flat_map(|a| a.sentences.iter());
+        let most = sentences()
+            .map(|(_, terms)| shared(terms))
+            .max()
+            .unwrap_or(0);
+        sentences()
+            .filter(|(_, terms)| shared(terms) == most)
+            .any(|(text, _)| negates(text, self.language))
     }
 }
 
