@@ -433,23 +433,39 @@ pub fn compose(
                 stop: options.stop.clone(),
                 min_tokens: 0,
             };
+            let echo = prompt::Echo::of(&request.messages[0].content);
+            let mut echoed = false;
             let generated = generator.generate(&request, &mut |piece| {
                 for sentence in splitter.push(piece) {
+                    // The model went on with its instructions: nothing more to read.
+                    if echo.repeats(&sentence) {
+                        tracing::debug!(sentence = sentence.trim(), "instructions repeated; stop");
+                        answer.checks.dropped += 1;
+                        echoed = true;
+                        break;
+                    }
                     if !release(sentence, &mut answer, &mut cited) {
                         cancelled = true;
                     }
                 }
-                !cancelled && wanted()
+                !cancelled && !echoed && wanted()
             });
             match generated {
                 Ok(g) => {
-                    answer.finish = Some(g.finish);
+                    answer.finish = Some(if echoed {
+                        FinishReason::StopSequence
+                    } else {
+                        g.finish
+                    });
                     answer.timings.prompt_tokens = g.prompt_tokens;
                     answer.timings.prompt_ms = g.prompt_seconds * 1000.0;
                     answer.timings.decode_ms = g.decode_seconds * 1000.0;
                     answer.timings.completion_tokens = g.completion_tokens;
-                    if let Some(rest) = splitter.finish() {
-                        release(rest, &mut answer, &mut cited);
+                    match splitter.finish() {
+                        Some(rest) if !echoed => {
+                            release(rest, &mut answer, &mut cited);
+                        }
+                        _ => {}
                     }
                 }
                 // Over the context budget or a model failure: the quoted answer still serves.
