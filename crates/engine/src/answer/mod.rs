@@ -461,11 +461,9 @@ pub fn compose(
                     answer.timings.prompt_ms = g.prompt_seconds * 1000.0;
                     answer.timings.decode_ms = g.decode_seconds * 1000.0;
                     answer.timings.completion_tokens = g.completion_tokens;
-                    match splitter.finish() {
-                        Some(rest) if !echoed => {
-                            release(rest, &mut answer, &mut cited);
-                        }
-                        _ => {}
+                    // After a repeat, what is left is more of it.
+                    if let Some(rest) = splitter.finish().filter(|_| !echoed) {
+                        release(rest, &mut answer, &mut cited);
                     }
                 }
                 // Over the context budget or a model failure: the quoted answer still serves.
